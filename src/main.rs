@@ -39,6 +39,8 @@ enum Command {
     Relay(cmd::relay::Args),
     /// Send a signed callback to a waiting run (the other side of the loop).
     Callback(cmd::callback::Args),
+    /// Exit 0 when a relay answers its health check (the container's HEALTHCHECK).
+    Healthcheck(cmd::healthcheck::Args),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +63,7 @@ fn main() -> ExitCode {
             Command::Run(args) => cmd::run::run(args).await,
             Command::Relay(args) => cmd::relay::run(args).await,
             Command::Callback(args) => cmd::callback::run(args).await,
+            Command::Healthcheck(args) => cmd::healthcheck::run(args).await,
         }
     });
     // Do not wait for blocked tasks (a stdin reader, a slow reporter) once the command is done.

@@ -2,6 +2,7 @@
 //! decides its exit code.
 
 pub mod callback;
+pub mod healthcheck;
 pub mod plan;
 pub mod relay;
 pub mod run;
