@@ -1,0 +1,373 @@
+//! The SQLite store: one file in WAL mode with `synchronous=FULL`, so a 202 means the callback
+//! is on disk. Every write goes through one writer task that commits whatever is queued in one
+//! transaction (group commit): a durable commit costs one fsync, and under load many callbacks
+//! share it. Reads use a small pool of their own connections, which WAL lets run beside the writer.
+//! `sqlite::memory:` is served by a private temporary file (removed on drop) so that readers and
+//! the writer see one database; it skips the fsyncs, since nothing is meant to survive.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime};
+
+use futures::future::BoxFuture;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+use sqlx::{ConnectOptions, Connection, Row};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    AddOutcome, CallbackAuth, NewCallback, Slot, SlotId, SlotStore, StoreError, StoredCallback,
+    decode_headers, encode_headers, from_millis, to_millis, to_sequence,
+};
+
+/// How many queued writes one transaction takes at most.
+const MAX_BATCH: usize = 512;
+
+/// The SQLite store.
+pub struct SqliteStore {
+    readers: SqlitePool,
+    writes: mpsc::Sender<Write>,
+    // Kept alive for as long as the store: an in-memory store's file lives in it.
+    _temp_dir: Option<tempfile::TempDir>,
+}
+
+/// One write, with where its answer goes once the transaction holding it has committed.
+enum Write {
+    Op(Op),
+    Close(oneshot::Sender<()>),
+}
+
+/// A write that changes the database.
+enum Op {
+    CreateSlot(Slot, oneshot::Sender<Result<(), StoreError>>),
+    AddCallback(NewCallback, oneshot::Sender<Result<AddOutcome, StoreError>>),
+    RemoveBefore(i64, oneshot::Sender<Result<u64, StoreError>>),
+    SecretOrInsert(
+        String,
+        Vec<u8>,
+        oneshot::Sender<Result<Vec<u8>, StoreError>>,
+    ),
+}
+
+/// A write applied inside the open transaction, waiting for the commit to answer.
+enum Applied {
+    Unit(oneshot::Sender<Result<(), StoreError>>),
+    Added(AddOutcome, oneshot::Sender<Result<AddOutcome, StoreError>>),
+    Removed(u64, oneshot::Sender<Result<u64, StoreError>>),
+    Secret(Vec<u8>, oneshot::Sender<Result<Vec<u8>, StoreError>>),
+}
+
+impl Applied {
+    fn commit(self) {
+        // A caller that has gone away (a dropped request) no longer needs its answer.
+        match self {
+            Self::Unit(reply) => drop(reply.send(Ok(()))),
+            Self::Added(outcome, reply) => drop(reply.send(Ok(outcome))),
+            Self::Removed(count, reply) => drop(reply.send(Ok(count))),
+            Self::Secret(secret, reply) => drop(reply.send(Ok(secret))),
+        }
+    }
+
+    fn fail(self, why: &str) {
+        let error = || StoreError::Write(why.to_owned());
+        match self {
+            Self::Unit(reply) => drop(reply.send(Err(error()))),
+            Self::Added(_, reply) => drop(reply.send(Err(error()))),
+            Self::Removed(_, reply) => drop(reply.send(Err(error()))),
+            Self::Secret(_, reply) => drop(reply.send(Err(error()))),
+        }
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating) the database a `sqlite:` URL names.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let (options, temp_dir) = if in_memory {
+            let dir = tempfile::Builder::new()
+                .prefix("hookgate-relay-")
+                .tempdir()
+                .map_err(StoreError::TempFile)?;
+            let options = SqliteConnectOptions::new()
+                .filename(dir.path().join("relay.sqlite"))
+                .synchronous(SqliteSynchronous::Off);
+            (options, Some(dir))
+        } else {
+            let options = SqliteConnectOptions::from_str(url)
+                .map_err(StoreError::database("parsing the SQLite URL"))?
+                .synchronous(SqliteSynchronous::Full);
+            (options, None)
+        };
+        let options = options
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+
+        let mut writer = options
+            .connect()
+            .await
+            .map_err(StoreError::database("opening the SQLite database"))?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&mut writer)
+            .await?;
+        let readers = SqlitePoolOptions::new()
+            .min_connections(1)
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(StoreError::database("opening SQLite readers"))?;
+
+        let (writes, queue) = mpsc::channel(4096);
+        tokio::spawn(write_loop(writer, queue));
+        Ok(Self {
+            readers,
+            writes,
+            _temp_dir: temp_dir,
+        })
+    }
+
+    /// Opens the SQLite database at `path`.
+    pub async fn open_path(path: &Path) -> Result<Self, StoreError> {
+        Self::open(&format!("sqlite:{}", path.display())).await
+    }
+
+    async fn write<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Op,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.writes
+            .send(Write::Op(make(reply)))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+impl SlotStore for SqliteStore {
+    fn create_slot<'a>(&'a self, slot: &'a Slot) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(self.write(|reply| Op::CreateSlot(slot.clone(), reply)))
+    }
+
+    fn slot<'a>(&'a self, id: &'a SlotId) -> BoxFuture<'a, Result<Option<Slot>, StoreError>> {
+        Box::pin(async move {
+            let row = sqlx::query(
+                "SELECT auth, label, created_at_ms, deadline_ms FROM slots WHERE id = ?1",
+            )
+            .bind(id.as_str())
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(StoreError::database("reading a slot"))?;
+            let Some(row) = row else { return Ok(None) };
+            Ok(Some(Slot {
+                id: id.clone(),
+                auth: CallbackAuth::parse(row.get::<&str, _>(0))?,
+                label: row.get(1),
+                created_at: from_millis(row.get(2)),
+                deadline: from_millis(row.get(3)),
+            }))
+        })
+    }
+
+    fn add_callback(&self, callback: NewCallback) -> BoxFuture<'_, Result<AddOutcome, StoreError>> {
+        Box::pin(self.write(|reply| Op::AddCallback(callback, reply)))
+    }
+
+    fn callbacks_after<'a>(
+        &'a self,
+        slot: &'a SlotId,
+        after: u64,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<StoredCallback>, StoreError>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT sequence, received_at_ms, headers, body FROM callbacks \
+                 WHERE slot_id = ?1 AND sequence > ?2 ORDER BY sequence LIMIT ?3",
+            )
+            .bind(slot.as_str())
+            .bind(i64::try_from(after).unwrap_or(i64::MAX))
+            .bind(i64::from(limit))
+            .fetch_all(&self.readers)
+            .await
+            .map_err(StoreError::database("reading callbacks"))?;
+            rows.iter()
+                .map(|row| {
+                    Ok(StoredCallback {
+                        sequence: to_sequence(row.get(0))?,
+                        received_at: from_millis(row.get(1)),
+                        headers: decode_headers(row.get::<&str, _>(2))?,
+                        body: row.get(3),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn remove_slots_before(&self, cutoff: SystemTime) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(self.write(move |reply| Op::RemoveBefore(to_millis(cutoff), reply)))
+    }
+
+    fn secret_or_insert<'a>(
+        &'a self,
+        name: &'a str,
+        candidate: Vec<u8>,
+    ) -> BoxFuture<'a, Result<Vec<u8>, StoreError>> {
+        Box::pin(self.write(move |reply| Op::SecretOrInsert(name.to_owned(), candidate, reply)))
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let (done, closed) = oneshot::channel();
+            if self.writes.send(Write::Close(done)).await.is_ok() {
+                let _ = closed.await;
+            }
+            self.readers.close().await;
+        })
+    }
+}
+
+async fn write_loop(mut connection: SqliteConnection, mut queue: mpsc::Receiver<Write>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut applied = Vec::with_capacity(MAX_BATCH);
+    let mut close_reply = None;
+    while close_reply.is_none() && queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let result = async {
+            sqlx::query("BEGIN IMMEDIATE")
+                .execute(&mut connection)
+                .await?;
+            for write in batch.drain(..) {
+                match write {
+                    Write::Close(reply) => close_reply = Some(reply),
+                    Write::Op(op) => applied.push(apply(&mut connection, op).await?),
+                }
+            }
+            sqlx::query("COMMIT").execute(&mut connection).await?;
+            Ok::<_, sqlx::Error>(())
+        }
+        .await;
+        match result {
+            Ok(()) => applied.drain(..).for_each(Applied::commit),
+            Err(err) => {
+                tracing::error!(error = %err, "SQLite write transaction failed");
+                let _ = sqlx::query("ROLLBACK").execute(&mut connection).await;
+                let why = err.to_string();
+                applied.drain(..).for_each(|write| write.fail(&why));
+                // Writes not reached before the failure are dropped: their callers see `Closed`
+                // and answer 503, so the sender retries; nothing was committed for them.
+                batch.clear();
+            }
+        }
+    }
+    if let Err(err) = connection.close().await {
+        tracing::warn!(error = %err, "closing the SQLite writer");
+    }
+    if let Some(reply) = close_reply {
+        let _ = reply.send(());
+    }
+}
+
+async fn apply(connection: &mut SqliteConnection, op: Op) -> Result<Applied, sqlx::Error> {
+    Ok(match op {
+        Op::CreateSlot(slot, reply) => {
+            sqlx::query(
+                "INSERT INTO slots (id, auth, label, created_at_ms, deadline_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .bind(slot.id.as_str())
+            .bind(slot.auth.as_str())
+            .bind(&slot.label)
+            .bind(to_millis(slot.created_at))
+            .bind(to_millis(slot.deadline))
+            .execute(&mut *connection)
+            .await?;
+            Applied::Unit(reply)
+        }
+        Op::AddCallback(callback, reply) => {
+            let outcome = add_callback(connection, &callback).await?;
+            Applied::Added(outcome, reply)
+        }
+        Op::RemoveBefore(cutoff, reply) => {
+            sqlx::query(
+                "DELETE FROM callbacks WHERE slot_id IN (SELECT id FROM slots WHERE deadline_ms < ?1)",
+            )
+            .bind(cutoff)
+            .execute(&mut *connection)
+            .await?;
+            let removed = sqlx::query("DELETE FROM slots WHERE deadline_ms < ?1")
+                .bind(cutoff)
+                .execute(&mut *connection)
+                .await?
+                .rows_affected();
+            Applied::Removed(removed, reply)
+        }
+        Op::SecretOrInsert(name, candidate, reply) => {
+            sqlx::query(
+                "INSERT INTO relay_keys (name, secret, created_at_ms) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(&name)
+            .bind(candidate)
+            .bind(to_millis(SystemTime::now()))
+            .execute(&mut *connection)
+            .await?;
+            let secret: Vec<u8> =
+                sqlx::query_scalar("SELECT secret FROM relay_keys WHERE name = ?1")
+                    .bind(&name)
+                    .fetch_one(&mut *connection)
+                    .await?;
+            Applied::Secret(secret, reply)
+        }
+    })
+}
+
+async fn add_callback(
+    connection: &mut SqliteConnection,
+    callback: &NewCallback,
+) -> Result<AddOutcome, sqlx::Error> {
+    let slot = callback.slot_id.as_str();
+    let count: Option<i64> = sqlx::query_scalar("SELECT callback_count FROM slots WHERE id = ?1")
+        .bind(slot)
+        .fetch_optional(&mut *connection)
+        .await?;
+    let Some(count) = count else {
+        return Ok(AddOutcome::NoSlot);
+    };
+    let earlier: Option<i64> =
+        sqlx::query_scalar("SELECT sequence FROM callbacks WHERE slot_id = ?1 AND dedup_key = ?2")
+            .bind(slot)
+            .bind(&callback.dedup_key)
+            .fetch_optional(&mut *connection)
+            .await?;
+    if let Some(sequence) = earlier {
+        return Ok(AddOutcome::Duplicate {
+            sequence: sequence.unsigned_abs(),
+        });
+    }
+    if count.unsigned_abs() >= callback.max_per_slot {
+        return Ok(AddOutcome::Full);
+    }
+    let sequence = count + 1;
+    sqlx::query("UPDATE slots SET callback_count = ?2 WHERE id = ?1")
+        .bind(slot)
+        .bind(sequence)
+        .execute(&mut *connection)
+        .await?;
+    sqlx::query(
+        "INSERT INTO callbacks (slot_id, sequence, dedup_key, received_at_ms, headers, body) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )
+    .bind(slot)
+    .bind(sequence)
+    .bind(&callback.dedup_key)
+    .bind(to_millis(callback.received_at))
+    .bind(encode_headers(&callback.headers))
+    .bind(&callback.body)
+    .execute(&mut *connection)
+    .await?;
+    Ok(AddOutcome::Stored {
+        sequence: sequence.unsigned_abs(),
+    })
+}

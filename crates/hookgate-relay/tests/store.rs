@@ -1,0 +1,404 @@
+//! The store suite: the same cases against a SQLite file and the machine's PostgreSQL (a fresh
+//! schema per test, so tests run in parallel without seeing each other's rows). The PostgreSQL
+//! server is taken from `HOOKGATE_TEST_POSTGRES` (default `postgres://postgres@127.0.0.1:5432/test`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use hookgate_relay::store::{
+    self, AddOutcome, CallbackAuth, NewCallback, Slot, SlotId, SlotStore, SqliteStore,
+};
+use hookgate_relay::wakers::Wakers;
+use sqlx::Connection;
+use tokio_util::sync::CancellationToken;
+
+fn postgres_base() -> String {
+    std::env::var("HOOKGATE_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// A fresh schema on the test server, and the store URL that selects it.
+async fn postgres_schema() -> String {
+    let schema = format!("hg_store_{}", uuid::Uuid::new_v4().simple());
+    let mut connection = sqlx::PgConnection::connect(&postgres_base()).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(&mut connection)
+        .await
+        .unwrap();
+    format!("{}?options=-c%20search_path%3D{schema}", postgres_base())
+}
+
+enum Backend {
+    Sqlite(tempfile::TempDir),
+    Postgres(String),
+}
+
+impl Backend {
+    async fn new_sqlite() -> Self {
+        Self::Sqlite(tempfile::tempdir().unwrap())
+    }
+
+    async fn new_postgres() -> Self {
+        Self::Postgres(postgres_schema().await)
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Self::Sqlite(dir) => format!("sqlite:{}", dir.path().join("relay.sqlite").display()),
+            Self::Postgres(url) => url.clone(),
+        }
+    }
+
+    async fn open(&self) -> Arc<dyn SlotStore> {
+        store::open(&self.url()).await.unwrap()
+    }
+}
+
+fn slot(deadline_in: Duration) -> Slot {
+    Slot {
+        id: SlotId::random(),
+        auth: CallbackAuth::HmacStandard,
+        label: "integration tests".to_owned(),
+        created_at: SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
+        deadline: SystemTime::now() + deadline_in,
+    }
+}
+
+fn delivery(slot: &Slot, key: &str, body: &[u8]) -> NewCallback {
+    NewCallback {
+        slot_id: slot.id.clone(),
+        dedup_key: key.to_owned(),
+        received_at: SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_001_456),
+        headers: vec![
+            ("content-type".to_owned(), "application/json".to_owned()),
+            ("webhook-id".to_owned(), key.to_owned()),
+            ("x-multi".to_owned(), "a".to_owned()),
+            ("x-multi".to_owned(), "b".to_owned()),
+        ],
+        body: body.to_vec(),
+        max_per_slot: 3,
+    }
+}
+
+async fn slots_round_trip(backend: Backend) {
+    let store = backend.open().await;
+    let slot = slot(Duration::from_secs(600));
+    store.create_slot(&slot).await.unwrap();
+    let read = store
+        .slot(&slot.id)
+        .await
+        .unwrap()
+        .expect("the slot is stored");
+    assert_eq!(read.id, slot.id);
+    assert_eq!(read.auth, CallbackAuth::HmacStandard);
+    assert_eq!(read.label, "integration tests");
+    assert_eq!(read.created_at, slot.created_at);
+    // Stored to the millisecond.
+    let drift = read
+        .deadline
+        .duration_since(slot.deadline)
+        .unwrap_or_else(|e| e.duration());
+    assert!(
+        drift < Duration::from_millis(1),
+        "deadline drifted by {drift:?}"
+    );
+    assert_eq!(store.slot(&SlotId::random()).await.unwrap(), None);
+}
+
+async fn callbacks_in_order_and_untouched(backend: Backend) {
+    let store = backend.open().await;
+    let slot = slot(Duration::from_secs(600));
+    store.create_slot(&slot).await.unwrap();
+    let raw = b"{\"success\": true,  \"mdMessage\": \"\\u00e9 ok\"}\n";
+    assert_eq!(
+        store
+            .add_callback(delivery(&slot, "msg_1", raw))
+            .await
+            .unwrap(),
+        AddOutcome::Stored { sequence: 1 }
+    );
+    assert_eq!(
+        store
+            .add_callback(delivery(&slot, "msg_2", b"{\"success\":false}"))
+            .await
+            .unwrap(),
+        AddOutcome::Stored { sequence: 2 }
+    );
+    let all = store.callbacks_after(&slot.id, 0, 100).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0].sequence, 1);
+    assert_eq!(all[0].body, raw.to_vec());
+    assert_eq!(all[0].headers, delivery(&slot, "msg_1", raw).headers);
+    assert_eq!(
+        all[0].received_at,
+        SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_001_456)
+    );
+    assert_eq!(all[1].body, b"{\"success\":false}".to_vec());
+    let later = store.callbacks_after(&slot.id, 1, 100).await.unwrap();
+    assert_eq!(later.len(), 1);
+    assert_eq!(later[0].sequence, 2);
+    assert!(
+        store
+            .callbacks_after(&slot.id, 2, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.callbacks_after(&slot.id, 0, 1).await.unwrap().len(),
+        1
+    );
+}
+
+async fn repeats_stored_once_and_slots_bounded(backend: Backend) {
+    let store = backend.open().await;
+    let slot = slot(Duration::from_secs(600));
+    store.create_slot(&slot).await.unwrap();
+    for key in ["a", "b", "c"] {
+        store
+            .add_callback(delivery(&slot, key, b"{\"success\":true}"))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store
+            .add_callback(delivery(&slot, "b", b"{\"success\":true}"))
+            .await
+            .unwrap(),
+        AddOutcome::Duplicate { sequence: 2 }
+    );
+    assert_eq!(
+        store
+            .add_callback(delivery(&slot, "d", b"{\"success\":true}"))
+            .await
+            .unwrap(),
+        AddOutcome::Full
+    );
+    assert_eq!(
+        store.callbacks_after(&slot.id, 0, 100).await.unwrap().len(),
+        3
+    );
+    let unknown = Slot {
+        id: SlotId::random(),
+        ..slot.clone()
+    };
+    assert_eq!(
+        store
+            .add_callback(delivery(&unknown, "a", b"{}"))
+            .await
+            .unwrap(),
+        AddOutcome::NoSlot
+    );
+}
+
+async fn concurrent_deliveries_get_distinct_sequences(backend: Backend) {
+    let store = backend.open().await;
+    let slot = slot(Duration::from_secs(600));
+    store.create_slot(&slot).await.unwrap();
+    let adds = (0..40).map(|n| {
+        let store = store.clone();
+        let mut callback = delivery(&slot, &format!("k{n}"), b"{\"success\":true}");
+        callback.max_per_slot = 1000;
+        tokio::spawn(async move { store.add_callback(callback).await.unwrap() })
+    });
+    let mut sequences: Vec<u64> = futures::future::join_all(adds)
+        .await
+        .into_iter()
+        .map(|outcome| match outcome.unwrap() {
+            AddOutcome::Stored { sequence } => sequence,
+            other => panic!("expected stored, got {other:?}"),
+        })
+        .collect();
+    sequences.sort_unstable();
+    assert_eq!(sequences, (1..=40).collect::<Vec<_>>());
+}
+
+async fn retention_removes_expired_slots(backend: Backend) {
+    let store = backend.open().await;
+    let expired = slot(Duration::ZERO);
+    let expired = Slot {
+        deadline: SystemTime::now() - Duration::from_secs(3600),
+        ..expired
+    };
+    let live = slot(Duration::from_secs(600));
+    store.create_slot(&expired).await.unwrap();
+    store.create_slot(&live).await.unwrap();
+    store
+        .add_callback(delivery(&expired, "x", b"{\"success\":true}"))
+        .await
+        .unwrap();
+    store
+        .add_callback(delivery(&live, "x", b"{\"success\":true}"))
+        .await
+        .unwrap();
+    let removed = store
+        .remove_slots_before(SystemTime::now() - Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(removed, 1);
+    assert_eq!(store.slot(&expired.id).await.unwrap(), None);
+    assert!(
+        store
+            .callbacks_after(&expired.id, 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.slot(&live.id).await.unwrap().is_some());
+    assert_eq!(
+        store.callbacks_after(&live.id, 0, 10).await.unwrap().len(),
+        1
+    );
+}
+
+async fn first_secret_wins(backend: Backend) {
+    let store = backend.open().await;
+    let first = store
+        .secret_or_insert("slot-tokens", b"first".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(first, b"first".to_vec());
+    // A second replica (another connection) proposing its own key gets the first one.
+    let other = backend.open().await;
+    let second = other
+        .secret_or_insert("slot-tokens", b"second".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(second, b"first".to_vec());
+}
+
+async fn committed_callbacks_survive_reopening(backend: Backend) {
+    let store = backend.open().await;
+    let slot = slot(Duration::from_secs(600));
+    store.create_slot(&slot).await.unwrap();
+    store
+        .add_callback(delivery(&slot, "kept", b"{\"success\":true}"))
+        .await
+        .unwrap();
+    store.close().await;
+    drop(store);
+    let reopened = backend.open().await;
+    let kept = reopened.callbacks_after(&slot.id, 0, 10).await.unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].body, b"{\"success\":true}".to_vec());
+}
+
+macro_rules! per_backend {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(super::Backend::new_sqlite().await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(super::Backend::new_postgres().await).await;
+                }
+            )*
+        }
+    };
+}
+
+per_backend!(
+    slots_round_trip,
+    callbacks_in_order_and_untouched,
+    repeats_stored_once_and_slots_bounded,
+    concurrent_deliveries_get_distinct_sequences,
+    retention_removes_expired_slots,
+    first_secret_wins,
+    committed_callbacks_survive_reopening,
+);
+
+#[tokio::test]
+async fn in_memory_sqlite_store_works() {
+    let store = SqliteStore::open("sqlite::memory:").await.unwrap();
+    let slot = slot(Duration::from_secs(60));
+    store.create_slot(&slot).await.unwrap();
+    store
+        .add_callback(delivery(&slot, "m", b"{\"success\":true}"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.callbacks_after(&slot.id, 0, 10).await.unwrap().len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn postgres_callbacks_wake_waiters_on_another_replica() {
+    let backend = Backend::new_postgres().await;
+    let replica_a = backend.open().await;
+    let replica_b = backend.open().await;
+    let wakers_b = Arc::new(Wakers::default());
+    let shutdown = CancellationToken::new();
+    replica_b.wake_on_remote_callbacks(wakers_b.clone(), shutdown.clone());
+
+    // The listener connects in the background and wakes everyone once connected; warm up on one
+    // slot until B hears something, then check that a single callback on another slot wakes B.
+    let warm_up = slot(Duration::from_secs(600));
+    replica_a.create_slot(&warm_up).await.unwrap();
+    let mut listening = false;
+    for attempt in 0..50 {
+        let registration = wakers_b.register(warm_up.id.as_str());
+        let woken = registration.notify().notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        replica_a
+            .add_callback(NewCallback {
+                max_per_slot: 100,
+                ..delivery(&warm_up, &format!("warm-{attempt}"), b"{\"success\":true}")
+            })
+            .await
+            .unwrap();
+        if tokio::time::timeout(Duration::from_millis(200), woken)
+            .await
+            .is_ok()
+        {
+            listening = true;
+            break;
+        }
+    }
+    assert!(listening, "replica B never started listening");
+
+    let slot = slot(Duration::from_secs(600));
+    replica_a.create_slot(&slot).await.unwrap();
+    let registration = wakers_b.register(slot.id.as_str());
+    let woken = registration.notify().notified();
+    tokio::pin!(woken);
+    woken.as_mut().enable();
+    let other = wakers_b.register(warm_up.id.as_str());
+    let not_woken = other.notify().notified();
+    tokio::pin!(not_woken);
+    not_woken.as_mut().enable();
+    replica_a
+        .add_callback(delivery(&slot, "the-one", b"{\"success\":true}"))
+        .await
+        .unwrap();
+    let heard = tokio::time::timeout(Duration::from_secs(10), woken)
+        .await
+        .is_ok();
+    shutdown.cancel();
+    assert!(heard, "replica B was not woken by a callback stored on A");
+    // Only the slot that got a callback was woken.
+    assert!(
+        futures::FutureExt::now_or_never(not_woken).is_none(),
+        "a waiter on another slot was woken"
+    );
+}
+
+#[test]
+fn unsupported_store_urls_are_refused() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let err = runtime
+        .block_on(store::open("mysql://localhost/x"))
+        .err()
+        .expect("mysql is not a store");
+    assert!(err.to_string().contains("unsupported store"), "{err}");
+}
