@@ -1,0 +1,428 @@
+//! Bearer tokens scoped to one relay slot: HS256 JWTs whose subject is the slot id, whose
+//! audience is the relay and whose expiry is the slot's deadline, so any replica that shares the
+//! relay key can check a callback's token without a lookup.
+//!
+//! Verification is deliberately narrower than JWT allows:
+//! - the header's `alg` must be exactly `HS256`; `none` in any spelling, other HMAC sizes and
+//!   asymmetric algorithms (the RS/HS confusion) are refused before any key is used;
+//! - headers that choose a key (`kid`, `jku`, `jwk`, `x5u`, `x5c`) or demand extensions
+//!   (`crit`) are refused: this relay issues none of them and has one key;
+//! - `iss`, `aud`, `sub` and `exp` are all required; `nbf` is honoured when present;
+//! - the clock is the caller's `now`, with no leeway unless one is configured.
+
+use std::time::{Duration, SystemTime};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// The issuer written into tokens unless [`SlotTokens::with_issuer`] sets another.
+pub const DEFAULT_ISSUER: &str = "hookgate-relay";
+/// The shortest relay key accepted, in bytes (the HS256 output size, RFC 7518 section 3.2).
+pub const MIN_KEY_LEN: usize = 32;
+
+const ALGORITHM: &str = "HS256";
+const KEY_SELECTING_HEADERS: [&str; 6] = ["kid", "jku", "jwk", "x5u", "x5c", "crit"];
+
+/// The relay key is unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenKeyError {
+    /// The key is shorter than [`MIN_KEY_LEN`] bytes.
+    #[error("the relay key has {len} bytes; at least {MIN_KEY_LEN} random bytes are required")]
+    TooShort {
+        /// The key's length in bytes.
+        len: usize,
+    },
+}
+
+/// Why a slot token was refused (or could not be issued). No variant carries the token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// Not three base64url segments with a JSON object header.
+    #[error("malformed token: {0}")]
+    Malformed(&'static str),
+    /// The header names an algorithm other than HS256 (including `none`).
+    #[error("token algorithm `{found}` is not accepted (only HS256)")]
+    WrongAlgorithm {
+        /// The header's `alg`, as written (cut to 32 characters).
+        found: String,
+    },
+    /// The header carries a parameter this relay never issues (`kid`, `jku`, `jwk`, ...).
+    #[error("token header parameter `{name}` is not accepted")]
+    UnexpectedHeader {
+        /// The parameter's name.
+        name: &'static str,
+    },
+    /// The signature does not match the relay key.
+    #[error("token signature does not match")]
+    BadSignature,
+    /// The payload is not a JSON object.
+    #[error("token claims are not a JSON object")]
+    MalformedClaims,
+    /// A required claim is absent.
+    #[error("token lacks the `{name}` claim")]
+    MissingClaim {
+        /// The claim's name.
+        name: &'static str,
+    },
+    /// A claim has the wrong type (such as `exp` as a string).
+    #[error("token claim `{name}` has the wrong type")]
+    InvalidClaim {
+        /// The claim's name.
+        name: &'static str,
+    },
+    /// `iss` is not this relay's issuer.
+    #[error("token was issued by someone else")]
+    WrongIssuer,
+    /// `aud` does not name this relay.
+    #[error("token is meant for another audience")]
+    WrongAudience,
+    /// `sub` is another slot.
+    #[error("token belongs to another slot")]
+    WrongSlot,
+    /// `exp` has passed.
+    #[error("token expired")]
+    Expired,
+    /// `nbf` is still in the future.
+    #[error("token is not valid yet")]
+    NotYetValid,
+    /// Signing failed (not expected with HMAC).
+    #[error("cannot sign the token: {0}")]
+    Signing(String),
+}
+
+/// The claims of a verified slot token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotClaims {
+    /// Issuer: the relay.
+    pub iss: String,
+    /// Subject: the slot id.
+    pub sub: String,
+    /// Audience: the relay's public identity (its URL, typically).
+    pub aud: String,
+    /// Expiry, Unix seconds: the slot's deadline.
+    pub exp: u64,
+    /// Issued at, Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
+    /// A random token id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+}
+
+/// Issues and verifies slot tokens with one relay key. `Debug` never shows the key.
+#[derive(Clone)]
+pub struct SlotTokens {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    issuer: String,
+    leeway_seconds: u64,
+}
+
+impl std::fmt::Debug for SlotTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlotTokens")
+            .field("key", &"***")
+            .field("issuer", &self.issuer)
+            .field("leeway_seconds", &self.leeway_seconds)
+            .finish()
+    }
+}
+
+impl SlotTokens {
+    /// Uses `key` (at least [`MIN_KEY_LEN`] random bytes, shared by every replica).
+    pub fn new(key: &[u8]) -> Result<Self, TokenKeyError> {
+        if key.len() < MIN_KEY_LEN {
+            return Err(TokenKeyError::TooShort { len: key.len() });
+        }
+        Ok(Self {
+            encoding: EncodingKey::from_secret(key),
+            decoding: DecodingKey::from_secret(key),
+            issuer: DEFAULT_ISSUER.to_string(),
+            leeway_seconds: 0,
+        })
+    }
+
+    /// A fresh random key of 32 bytes (for a single relay process, such as the embedded one).
+    pub fn generate_key() -> [u8; 32] {
+        rand::random()
+    }
+
+    /// Writes and requires `issuer` as `iss` instead of [`DEFAULT_ISSUER`].
+    pub fn with_issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = issuer.into();
+        self
+    }
+
+    /// Tolerates clocks that differ by up to `leeway` when checking `exp` and `nbf`.
+    pub fn with_leeway(mut self, leeway: Duration) -> Self {
+        self.leeway_seconds = leeway.as_secs();
+        self
+    }
+
+    /// A token for `slot_id`, meant for `audience`, issued at `now` and valid until
+    /// `expires_at`, with a random `jti`.
+    pub fn issue(
+        &self,
+        slot_id: &str,
+        audience: &str,
+        now: SystemTime,
+        expires_at: SystemTime,
+    ) -> Result<String, TokenError> {
+        let jti: [u8; 16] = rand::random();
+        let claims = SlotClaims {
+            iss: self.issuer.clone(),
+            sub: slot_id.to_string(),
+            aud: audience.to_string(),
+            exp: unsigned_seconds(expires_at),
+            iat: Some(unsigned_seconds(now)),
+            jti: Some(hex::encode(jti)),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|err| TokenError::Signing(err.to_string()))
+    }
+
+    /// Verifies `token` for slot `expected_slot_id` and `audience` at `now`: algorithm and
+    /// header first, then the signature, then `iss`, `aud`, `exp`, `nbf` and `sub`.
+    pub fn verify(
+        &self,
+        token: &str,
+        expected_slot_id: &str,
+        audience: &str,
+        now: SystemTime,
+    ) -> Result<SlotClaims, TokenError> {
+        check_header(token)?;
+
+        let mut validation = Validation::new(Algorithm::HS256);
+        // Claims are checked below against the caller's clock, with distinct errors.
+        validation.required_spec_claims.clear();
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.validate_aud = false;
+        let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &self.decoding, &validation)
+            .map_err(|err| match err.kind() {
+                ErrorKind::InvalidSignature => TokenError::BadSignature,
+                ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => {
+                    TokenError::WrongAlgorithm {
+                        found: "?".to_string(),
+                    }
+                }
+                ErrorKind::Json(_) | ErrorKind::Utf8(_) => TokenError::MalformedClaims,
+                _ => TokenError::Malformed("cannot decode"),
+            })?
+            .claims;
+
+        let iss = string_claim(&claims, "iss")?;
+        if iss != self.issuer {
+            return Err(TokenError::WrongIssuer);
+        }
+        let aud = match claims.get("aud") {
+            None | Some(Value::Null) => return Err(TokenError::MissingClaim { name: "aud" }),
+            Some(Value::String(aud)) if aud == audience => aud.clone(),
+            Some(Value::String(_)) => return Err(TokenError::WrongAudience),
+            Some(Value::Array(items)) => {
+                if !items.iter().all(Value::is_string) {
+                    return Err(TokenError::InvalidClaim { name: "aud" });
+                }
+                if !items.iter().any(|item| item.as_str() == Some(audience)) {
+                    return Err(TokenError::WrongAudience);
+                }
+                audience.to_string()
+            }
+            Some(_) => return Err(TokenError::InvalidClaim { name: "aud" }),
+        };
+        let now = unsigned_seconds(now);
+        let exp = time_claim(&claims, "exp")?.ok_or(TokenError::MissingClaim { name: "exp" })?;
+        // RFC 7519 4.1.4: not accepted on or after `exp`.
+        if now >= exp.saturating_add(self.leeway_seconds) {
+            return Err(TokenError::Expired);
+        }
+        if let Some(nbf) = time_claim(&claims, "nbf")?
+            && now.saturating_add(self.leeway_seconds) < nbf
+        {
+            return Err(TokenError::NotYetValid);
+        }
+        let sub = string_claim(&claims, "sub")?;
+        if sub != expected_slot_id {
+            return Err(TokenError::WrongSlot);
+        }
+        Ok(SlotClaims {
+            iss,
+            sub,
+            aud,
+            exp,
+            iat: time_claim(&claims, "iat")?,
+            jti: claims
+                .get("jti")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        })
+    }
+}
+
+/// Refuses any algorithm but HS256 and any key-selecting header, before a key is touched.
+/// jsonwebtoken cannot even parse `alg: none`, so reading the header here also gives that case
+/// its own error.
+fn check_header(token: &str) -> Result<(), TokenError> {
+    let mut segments = token.split('.');
+    let (Some(header), Some(_), Some(_), None) = (
+        segments.next(),
+        segments.next(),
+        segments.next(),
+        segments.next(),
+    ) else {
+        return Err(TokenError::Malformed(
+            "expected three dot-separated segments",
+        ));
+    };
+    let header = URL_SAFE_NO_PAD
+        .decode(header)
+        .map_err(|_| TokenError::Malformed("header is not unpadded base64url"))?;
+    let header: Map<String, Value> = serde_json::from_slice(&header)
+        .map_err(|_| TokenError::Malformed("header is not a JSON object"))?;
+    match header.get("alg") {
+        Some(Value::String(alg)) if alg == ALGORITHM => {}
+        Some(Value::String(alg)) => {
+            return Err(TokenError::WrongAlgorithm {
+                found: alg.chars().take(32).collect(),
+            });
+        }
+        _ => {
+            return Err(TokenError::WrongAlgorithm {
+                found: "(missing)".to_string(),
+            });
+        }
+    }
+    if let Some(name) = KEY_SELECTING_HEADERS
+        .into_iter()
+        .find(|name| header.contains_key(*name))
+    {
+        return Err(TokenError::UnexpectedHeader { name });
+    }
+    Ok(())
+}
+
+fn string_claim(claims: &Map<String, Value>, name: &'static str) -> Result<String, TokenError> {
+    match claims.get(name) {
+        None | Some(Value::Null) => Err(TokenError::MissingClaim { name }),
+        Some(Value::String(value)) => Ok(value.clone()),
+        Some(_) => Err(TokenError::InvalidClaim { name }),
+    }
+}
+
+/// A NumericDate claim as whole seconds; `None` when absent.
+fn time_claim(claims: &Map<String, Value>, name: &'static str) -> Result<Option<u64>, TokenError> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::Number(number)) => number
+            .as_u64()
+            .or_else(|| {
+                // NumericDate may have a fraction (RFC 7519 section 2); round down.
+                number
+                    .as_f64()
+                    .filter(|f| f.is_finite() && *f >= 0.0)
+                    .map(|f| f as u64)
+            })
+            .map(Some)
+            .ok_or(TokenError::InvalidClaim { name }),
+        Some(_) => Err(TokenError::InvalidClaim { name }),
+    }
+}
+
+fn unsigned_seconds(time: SystemTime) -> u64 {
+    u64::try_from(crate::unix_seconds(time)).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::time::UNIX_EPOCH;
+
+    use super::*;
+
+    const AUDIENCE: &str = "https://relay.example";
+
+    fn at(seconds: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(seconds)
+    }
+
+    fn tokens() -> SlotTokens {
+        SlotTokens::new(&[7; 32]).unwrap()
+    }
+
+    #[test]
+    fn issued_tokens_verify_for_their_slot_until_the_deadline() {
+        let tokens = tokens();
+        let token = tokens
+            .issue("slot-1", AUDIENCE, at(1000), at(2000))
+            .unwrap();
+        let claims = tokens.verify(&token, "slot-1", AUDIENCE, at(1999)).unwrap();
+        assert_eq!(claims.sub, "slot-1");
+        assert_eq!(claims.aud, AUDIENCE);
+        assert_eq!(claims.iss, DEFAULT_ISSUER);
+        assert_eq!((claims.exp, claims.iat), (2000, Some(1000)));
+        assert_eq!(claims.jti.as_deref().map(str::len), Some(32));
+
+        assert_eq!(
+            tokens.verify(&token, "slot-2", AUDIENCE, at(1500)),
+            Err(TokenError::WrongSlot)
+        );
+        assert_eq!(
+            tokens.verify(&token, "slot-1", "https://other.example", at(1500)),
+            Err(TokenError::WrongAudience)
+        );
+        assert_eq!(
+            tokens.verify(&token, "slot-1", AUDIENCE, at(2000)),
+            Err(TokenError::Expired)
+        );
+        assert_eq!(
+            tokens
+                .clone()
+                .with_leeway(Duration::from_secs(30))
+                .verify(&token, "slot-1", AUDIENCE, at(2029))
+                .map(|c| c.sub),
+            Ok("slot-1".to_string())
+        );
+        let other_key = SlotTokens::new(&[8; 32]).unwrap();
+        assert_eq!(
+            other_key.verify(&token, "slot-1", AUDIENCE, at(1500)),
+            Err(TokenError::BadSignature)
+        );
+        let other_issuer = tokens.clone().with_issuer("someone-else");
+        assert_eq!(
+            other_issuer.verify(&token, "slot-1", AUDIENCE, at(1500)),
+            Err(TokenError::WrongIssuer)
+        );
+    }
+
+    #[test]
+    fn two_tokens_for_one_slot_differ() {
+        let tokens = tokens();
+        let a = tokens.issue("s", AUDIENCE, at(1), at(100)).unwrap();
+        let b = tokens.issue("s", AUDIENCE, at(1), at(100)).unwrap();
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn short_keys_are_refused() {
+        assert_eq!(
+            SlotTokens::new(&[1; 31]).unwrap_err(),
+            TokenKeyError::TooShort { len: 31 }
+        );
+        assert!(SlotTokens::new(&SlotTokens::generate_key()).is_ok());
+    }
+
+    #[test]
+    fn key_is_not_in_debug_output() {
+        let debug = format!(
+            "{:?}",
+            SlotTokens::new(b"0123456789abcdef0123456789abcdef").unwrap()
+        );
+        assert!(debug.contains("***"), "{debug}");
+        assert!(!debug.contains("0123456789abcdef"), "{debug}");
+        assert!(!debug.contains("48, 49"), "{debug}");
+    }
+}
