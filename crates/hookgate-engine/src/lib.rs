@@ -2,9 +2,22 @@
 //! requests, waits for results and emits events to reporters. It knows nothing of GitHub's
 //! reporting API; it only sends the dispatch requests of GitHub webhook kinds.
 
+pub mod backoff;
+pub mod callback;
+pub mod dispatch;
 pub mod event;
 pub mod github_api;
 pub mod mailbox;
+pub mod mask;
+pub mod poll;
+pub mod request;
+pub mod runner;
+pub mod settings;
+pub mod template;
 
 pub use event::{Conclusion, Event, Reporter, StepInfo, StepOutcome};
+pub use github_api::{GithubApi, StaticToken, TokenSource};
 pub use mailbox::{Mailbox, MailboxError, OpenSlot, ReceivedCallback, SlotAuth, SlotRequest};
+pub use mask::Masker;
+pub use runner::{RunError, RunReport, Runner, needs_github, needs_mailbox, step_infos, wait_mode};
+pub use settings::{ArmoryValues, RunSettings};

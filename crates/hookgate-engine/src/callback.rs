@@ -1,0 +1,273 @@
+//! `waitFor: callback`: wait in a relay slot for a verified verdict. The relay is a mailbox, not a
+//! judge: every delivery is verified here again from its raw bytes (the slot's bearer token, or
+//! the HMAC signature with the secret only this process holds), and deliveries that fail
+//! verification or are not `{"success": bool}` are reported and ignored, never trusted.
+
+use std::time::{Duration, SystemTime};
+
+use hookgate_auth::{Scheme, bearer_matches};
+use serde_json::Value;
+
+use crate::backoff::Backoff;
+use crate::event::Conclusion;
+use crate::mailbox::{Mailbox, MailboxError, OpenSlot, ReceivedCallback};
+use crate::request::excerpt;
+
+/// The longest single long-poll of the mailbox.
+pub const LONG_POLL: Duration = Duration::from_secs(30);
+
+/// How a delivery must prove where it comes from.
+#[derive(Clone)]
+pub enum CallbackCheck {
+    /// `Authorization: Bearer <the slot's token>`.
+    Bearer {
+        /// The slot's token. Secret.
+        token: String,
+    },
+    /// An HMAC signature of the raw body.
+    Hmac {
+        /// The scheme.
+        scheme: Scheme,
+        /// The rendered secret. Secret.
+        secret: String,
+    },
+}
+
+impl std::fmt::Debug for CallbackCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallbackCheck::Bearer { .. } => f.write_str("Bearer(***)"),
+            CallbackCheck::Hmac { scheme, .. } => write!(f, "Hmac({scheme}, ***)"),
+        }
+    }
+}
+
+/// What one delivery says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryVerdict {
+    /// A verified verdict.
+    Accepted {
+        /// `success`.
+        success: bool,
+        /// `mdMessage`, or empty.
+        message: String,
+    },
+    /// Not to be trusted or not understood; the reason is safe to show.
+    Ignored(String),
+}
+
+/// Verifies and reads one delivery.
+pub fn judge_delivery(check: &CallbackCheck, delivery: &ReceivedCallback) -> DeliveryVerdict {
+    let verified = match check {
+        CallbackCheck::Bearer { token } => {
+            let authorization = delivery
+                .headers
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case("authorization"))
+                .map(|(_, value)| value.as_str());
+            if bearer_matches(authorization, token) {
+                Ok(())
+            } else if authorization.is_none() {
+                Err("it has no Authorization header".to_owned())
+            } else {
+                Err("its bearer token is not this slot's".to_owned())
+            }
+        }
+        CallbackCheck::Hmac { scheme, secret } => scheme
+            // The relay stored the delivery at `received_at`; the timestamp tolerance counts from
+            // then, so a verdict read late (after a reconnect) still verifies.
+            .verify(
+                secret,
+                &delivery.headers,
+                &delivery.body,
+                delivery.received_at,
+            )
+            .map_err(|err| format!("its {scheme} signature does not verify: {err}")),
+    };
+    if let Err(reason) = verified {
+        return DeliveryVerdict::Ignored(format!(
+            "ignored callback #{}: {reason}",
+            delivery.sequence
+        ));
+    }
+    let parsed: Result<Value, _> = serde_json::from_slice(&delivery.body);
+    let Ok(Value::Object(body)) = parsed else {
+        return DeliveryVerdict::Ignored(format!(
+            "ignored callback #{}: the body is not a JSON object: {}",
+            delivery.sequence,
+            excerpt(&String::from_utf8_lossy(&delivery.body), 100)
+        ));
+    };
+    let Some(success) = body.get("success").and_then(Value::as_bool) else {
+        return DeliveryVerdict::Ignored(format!(
+            "ignored callback #{}: `success` must be true or false",
+            delivery.sequence
+        ));
+    };
+    let message = match body.get("mdMessage") {
+        Some(Value::String(text)) => text.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    };
+    DeliveryVerdict::Accepted { success, message }
+}
+
+/// The verdict of a slot, once one verified delivery arrives.
+#[derive(Debug, Clone)]
+pub struct CallbackResult {
+    /// `success` or `failure` (or `failure` when the relay refuses us for good).
+    pub conclusion: Conclusion,
+    /// The callback's `mdMessage`, or why there is no verdict.
+    pub message: String,
+    /// The accepted body, for `steps[...]`.
+    pub body: Option<Value>,
+}
+
+/// Long-polls `slot` until a verified verdict arrives. The caller bounds the time (the step's
+/// deadline). Relay outages are retried with `backoff`; `progress` hears each ignored delivery
+/// and each outage.
+pub async fn await_verdict(
+    mailbox: &dyn Mailbox,
+    slot: &OpenSlot,
+    check: &CallbackCheck,
+    backoff: Backoff,
+    progress: &(dyn Fn(String) + Send + Sync),
+) -> CallbackResult {
+    let mut after = 0u64;
+    let mut failures = 0u32;
+    loop {
+        let remaining = slot
+            .deadline
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO);
+        let wait = remaining.clamp(Duration::from_secs(1), LONG_POLL);
+        match mailbox.wait(slot, after, wait).await {
+            Ok(deliveries) => {
+                failures = 0;
+                for delivery in deliveries {
+                    after = after.max(delivery.sequence);
+                    match judge_delivery(check, &delivery) {
+                        DeliveryVerdict::Accepted { success, message } => {
+                            return CallbackResult {
+                                conclusion: if success {
+                                    Conclusion::Success
+                                } else {
+                                    Conclusion::Failure
+                                },
+                                message: if message.is_empty() {
+                                    format!("callback said success: {success}")
+                                } else {
+                                    message
+                                },
+                                body: serde_json::from_slice(&delivery.body).ok(),
+                            };
+                        }
+                        DeliveryVerdict::Ignored(reason) => progress(reason),
+                    }
+                }
+            }
+            Err(MailboxError::Transient(reason)) => {
+                let delay = backoff.delay(failures);
+                failures = failures.saturating_add(1);
+                progress(format!(
+                    "relay unavailable ({reason}); trying again in {}",
+                    humantime::format_duration(Duration::from_millis(
+                        u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)
+                    ))
+                ));
+                tokio::time::sleep(delay).await;
+            }
+            Err(MailboxError::Permanent(reason)) => {
+                return CallbackResult {
+                    conclusion: Conclusion::Failure,
+                    message: format!("the relay refused to deliver the callback: {reason}"),
+                    body: None,
+                };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn delivery(headers: Vec<(&str, String)>, body: &str) -> ReceivedCallback {
+        ReceivedCallback {
+            sequence: 1,
+            received_at: SystemTime::now(),
+            headers: headers
+                .into_iter()
+                .map(|(n, v)| (n.to_owned(), v))
+                .collect(),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_bearer_callback_with_the_slot_token_is_accepted() {
+        let check = CallbackCheck::Bearer {
+            token: "slot-token".into(),
+        };
+        let ok = delivery(
+            vec![("authorization", "Bearer slot-token".into())],
+            r#"{"success": false, "mdMessage": "tests failed"}"#,
+        );
+        assert_eq!(
+            judge_delivery(&check, &ok),
+            DeliveryVerdict::Accepted {
+                success: false,
+                message: "tests failed".into()
+            }
+        );
+        let wrong = delivery(
+            vec![("authorization", "Bearer other".into())],
+            r#"{"success": true}"#,
+        );
+        assert!(
+            matches!(judge_delivery(&check, &wrong), DeliveryVerdict::Ignored(r) if r.contains("not this slot's"))
+        );
+        let none = delivery(vec![], r#"{"success": true}"#);
+        assert!(matches!(
+            judge_delivery(&check, &none),
+            DeliveryVerdict::Ignored(_)
+        ));
+    }
+
+    #[test]
+    fn hmac_callbacks_verify_from_the_raw_body() {
+        let secret = "it's a secret".to_owned();
+        let body = r#"{"success":true,"mdMessage":"ok"}"#;
+        let headers = Scheme::Github
+            .sign(&secret, "msg_1", SystemTime::now(), body.as_bytes())
+            .unwrap();
+        let headers: Vec<(&str, String)> = headers.into_iter().collect();
+        let check = CallbackCheck::Hmac {
+            scheme: Scheme::Github,
+            secret,
+        };
+        assert!(matches!(
+            judge_delivery(&check, &delivery(headers.clone(), body)),
+            DeliveryVerdict::Accepted { success: true, .. }
+        ));
+        let tampered = body.replace("true", "false ");
+        assert!(matches!(
+            judge_delivery(&check, &delivery(headers, &tampered)),
+            DeliveryVerdict::Ignored(_)
+        ));
+    }
+
+    #[test]
+    fn a_body_without_a_boolean_success_is_ignored() {
+        let check = CallbackCheck::Bearer { token: "t".into() };
+        for body in [r#"{"success": "yes"}"#, "[1]", "not json", "{}"] {
+            let d = delivery(vec![("authorization", "Bearer t".into())], body);
+            assert!(
+                matches!(judge_delivery(&check, &d), DeliveryVerdict::Ignored(_)),
+                "{body}"
+            );
+        }
+    }
+}

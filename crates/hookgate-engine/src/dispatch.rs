@@ -1,0 +1,401 @@
+//! The GitHub webhook kinds: `repositoryDispatch` (POST `/repos/{repo}/dispatches`) and
+//! `workflowDispatch` (POST `/repos/{repo}/actions/workflows/{workflow}/dispatches`, asking for
+//! the run's id), and `waitFor: workflowRun`, which polls that run until it completes.
+//!
+//! GitHub has no idempotency key for dispatches, so these requests use
+//! [`RetryRule::Dispatch`]: sent again only when GitHub certainly did not act.
+
+use std::time::Duration;
+
+use hookgate_config::model::{RepositoryDispatch, WorkflowDispatch};
+use serde_json::{Map, Value, json};
+
+use crate::event::Conclusion;
+use crate::github_api::GithubApi;
+use crate::poll::PollIntervals;
+use crate::request::{HttpRequest, HttpSender, SendError, excerpt};
+use crate::template::{self, TemplateSite};
+
+/// GitHub's limit on `event_type`.
+pub const EVENT_TYPE_MAX: usize = 100;
+/// GitHub's limit on the top-level keys of `client_payload`.
+pub const CLIENT_PAYLOAD_MAX_KEYS: usize = 10;
+/// GitHub's limit on workflow inputs.
+pub const WORKFLOW_INPUTS_MAX: usize = 25;
+
+/// The headers GitHub's REST API expects, with `token`.
+pub fn api_headers(token: &str) -> Vec<(String, String)> {
+    vec![
+        (
+            "Accept".to_owned(),
+            "application/vnd.github+json".to_owned(),
+        ),
+        ("X-GitHub-Api-Version".to_owned(), "2022-11-28".to_owned()),
+        ("Authorization".to_owned(), format!("Bearer {token}")),
+        ("Content-Type".to_owned(), "application/json".to_owned()),
+    ]
+}
+
+/// A rendered dispatch request, and what to poll afterwards.
+#[derive(Debug, Clone)]
+pub struct DispatchRequest {
+    /// The request (headers without the token: it is added when sending).
+    pub request: HttpRequest,
+    /// The repository, `owner/name`.
+    pub repository: String,
+}
+
+fn api_url(api: &GithubApi, path: &str) -> String {
+    format!("{}{}", api.base_url.trim_end_matches('/'), path)
+}
+
+/// Renders every string inside `value` as a template.
+fn render_value(
+    value: &Value,
+    vars: &Value,
+    webhook: &str,
+    field: &str,
+) -> Result<Value, template::TemplateError> {
+    Ok(match value {
+        Value::String(text) => Value::String(template::render(
+            text,
+            vars,
+            &TemplateSite { webhook, field },
+        )?),
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| render_value(v, vars, webhook, &format!("{field}[{i}]")))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(map) => {
+            let mut out = Map::new();
+            for (key, v) in map {
+                out.insert(
+                    key.clone(),
+                    render_value(v, vars, webhook, &format!("{field}.{key}"))?,
+                );
+            }
+            Value::Object(out)
+        }
+        other => other.clone(),
+    })
+}
+
+fn check_repository(repository: &str) -> Result<(), String> {
+    let valid = repository.split_once('/').is_some_and(|(owner, name)| {
+        !owner.is_empty()
+            && !name.is_empty()
+            && !name.contains('/')
+            && repository
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+    });
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{repository}` is not a repository (write it as owner/name)"
+        ))
+    }
+}
+
+/// Renders a `repositoryDispatch`.
+pub fn repository_dispatch(
+    api: &GithubApi,
+    spec: &RepositoryDispatch,
+    vars: &Value,
+    webhook: &str,
+) -> Result<DispatchRequest, String> {
+    let site = |field| TemplateSite { webhook, field };
+    let repository = template::render(
+        &spec.repository,
+        vars,
+        &site("repositoryDispatch.repository"),
+    )
+    .map_err(|e| e.to_string())?;
+    check_repository(&repository)?;
+    let event_type = template::render(
+        &spec.event_type,
+        vars,
+        &site("repositoryDispatch.eventType"),
+    )
+    .map_err(|e| e.to_string())?;
+    if event_type.is_empty() || event_type.chars().count() > EVENT_TYPE_MAX {
+        return Err(format!(
+            "repositoryDispatch.eventType must be 1 to {EVENT_TYPE_MAX} characters, it is {}",
+            event_type.chars().count()
+        ));
+    }
+    if spec.client_payload.len() > CLIENT_PAYLOAD_MAX_KEYS {
+        return Err(format!(
+            "repositoryDispatch.clientPayload has {} top-level keys; GitHub allows {CLIENT_PAYLOAD_MAX_KEYS}",
+            spec.client_payload.len()
+        ));
+    }
+    let payload = Value::Object(spec.client_payload.clone().into_iter().collect());
+    let payload = render_value(&payload, vars, webhook, "repositoryDispatch.clientPayload")
+        .map_err(|e| e.to_string())?;
+    let body = json!({"event_type": event_type, "client_payload": payload});
+    Ok(DispatchRequest {
+        request: HttpRequest {
+            method: reqwest::Method::POST,
+            url: api_url(api, &format!("/repos/{repository}/dispatches")),
+            headers: Vec::new(),
+            body: Some(body.to_string()),
+        },
+        repository,
+    })
+}
+
+/// Renders a `workflowDispatch`.
+pub fn workflow_dispatch(
+    api: &GithubApi,
+    spec: &WorkflowDispatch,
+    vars: &Value,
+    webhook: &str,
+) -> Result<DispatchRequest, String> {
+    let site = |field| TemplateSite { webhook, field };
+    let repository = match &spec.repository {
+        Some(repository) => {
+            template::render(repository, vars, &site("workflowDispatch.repository"))
+                .map_err(|e| e.to_string())?
+        }
+        None => api.repository.clone().ok_or_else(|| {
+            "workflowDispatch has no `repository` and GITHUB_REPOSITORY is not set".to_owned()
+        })?,
+    };
+    check_repository(&repository)?;
+    let workflow = template::render(&spec.workflow, vars, &site("workflowDispatch.workflow"))
+        .map_err(|e| e.to_string())?;
+    if workflow.is_empty() || workflow.contains('/') {
+        return Err(format!(
+            "workflowDispatch.workflow `{workflow}` must be a workflow file name (such as tests.yml) or id"
+        ));
+    }
+    let git_ref = template::render(&spec.git_ref, vars, &site("workflowDispatch.ref"))
+        .map_err(|e| e.to_string())?;
+    if spec.inputs.len() > WORKFLOW_INPUTS_MAX {
+        return Err(format!(
+            "workflowDispatch.inputs has {} inputs; GitHub allows {WORKFLOW_INPUTS_MAX}",
+            spec.inputs.len()
+        ));
+    }
+    let inputs = Value::Object(spec.inputs.clone().into_iter().collect());
+    let inputs = render_value(&inputs, vars, webhook, "workflowDispatch.inputs")
+        .map_err(|e| e.to_string())?;
+    let body = json!({"ref": git_ref, "inputs": inputs, "return_run_details": true});
+    Ok(DispatchRequest {
+        request: HttpRequest {
+            method: reqwest::Method::POST,
+            url: api_url(
+                api,
+                &format!("/repos/{repository}/actions/workflows/{workflow}/dispatches"),
+            ),
+            headers: Vec::new(),
+            body: Some(body.to_string()),
+        },
+        repository,
+    })
+}
+
+/// The run id GitHub returns for a `workflow_dispatch` with `return_run_details`.
+pub fn dispatched_run_id(body: Option<&Value>) -> Option<u64> {
+    body?.get("workflow_run_id")?.as_u64()
+}
+
+/// Maps a completed workflow run's `conclusion`.
+pub fn run_conclusion(conclusion: Option<&str>) -> Conclusion {
+    match conclusion.unwrap_or("") {
+        "success" | "neutral" => Conclusion::Success,
+        "skipped" => Conclusion::Skipped,
+        "cancelled" => Conclusion::Cancelled,
+        "timed_out" => Conclusion::TimedOut,
+        _ => Conclusion::Failure,
+    }
+}
+
+/// Polls `GET /repos/{repo}/actions/runs/{id}` until the run completes. The caller bounds the
+/// time.
+pub async fn await_workflow_run(
+    sender: &HttpSender,
+    api: &GithubApi,
+    repository: &str,
+    run_id: u64,
+    intervals: PollIntervals,
+    progress: &(dyn Fn(String) + Send + Sync),
+) -> (Conclusion, String) {
+    let url = api_url(api, &format!("/repos/{repository}/actions/runs/{run_id}"));
+    let started = tokio::time::Instant::now();
+    let mut last_note = String::new();
+    loop {
+        let note = match api.tokens.token().await {
+            Err(reason) => format!("cannot get a GitHub token, will retry: {reason}"),
+            Ok(token) => {
+                let mut headers = api_headers(&token);
+                headers.retain(|(name, _)| name != "Content-Type");
+                let request = HttpRequest {
+                    method: reqwest::Method::GET,
+                    url: url.clone(),
+                    headers,
+                    body: None,
+                };
+                match sender.send_once(&request).await {
+                    Ok(response) if response.is_success() => {
+                        let body = response.json().unwrap_or(Value::Null);
+                        let status = body
+                            .get("status")
+                            .and_then(Value::as_str)
+                            .unwrap_or("unknown");
+                        let link = body
+                            .get("html_url")
+                            .and_then(Value::as_str)
+                            .unwrap_or(url.as_str())
+                            .to_owned();
+                        if status == "completed" {
+                            let conclusion = body.get("conclusion").and_then(Value::as_str);
+                            return (
+                                run_conclusion(conclusion),
+                                format!(
+                                    "workflow run {link} concluded `{}`",
+                                    conclusion.unwrap_or("unknown")
+                                ),
+                            );
+                        }
+                        format!("workflow run {link} is `{status}`")
+                    }
+                    Ok(response) if matches!(response.status, 401 | 404) => {
+                        return (
+                            Conclusion::Failure,
+                            format!(
+                                "cannot read workflow run {run_id} of {repository}: HTTP {}: {}",
+                                response.status,
+                                response.excerpt()
+                            ),
+                        );
+                    }
+                    Ok(response) => format!(
+                        "reading the workflow run answered HTTP {}, will retry: {}",
+                        response.status,
+                        excerpt(&response.text(), 100)
+                    ),
+                    Err(SendError::Invalid(reason)) => {
+                        return (Conclusion::Failure, reason);
+                    }
+                    Err(err) => format!("reading the workflow run failed, will retry: {err}"),
+                }
+            }
+        };
+        if note != last_note {
+            progress(note.clone());
+            last_note = note;
+        }
+        tokio::time::sleep(
+            intervals
+                .next(started.elapsed())
+                .max(Duration::from_millis(50)),
+        )
+        .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use indexmap::IndexMap;
+
+    use super::*;
+    use crate::github_api::StaticToken;
+
+    fn api() -> GithubApi {
+        GithubApi {
+            base_url: "https://api.example/".into(),
+            repository: Some("me/app".into()),
+            tokens: Box::new(StaticToken("t".into())),
+        }
+    }
+
+    #[test]
+    fn a_repository_dispatch_renders_payload_strings() {
+        let mut payload = IndexMap::new();
+        payload.insert("callback".to_owned(), json!("{{ callback.uri }}"));
+        payload.insert("n".to_owned(), json!({"deep": ["{{ context.env }}", 3]}));
+        let spec = RepositoryDispatch {
+            repository: "org/{{ context.repo }}".into(),
+            event_type: "run-tests".into(),
+            client_payload: payload,
+        };
+        let vars = json!({"callback": {"uri": "https://relay/s/1"}, "context": {"env": "staging", "repo": "tests"}});
+        let out = repository_dispatch(&api(), &spec, &vars, "w").unwrap();
+        assert_eq!(
+            out.request.url,
+            "https://api.example/repos/org/tests/dispatches"
+        );
+        let body: Value = serde_json::from_str(out.request.body.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            body,
+            json!({"event_type": "run-tests", "client_payload": {"callback": "https://relay/s/1", "n": {"deep": ["staging", 3]}}})
+        );
+    }
+
+    #[test]
+    fn github_limits_are_checked() {
+        let mut spec = RepositoryDispatch {
+            repository: "org/tests".into(),
+            event_type: "x".repeat(101),
+            client_payload: IndexMap::new(),
+        };
+        assert!(
+            repository_dispatch(&api(), &spec, &json!({}), "w")
+                .unwrap_err()
+                .contains("1 to 100")
+        );
+        spec.event_type = "ok".into();
+        for i in 0..11 {
+            spec.client_payload.insert(format!("k{i}"), json!(i));
+        }
+        assert!(
+            repository_dispatch(&api(), &spec, &json!({}), "w")
+                .unwrap_err()
+                .contains("10")
+        );
+        spec.client_payload.clear();
+        spec.repository = "not-a-repo".into();
+        assert!(repository_dispatch(&api(), &spec, &json!({}), "w").is_err());
+    }
+
+    #[test]
+    fn a_workflow_dispatch_asks_for_run_details_and_defaults_the_repository() {
+        let spec = WorkflowDispatch {
+            repository: None,
+            workflow: "tests.yml".into(),
+            git_ref: "main".into(),
+            inputs: IndexMap::new(),
+        };
+        let out = workflow_dispatch(&api(), &spec, &json!({}), "w").unwrap();
+        assert_eq!(
+            out.request.url,
+            "https://api.example/repos/me/app/actions/workflows/tests.yml/dispatches"
+        );
+        let body: Value = serde_json::from_str(out.request.body.as_deref().unwrap()).unwrap();
+        assert_eq!(body["return_run_details"], json!(true));
+        assert_eq!(body["ref"], json!("main"));
+    }
+
+    #[test]
+    fn run_conclusions_map_to_step_conclusions() {
+        assert_eq!(run_conclusion(Some("success")), Conclusion::Success);
+        assert_eq!(run_conclusion(Some("failure")), Conclusion::Failure);
+        assert_eq!(run_conclusion(Some("startup_failure")), Conclusion::Failure);
+        assert_eq!(run_conclusion(Some("cancelled")), Conclusion::Cancelled);
+        assert_eq!(run_conclusion(Some("timed_out")), Conclusion::TimedOut);
+        assert_eq!(run_conclusion(None), Conclusion::Failure);
+        assert_eq!(
+            dispatched_run_id(Some(&json!({"workflow_run_id": 42}))),
+            Some(42)
+        );
+        assert_eq!(dispatched_run_id(Some(&json!({}))), None);
+    }
+}

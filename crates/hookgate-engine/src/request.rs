@@ -1,0 +1,470 @@
+//! Sending one webhook request: timeouts, retries with backoff and `Retry-After`, fail-fast
+//! status codes, a size cap on response bodies and redirects only to http(s).
+//!
+//! Two retry rules exist. Ordinary webhooks carry an `Idempotency-Key`, so any failure that may
+//! pass (connection errors, timeouts, 5xx, 429, `retryStatusCodes`) is retried. GitHub's dispatch
+//! endpoints have no idempotency key: a request that may have reached GitHub is never sent again,
+//! so only connection failures and rate limits (where GitHub did not act) are retried.
+
+use std::time::{Duration, SystemTime};
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::backoff::{Backoff, parse_retry_after};
+
+/// Largest response body kept; the rest is dropped (a status or verdict is never that large).
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+/// A request, fully rendered.
+#[derive(Debug, Clone)]
+pub struct HttpRequest {
+    /// The method.
+    pub method: reqwest::Method,
+    /// The URL.
+    pub url: String,
+    /// Header names and values.
+    pub headers: Vec<(String, String)>,
+    /// The body, if any.
+    pub body: Option<String>,
+}
+
+/// An answer, with its body read (up to [`BODY_LIMIT`]).
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    /// The status code.
+    pub status: u16,
+    /// Headers, names in lower case.
+    pub headers: Vec<(String, String)>,
+    /// The body bytes.
+    pub body: Vec<u8>,
+    /// Whether the body was longer than the limit and cut.
+    pub truncated: bool,
+    /// The final URL, after redirects.
+    pub url: String,
+}
+
+impl HttpResponse {
+    /// The first value of header `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether the status is 2xx.
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The body as JSON, when it is JSON.
+    pub fn json(&self) -> Option<serde_json::Value> {
+        serde_json::from_slice(&self.body).ok()
+    }
+
+    /// The body as text (lossy), for messages.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body's first line(s), short enough for a message.
+    pub fn excerpt(&self) -> String {
+        excerpt(&self.text(), 200)
+    }
+}
+
+/// Cuts `text` to at most `max` characters on one line.
+pub fn excerpt(text: &str, max: usize) -> String {
+    let flat: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let flat = flat.trim();
+    if flat.chars().count() <= max {
+        flat.to_owned()
+    } else {
+        let cut: String = flat.chars().take(max).collect();
+        format!("{cut}…")
+    }
+}
+
+/// Why a single attempt failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The request is malformed (a bad URL, header name or value); retrying cannot help.
+    #[error("{0}")]
+    Invalid(String),
+    /// No connection was made; the server has not seen the request.
+    #[error("cannot connect to {url}: {reason}")]
+    Connect {
+        /// The URL.
+        url: String,
+        /// The cause.
+        reason: String,
+    },
+    /// The connection broke or timed out after the request may have been sent.
+    #[error("no answer from {url}: {reason}")]
+    Transport {
+        /// The URL.
+        url: String,
+        /// The cause.
+        reason: String,
+    },
+}
+
+/// Why a request failed for good.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestFailure {
+    /// The request could not be sent or answered.
+    #[error("{error}{}", attempts_note(*.attempts))]
+    Send {
+        /// The last attempt's error.
+        error: SendError,
+        /// How many attempts were made.
+        attempts: u32,
+    },
+    /// The server answered with a status that is not a success.
+    #[error("HTTP {status} from {method} {url}{}{}", attempts_note(*.attempts), body_note(.body_excerpt))]
+    Status {
+        /// The method.
+        method: String,
+        /// The URL.
+        url: String,
+        /// The status.
+        status: u16,
+        /// Whether the status is in `failFastStatusCodes`.
+        fail_fast: bool,
+        /// The start of the body.
+        body_excerpt: String,
+        /// How many attempts were made.
+        attempts: u32,
+        /// The last answer.
+        response: Box<HttpResponse>,
+    },
+}
+
+fn attempts_note(attempts: u32) -> String {
+    if attempts > 1 {
+        format!(" (after {attempts} attempts)")
+    } else {
+        String::new()
+    }
+}
+
+fn body_note(body: &str) -> String {
+    if body.is_empty() {
+        String::new()
+    } else {
+        format!(": {body}")
+    }
+}
+
+/// Which failures may be sent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryRule {
+    /// The request carries an idempotency key: retry whatever may pass.
+    Idempotent,
+    /// A GitHub dispatch: retry only where GitHub certainly did not act.
+    Dispatch,
+}
+
+/// How a request is retried.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt.
+    pub retry_count: u32,
+    /// Further statuses that are retried.
+    pub retry_status_codes: Vec<u16>,
+    /// Statuses that end at once.
+    pub fail_fast_status_codes: Vec<u16>,
+    /// Delays between attempts.
+    pub backoff: Backoff,
+    /// Which failures may be sent again.
+    pub rule: RetryRule,
+}
+
+/// Connect and read timeouts of webhook requests.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// Time to connect.
+    pub connect: Duration,
+    /// Time to wait for each read of the answer.
+    pub read: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(10),
+            read: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Sends requests; one per run, shared by all steps.
+#[derive(Debug, Clone)]
+pub struct HttpSender {
+    client: reqwest::Client,
+}
+
+impl HttpSender {
+    /// A sender with the given timeouts; redirects are followed (at most 10) only to http(s).
+    pub fn new(timeouts: Timeouts) -> Result<Self, String> {
+        let redirects = reqwest::redirect::Policy::custom(|attempt| {
+            let scheme = attempt.url().scheme();
+            if scheme != "http" && scheme != "https" {
+                let message = format!("redirect to a `{scheme}:` URL refused");
+                attempt.error(message)
+            } else if attempt.previous().len() >= 10 {
+                attempt.error("more than 10 redirects")
+            } else {
+                attempt.follow()
+            }
+        });
+        let client = reqwest::Client::builder()
+            .connect_timeout(timeouts.connect)
+            .read_timeout(timeouts.read)
+            .redirect(redirects)
+            .user_agent(concat!("hookgate/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|err| format!("cannot set up the HTTP client: {err}"))?;
+        Ok(HttpSender { client })
+    }
+
+    /// Sends `request` once.
+    pub async fn send_once(&self, request: &HttpRequest) -> Result<HttpResponse, SendError> {
+        let url = reqwest::Url::parse(&request.url).map_err(|err| {
+            SendError::Invalid(format!("`{}` is not a valid URL: {err}", request.url))
+        })?;
+        if url.scheme() != "http" && url.scheme() != "https" {
+            return Err(SendError::Invalid(format!(
+                "`{}` is not an http(s) URL",
+                request.url
+            )));
+        }
+        let mut headers = HeaderMap::new();
+        for (name, value) in &request.headers {
+            let header_name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| SendError::Invalid(format!("`{name}` is not a valid header name")))?;
+            let header_value = HeaderValue::from_str(value).map_err(|_| {
+                SendError::Invalid(format!(
+                    "the value of header `{name}` has characters a header cannot carry"
+                ))
+            })?;
+            headers.append(header_name, header_value);
+        }
+        let mut builder = self
+            .client
+            .request(request.method.clone(), url)
+            .headers(headers);
+        if let Some(body) = &request.body {
+            builder = builder.body(body.clone());
+        }
+        let mut response = builder
+            .send()
+            .await
+            .map_err(|err| classify(&request.url, &err))?;
+        let status = response.status().as_u16();
+        let final_url = response.url().to_string();
+        let response_headers = response
+            .headers()
+            .iter()
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_owned(),
+                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let mut body = Vec::new();
+        let mut truncated = false;
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    let room = BODY_LIMIT - body.len();
+                    if chunk.len() > room {
+                        body.extend_from_slice(&chunk[..room]);
+                        truncated = true;
+                        break;
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(err) => {
+                    return Err(SendError::Transport {
+                        url: request.url.clone(),
+                        reason: error_chain(&err),
+                    });
+                }
+            }
+        }
+        Ok(HttpResponse {
+            status,
+            headers: response_headers,
+            body,
+            truncated,
+            url: final_url,
+        })
+    }
+
+    /// Sends `request` until it succeeds or `policy` says stop. `on_retry` hears why and how
+    /// long the wait is before each retry.
+    pub async fn send(
+        &self,
+        request: &HttpRequest,
+        policy: &RetryPolicy,
+        on_retry: &(dyn Fn(String) + Send + Sync),
+    ) -> Result<HttpResponse, RequestFailure> {
+        let attempts_allowed = policy.retry_count.saturating_add(1);
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            let result = self.send_once(request).await;
+            let (retry_reason, retry_after) = match result {
+                Ok(response) if response.is_success() => return Ok(response),
+                Ok(response) => {
+                    let status = response.status;
+                    let fail_fast = policy.fail_fast_status_codes.contains(&status);
+                    let retry_after = response
+                        .header("retry-after")
+                        .and_then(|v| parse_retry_after(v, SystemTime::now()));
+                    let retriable = !fail_fast
+                        && match policy.rule {
+                            RetryRule::Idempotent => {
+                                status >= 500
+                                    || status == 429
+                                    || policy.retry_status_codes.contains(&status)
+                            }
+                            RetryRule::Dispatch => {
+                                status == 429
+                                    || (status == 403
+                                        && (retry_after.is_some()
+                                            || response.header("x-ratelimit-remaining")
+                                                == Some("0")))
+                            }
+                        };
+                    if !retriable || attempt >= attempts_allowed {
+                        return Err(RequestFailure::Status {
+                            method: request.method.to_string(),
+                            url: request.url.clone(),
+                            status,
+                            fail_fast,
+                            body_excerpt: response.excerpt(),
+                            attempts: attempt,
+                            response: Box::new(response),
+                        });
+                    }
+                    let reset = (policy.rule == RetryRule::Dispatch)
+                        .then(|| rate_limit_reset(&response))
+                        .flatten();
+                    (format!("HTTP {status}"), retry_after.or(reset))
+                }
+                Err(error) => {
+                    let retriable = match (&error, policy.rule) {
+                        (SendError::Invalid(_), _) => false,
+                        (SendError::Connect { .. }, _) => true,
+                        (SendError::Transport { .. }, RetryRule::Idempotent) => true,
+                        (SendError::Transport { .. }, RetryRule::Dispatch) => false,
+                    };
+                    if !retriable || attempt >= attempts_allowed {
+                        return Err(RequestFailure::Send {
+                            error,
+                            attempts: attempt,
+                        });
+                    }
+                    (error.to_string(), None)
+                }
+            };
+            let delay = retry_after.unwrap_or_else(|| policy.backoff.delay(attempt - 1));
+            on_retry(format!(
+                "attempt {attempt} of {attempts_allowed} failed ({retry_reason}); retrying in {}",
+                humantime::format_duration(Duration::from_millis(
+                    u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)
+                ))
+            ));
+            tokio::time::sleep(delay).await;
+        }
+    }
+}
+
+/// GitHub's `x-ratelimit-reset` (epoch seconds) as a wait from now, when the limit is spent.
+fn rate_limit_reset(response: &HttpResponse) -> Option<Duration> {
+    if response.header("x-ratelimit-remaining") != Some("0") {
+        return None;
+    }
+    let reset = response
+        .header("x-ratelimit-reset")?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    let reset = SystemTime::UNIX_EPOCH + Duration::from_secs(reset);
+    Some(
+        reset
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO)
+            .min(crate::backoff::MAX_RETRY_AFTER),
+    )
+}
+
+fn classify(url: &str, err: &reqwest::Error) -> SendError {
+    let reason = error_chain(err);
+    if err.is_builder() || err.is_redirect() {
+        SendError::Invalid(format!("cannot send to {url}: {reason}"))
+    } else if err.is_connect() {
+        SendError::Connect {
+            url: url.to_owned(),
+            reason,
+        }
+    } else {
+        SendError::Transport {
+            url: url.to_owned(),
+            reason,
+        }
+    }
+}
+
+/// An error and its causes on one line (reqwest's own message is often only "error sending
+/// request").
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn excerpts_are_flat_and_short() {
+        assert_eq!(excerpt("a\nb", 10), "a b");
+        assert_eq!(excerpt("abcdef", 3), "abc…");
+    }
+
+    #[test]
+    fn a_non_http_url_is_refused_before_sending() {
+        let sender = HttpSender::new(Timeouts::default()).unwrap();
+        let request = HttpRequest {
+            method: reqwest::Method::GET,
+            url: "file:///etc/passwd".to_owned(),
+            headers: Vec::new(),
+            body: None,
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let err = runtime.block_on(sender.send_once(&request)).unwrap_err();
+        assert!(matches!(err, SendError::Invalid(_)), "{err}");
+    }
+}

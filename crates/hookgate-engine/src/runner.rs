@@ -1,0 +1,1072 @@
+//! Running a plan: groups one after the other, the steps of a parallel group together (the first
+//! failure cancels the others), each step rendered, sent, waited for and concluded, every change
+//! sent as an event to the reporters (from a task of their own, so a slow reporter never holds a
+//! gate).
+//!
+//! Cancellation (a signal, a failed sibling) and timeouts end a step where it is: the step's
+//! future is dropped, and when its request may have reached the service, the webhook's `cancel:`
+//! request is sent, best effort and briefly.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use hookgate_config::model::{CallbackAuthMode, HmacScheme, NetworkMode, WaitFor, Webhook};
+use hookgate_config::{Plan, PlannedStep, WebhookCall};
+use serde_json::{Map, Value, json};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::callback::{self, CallbackCheck};
+use crate::dispatch;
+use crate::event::{Conclusion, Event, Reporter, StepInfo, StepOutcome};
+use crate::github_api::GithubApi;
+use crate::mailbox::{Mailbox, MailboxError, OpenSlot, SlotAuth, SlotRequest};
+use crate::mask::Masker;
+use crate::poll::{self, PollIntervals};
+use crate::request::{
+    HttpRequest, HttpResponse, HttpSender, RequestFailure, RetryPolicy, RetryRule, excerpt,
+};
+use crate::settings::RunSettings;
+use crate::template::{self, TemplateSite};
+
+/// How long reporters may take to catch up at the end of a run that was not cancelled.
+const REPORTER_DRAIN: Duration = Duration::from_secs(60);
+
+/// How a webhook's result is known: `waitFor`, with Armory's `disableCallback: true` meaning
+/// `none` and `callback` the default.
+pub fn wait_mode(webhook: &Webhook) -> WaitFor {
+    match (webhook.wait_for, webhook.disable_callback) {
+        (Some(mode), _) => mode,
+        (None, Some(true)) => WaitFor::None,
+        (None, _) => WaitFor::Callback,
+    }
+}
+
+/// Whether any step of `plan` waits for a callback (and so needs a relay).
+pub fn needs_mailbox(plan: &Plan) -> bool {
+    plan.steps().any(|step| match step {
+        PlannedStep::Webhook(call) => wait_mode(&call.webhook) == WaitFor::Callback,
+        _ => false,
+    })
+}
+
+/// Whether any step of `plan` calls GitHub's API (the dispatch kinds).
+pub fn needs_github(plan: &Plan) -> bool {
+    plan.steps().any(|step| match step {
+        PlannedStep::Webhook(call) => {
+            call.webhook.repository_dispatch.is_some() || call.webhook.workflow_dispatch.is_some()
+        }
+        _ => false,
+    })
+}
+
+/// What reporters are told about every step of `plan`, in order.
+pub fn step_infos(plan: &Plan) -> Vec<StepInfo> {
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut infos = Vec::new();
+    let mut index = 0;
+    for (group_index, group) in plan.groups.iter().enumerate() {
+        for step in &group.steps {
+            let (name, kind, wait) = match step {
+                PlannedStep::Webhook(call) => (
+                    call.step_name.clone(),
+                    "webhook".to_owned(),
+                    wait_mode(&call.webhook).as_str().to_owned(),
+                ),
+                PlannedStep::Pause { .. } => {
+                    ("pause".to_owned(), "pause".to_owned(), String::new())
+                }
+                PlannedStep::NotHandled { step, .. } => (step.clone(), step.clone(), String::new()),
+            };
+            let name = if matches!(step, PlannedStep::Webhook(_)) {
+                name
+            } else {
+                let count = seen.entry(name.clone()).or_insert(0);
+                *count += 1;
+                if *count == 1 {
+                    name
+                } else {
+                    format!("{name}#{count}")
+                }
+            };
+            infos.push(StepInfo {
+                name,
+                index,
+                group: group_index,
+                kind,
+                wait_mode: wait,
+            });
+            index += 1;
+        }
+    }
+    infos
+}
+
+/// Why a run cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A step waits for a callback but there is no relay to receive it.
+    #[error(
+        "step(s) {steps} wait for a callback (`waitFor: callback`, Armory's default), but no relay is configured: pass --relay URL (and --relay-token), or set `waitFor: none` or `poll` on the webhook"
+    )]
+    NoMailbox {
+        /// The steps, comma-separated.
+        steps: String,
+    },
+    /// A step dispatches on GitHub but no API access was given.
+    #[error(
+        "step(s) {steps} dispatch on GitHub (repositoryDispatch/workflowDispatch) but no GitHub token is available: set GITHUB_TOKEN"
+    )]
+    NoGithub {
+        /// The steps, comma-separated.
+        steps: String,
+    },
+    /// The HTTP client could not be built.
+    #[error("{0}")]
+    Client(String),
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// The first non-passing step's conclusion, or success.
+    pub conclusion: Conclusion,
+    /// Every step's outcome, in plan order.
+    pub outcomes: Vec<(StepInfo, StepOutcome)>,
+}
+
+/// Runs one plan.
+pub struct Runner {
+    plan: Plan,
+    settings: RunSettings,
+    masker: Masker,
+    mailbox: Option<Arc<dyn Mailbox>>,
+    github: Option<Arc<GithubApi>>,
+    reporters: Vec<Box<dyn Reporter>>,
+    cancel: CancellationToken,
+}
+
+impl Runner {
+    /// A runner for `plan` with `settings`.
+    pub fn new(plan: Plan, settings: RunSettings) -> Self {
+        Runner {
+            plan,
+            settings,
+            masker: Masker::new(),
+            mailbox: None,
+            github: None,
+            reporters: Vec::new(),
+            cancel: CancellationToken::new(),
+        }
+    }
+
+    /// Uses `masker` (shared with whoever prints) for secret values.
+    pub fn with_masker(mut self, masker: Masker) -> Self {
+        self.masker = masker;
+        self
+    }
+
+    /// Where callbacks arrive (`waitFor: callback`).
+    pub fn with_mailbox(mut self, mailbox: Arc<dyn Mailbox>) -> Self {
+        self.mailbox = Some(mailbox);
+        self
+    }
+
+    /// GitHub's API, for the dispatch kinds and `waitFor: workflowRun`.
+    pub fn with_github(mut self, api: GithubApi) -> Self {
+        self.github = Some(Arc::new(api));
+        self
+    }
+
+    /// Adds a reporter.
+    pub fn with_reporter(mut self, reporter: Box<dyn Reporter>) -> Self {
+        self.reporters.push(reporter);
+        self
+    }
+
+    /// Cancelling `token` cancels the run (a signal).
+    pub fn with_cancellation(mut self, token: CancellationToken) -> Self {
+        self.cancel = token;
+        self
+    }
+
+    /// The plan.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// The masker.
+    pub fn masker(&self) -> &Masker {
+        &self.masker
+    }
+
+    /// Checks that everything the plan needs is there, before anything is sent.
+    pub fn check(&self) -> Result<(), RunError> {
+        let names = |pred: &dyn Fn(&WebhookCall) -> bool| -> String {
+            self.plan
+                .steps()
+                .filter_map(|step| match step {
+                    PlannedStep::Webhook(call) if pred(call) => {
+                        Some(format!("`{}`", call.step_name))
+                    }
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if self.mailbox.is_none() && needs_mailbox(&self.plan) {
+            return Err(RunError::NoMailbox {
+                steps: names(&|call| wait_mode(&call.webhook) == WaitFor::Callback),
+            });
+        }
+        if self.github.is_none() && needs_github(&self.plan) {
+            return Err(RunError::NoGithub {
+                steps: names(&|call| {
+                    call.webhook.repository_dispatch.is_some()
+                        || call.webhook.workflow_dispatch.is_some()
+                }),
+            });
+        }
+        Ok(())
+    }
+
+    /// Runs the plan to its end (or its cancellation) and reports every step.
+    pub async fn run(self) -> Result<RunReport, RunError> {
+        self.check()?;
+        for value in self.settings.secrets.values() {
+            self.masker.add(value);
+        }
+        let sender = HttpSender::new(self.settings.request_timeouts).map_err(RunError::Client)?;
+        let (events, mut receiver) = mpsc::unbounded_channel::<Event>();
+        let reporters = self.reporters;
+        let reporting = tokio::spawn(async move {
+            while let Some(event) = receiver.recv().await {
+                for reporter in &reporters {
+                    reporter.report(&event).await;
+                }
+            }
+        });
+        let run_deadline = self.settings.run_timeout.map(|t| Instant::now() + t);
+        let shared = Arc::new(Shared {
+            settings: self.settings,
+            masker: self.masker,
+            sender,
+            mailbox: self.mailbox,
+            github: self.github,
+            events,
+            results: Mutex::new(Map::new()),
+            run_deadline,
+            run_cancel: self.cancel.clone(),
+        });
+        let infos = step_infos(&self.plan);
+        shared.emit(Event::RunStarted {
+            target: self.plan.target.clone(),
+            phase: self.plan.phase.to_string(),
+            steps: infos.clone(),
+        });
+
+        let mut outcomes: Vec<(StepInfo, StepOutcome)> = Vec::new();
+        let mut stop: Option<String> = None;
+        let mut info_iter = infos.into_iter();
+        for group in &self.plan.groups {
+            let members: Vec<(StepInfo, &PlannedStep)> = group
+                .steps
+                .iter()
+                .filter_map(|step| info_iter.next().map(|info| (info, step)))
+                .collect();
+            if stop.is_none() {
+                if self.cancel.is_cancelled() {
+                    stop = Some("the run was cancelled".to_owned());
+                } else if run_deadline.is_some_and(|d| Instant::now() >= d) {
+                    stop = Some("the run's time limit passed".to_owned());
+                }
+            }
+            if let Some(reason) = &stop {
+                for (info, _) in members {
+                    let outcome = StepOutcome {
+                        conclusion: Conclusion::Cancelled,
+                        message: format!("not run: {reason}"),
+                        started_at: None,
+                        duration: Duration::ZERO,
+                    };
+                    shared.finish(&info, &outcome);
+                    outcomes.push((info, outcome));
+                }
+                continue;
+            }
+            let group_outcomes = run_group(&shared, members, group.parallel).await;
+            for (info, outcome) in group_outcomes {
+                if stop.is_none() && !outcome.conclusion.is_passing() {
+                    stop = Some(format!("`{}` ended `{}`", info.name, outcome.conclusion));
+                }
+                outcomes.push((info, outcome));
+            }
+        }
+
+        let conclusion = outcomes
+            .iter()
+            .map(|(_, o)| o.conclusion)
+            .find(|c| !c.is_passing())
+            .unwrap_or(Conclusion::Success);
+        shared.emit(Event::RunFinished {
+            conclusion,
+            outcomes: outcomes.clone(),
+        });
+        let grace = if self.cancel.is_cancelled() {
+            shared.settings.reporter_grace
+        } else {
+            REPORTER_DRAIN
+        };
+        drop(shared);
+        // Reporters finish what they were told; one that hangs does not hold the exit forever.
+        let _ = tokio::time::timeout(grace, reporting).await;
+        Ok(RunReport {
+            conclusion,
+            outcomes,
+        })
+    }
+}
+
+struct Shared {
+    settings: RunSettings,
+    masker: Masker,
+    sender: HttpSender,
+    mailbox: Option<Arc<dyn Mailbox>>,
+    github: Option<Arc<GithubApi>>,
+    events: mpsc::UnboundedSender<Event>,
+    /// `steps[...]` for templates: the results of finished steps.
+    results: Mutex<Map<String, Value>>,
+    run_deadline: Option<Instant>,
+    run_cancel: CancellationToken,
+}
+
+impl Shared {
+    /// Sends an event with every message masked.
+    fn emit(&self, event: Event) {
+        let event = match event {
+            Event::StepProgress {
+                step,
+                message,
+                percent,
+            } => Event::StepProgress {
+                step,
+                message: self.masker.mask(&message),
+                percent,
+            },
+            Event::StepFinished { step, mut outcome } => {
+                outcome.message = self.masker.mask(&outcome.message);
+                Event::StepFinished { step, outcome }
+            }
+            Event::RunFinished {
+                conclusion,
+                mut outcomes,
+            } => {
+                for (_, outcome) in &mut outcomes {
+                    outcome.message = self.masker.mask(&outcome.message);
+                }
+                Event::RunFinished {
+                    conclusion,
+                    outcomes,
+                }
+            }
+            other => other,
+        };
+        // The receiver lives until the run ends; a send can only fail after that.
+        let _ = self.events.send(event);
+    }
+
+    fn progress(&self, step: &StepInfo, message: String, percent: Option<u8>) {
+        self.emit(Event::StepProgress {
+            step: step.clone(),
+            message,
+            percent,
+        });
+    }
+
+    fn finish(&self, step: &StepInfo, outcome: &StepOutcome) {
+        self.emit(Event::StepFinished {
+            step: step.clone(),
+            outcome: outcome.clone(),
+        });
+    }
+
+    fn steps_snapshot(&self) -> Value {
+        Value::Object(
+            self.results
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+        )
+    }
+
+    /// The template variables of `call`, without `callback.*` (a slot adds those).
+    fn vars(&self, call: &WebhookCall, steps: &Value) -> Value {
+        let mut context: Map<String, Value> = self.settings.context.clone().into_iter().collect();
+        for (key, value) in &call.context {
+            context.insert(key.clone(), value.clone());
+        }
+        let armory = &self.settings.armory;
+        json!({
+            "secrets": self.settings.secrets,
+            "context": context,
+            "armory": {
+                "applicationName": armory.application_name,
+                "environmentName": armory.environment_name,
+                "deploymentId": armory.deployment_id,
+                "accountName": armory.account_name,
+                "namespace": armory.namespace,
+            },
+            "github": self.settings.github,
+            "steps": steps,
+        })
+    }
+}
+
+/// Runs one group; in a parallel group the first step that does not pass cancels the others.
+async fn run_group(
+    shared: &Arc<Shared>,
+    members: Vec<(StepInfo, &PlannedStep)>,
+    parallel: bool,
+) -> Vec<(StepInfo, StepOutcome)> {
+    let group_cancel = shared.run_cancel.child_token();
+    let first_failure: Mutex<Option<String>> = Mutex::new(None);
+    let steps_before = shared.steps_snapshot();
+    let futures = members.into_iter().map(|(info, step)| {
+        let group_cancel = &group_cancel;
+        let first_failure = &first_failure;
+        let steps_before = &steps_before;
+        async move {
+            let why_cancelled = || {
+                if shared.run_cancel.is_cancelled() {
+                    "cancelled: the run was cancelled".to_owned()
+                } else {
+                    first_failure
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .clone()
+                        .unwrap_or_else(|| "cancelled".to_owned())
+                }
+            };
+            let outcome = run_step(
+                shared,
+                &info,
+                step,
+                group_cancel,
+                &why_cancelled,
+                steps_before,
+            )
+            .await;
+            if parallel && !outcome.conclusion.is_passing() {
+                let mut first = first_failure.lock().unwrap_or_else(PoisonError::into_inner);
+                if first.is_none() && !group_cancel.is_cancelled() {
+                    *first = Some(format!(
+                        "cancelled: `{}` ended `{}`",
+                        info.name, outcome.conclusion
+                    ));
+                    group_cancel.cancel();
+                }
+            }
+            (info, outcome)
+        }
+    });
+    futures::future::join_all(futures).await
+}
+
+async fn run_step(
+    shared: &Arc<Shared>,
+    info: &StepInfo,
+    step: &PlannedStep,
+    cancel: &CancellationToken,
+    why_cancelled: &(dyn Fn() -> String + Send + Sync),
+    steps_before: &Value,
+) -> StepOutcome {
+    let outcome = match step {
+        PlannedStep::NotHandled { step, reason } => StepOutcome {
+            conclusion: Conclusion::Skipped,
+            message: format!("`{step}` is not handled by hookgate: {reason}"),
+            started_at: None,
+            duration: Duration::ZERO,
+        },
+        PlannedStep::Pause { duration } => {
+            run_pause(shared, info, *duration, cancel, why_cancelled).await
+        }
+        PlannedStep::Webhook(call) => {
+            run_webhook(shared, info, call, cancel, why_cancelled, steps_before).await
+        }
+    };
+    shared.finish(info, &outcome);
+    outcome
+}
+
+async fn run_pause(
+    shared: &Arc<Shared>,
+    info: &StepInfo,
+    duration: Duration,
+    cancel: &CancellationToken,
+    why_cancelled: &(dyn Fn() -> String + Send + Sync),
+) -> StepOutcome {
+    let started_at = SystemTime::now();
+    let start = Instant::now();
+    shared.emit(Event::StepStarted { step: info.clone() });
+    let far = start + Duration::from_secs(100 * 365 * 24 * 3600);
+    let run_deadline = shared.run_deadline.unwrap_or(far);
+    let shown = humantime::format_duration(duration);
+    let (conclusion, message) = tokio::select! {
+        () = tokio::time::sleep(duration) => (Conclusion::Success, format!("paused {shown}")),
+        () = tokio::time::sleep_until(run_deadline) => (
+            Conclusion::TimedOut,
+            "the run's time limit passed during the pause".to_owned(),
+        ),
+        () = cancel.cancelled() => (Conclusion::Cancelled, why_cancelled()),
+    };
+    StepOutcome {
+        conclusion,
+        message,
+        started_at: Some(started_at),
+        duration: start.elapsed(),
+    }
+}
+
+/// What a webhook step has done so far, kept outside its future so a cancellation or timeout
+/// can still send the cancel request and record what was answered.
+#[derive(Default)]
+struct StepState {
+    vars: Value,
+    /// The request may have reached the service.
+    sent: bool,
+    response: Option<HttpResponse>,
+    callback_body: Option<Value>,
+}
+
+async fn run_webhook(
+    shared: &Arc<Shared>,
+    info: &StepInfo,
+    call: &WebhookCall,
+    cancel: &CancellationToken,
+    why_cancelled: &(dyn Fn() -> String + Send + Sync),
+    steps_before: &Value,
+) -> StepOutcome {
+    let started_at = SystemTime::now();
+    let start = Instant::now();
+    let vars = shared.vars(call, steps_before);
+    let webhook = &call.webhook;
+    let name = call.step_name.as_str();
+
+    if let Some(condition) = &call.condition {
+        let site = TemplateSite {
+            webhook: &webhook.name,
+            field: "runWebhook.if",
+        };
+        let (conclusion, message) = match template::condition(condition, &vars, &site) {
+            Ok(true) => (None, String::new()),
+            Ok(false) => (
+                Some(Conclusion::Skipped),
+                format!("skipped: the condition `{condition}` is false"),
+            ),
+            Err(err) => (Some(Conclusion::Failure), err.to_string()),
+        };
+        if let Some(conclusion) = conclusion {
+            record(shared, name, conclusion, &message, &StepState::default());
+            return StepOutcome {
+                conclusion,
+                message,
+                started_at: None,
+                duration: Duration::ZERO,
+            };
+        }
+    }
+
+    shared.emit(Event::StepStarted { step: info.clone() });
+    let step_timeout = webhook
+        .timeout
+        .map_or(shared.settings.default_step_timeout, |t| t.0);
+    let step_deadline = start + step_timeout;
+    let (deadline, limit) = match shared.run_deadline {
+        Some(run) if run < step_deadline => (run, "the run's --timeout".to_owned()),
+        _ => (
+            step_deadline,
+            format!(
+                "the webhook's timeout of {}",
+                humantime::format_duration(step_timeout)
+            ),
+        ),
+    };
+    let state = Mutex::new(StepState {
+        vars,
+        ..StepState::default()
+    });
+    let deadline_at = SystemTime::now() + deadline.saturating_duration_since(Instant::now());
+    let ended = tokio::select! {
+        result = execute(shared, info, call, &state, deadline_at) => Some(result),
+        () = tokio::time::sleep_until(deadline) => None,
+        () = cancel.cancelled() => None,
+    };
+    let (conclusion, mut message) = match ended {
+        Some(result) => result,
+        None if cancel.is_cancelled() => (Conclusion::Cancelled, why_cancelled()),
+        None => (Conclusion::TimedOut, format!("no result within {}", limit)),
+    };
+    if matches!(conclusion, Conclusion::Cancelled | Conclusion::TimedOut) {
+        let (sent, vars) = {
+            let state = state.lock().unwrap_or_else(PoisonError::into_inner);
+            (state.sent, state.vars.clone())
+        };
+        if sent && let Some(note) = send_cancel(shared, webhook, &vars).await {
+            message = format!("{message}; {note}");
+        }
+    }
+    let state = state.into_inner().unwrap_or_else(PoisonError::into_inner);
+    record(shared, name, conclusion, &message, &state);
+    StepOutcome {
+        conclusion,
+        message,
+        started_at: Some(started_at),
+        duration: start.elapsed(),
+    }
+}
+
+/// Stores a finished step's result for `steps['NAME']` in later templates.
+fn record(shared: &Shared, name: &str, conclusion: Conclusion, message: &str, state: &StepState) {
+    let (status, headers, body) = match &state.response {
+        Some(response) => {
+            let headers: Map<String, Value> = response
+                .headers
+                .iter()
+                .map(|(n, v)| (n.clone(), Value::String(v.clone())))
+                .collect();
+            let body = response
+                .json()
+                .unwrap_or_else(|| Value::String(response.text()));
+            (json!(response.status), Value::Object(headers), body)
+        }
+        None => (Value::Null, Value::Object(Map::new()), Value::Null),
+    };
+    let entry = json!({
+        "status": status,
+        "headers": headers,
+        "body": body,
+        "message": message,
+        "conclusion": conclusion.as_str(),
+        "callback": state.callback_body.clone().unwrap_or(Value::Null),
+    });
+    shared
+        .results
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(name.to_owned(), entry);
+}
+
+fn lock(state: &Mutex<StepState>) -> std::sync::MutexGuard<'_, StepState> {
+    state.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Renders headers, the `field` prefix naming them in errors.
+fn render_headers(
+    headers: &[hookgate_config::model::Header],
+    vars: &Value,
+    webhook: &str,
+    prefix: &str,
+) -> Result<Vec<(String, String)>, String> {
+    headers
+        .iter()
+        .map(|header| {
+            let field = format!("{prefix}.{}", header.key);
+            template::render(
+                &header.value,
+                vars,
+                &TemplateSite {
+                    webhook,
+                    field: &field,
+                },
+            )
+            .map(|value| (header.key.clone(), value))
+            .map_err(|e| e.to_string())
+        })
+        .collect()
+}
+
+/// Sends the request, then waits as the webhook says.
+async fn execute(
+    shared: &Arc<Shared>,
+    info: &StepInfo,
+    call: &WebhookCall,
+    state: &Mutex<StepState>,
+    deadline: SystemTime,
+) -> (Conclusion, String) {
+    let webhook = &call.webhook;
+    let mode = wait_mode(webhook);
+    if webhook.network_mode == Some(NetworkMode::RemoteNetworkAgent) {
+        return (
+            Conclusion::Failure,
+            format!(
+                "webhook `{}` uses networkMode remoteNetworkAgent, which only Armory's cloud can use; hookgate calls webhooks directly from the runner (set networkMode: direct, or run the runner inside that network)",
+                webhook.name
+            ),
+        );
+    }
+    let progress = |message: String| shared.progress(info, message, None);
+
+    // A callback slot first: its URL and token go into the request.
+    let mut check = None;
+    let mut slot = None;
+    if mode == WaitFor::Callback {
+        let Some(mailbox) = shared.mailbox.as_deref() else {
+            return (Conclusion::Failure, "no relay is configured".to_owned());
+        };
+        let (auth, hmac) = match &webhook.callback {
+            Some(config) if config.auth == CallbackAuthMode::Hmac => {
+                let Some(secret_template) = &config.secret else {
+                    return (
+                        Conclusion::Failure,
+                        format!(
+                            "webhook `{}` has `callback.auth: hmac` but no `callback.secret`",
+                            webhook.name
+                        ),
+                    );
+                };
+                let vars = lock(state).vars.clone();
+                let secret = match template::render(
+                    secret_template,
+                    &vars,
+                    &TemplateSite {
+                        webhook: &webhook.name,
+                        field: "callback.secret",
+                    },
+                ) {
+                    Ok(secret) => secret,
+                    Err(err) => return (Conclusion::Failure, err.to_string()),
+                };
+                shared.masker.add(&secret);
+                let (slot_auth, scheme) = match config.scheme {
+                    HmacScheme::Standard => {
+                        (SlotAuth::HmacStandard, hookgate_auth::Scheme::Standard)
+                    }
+                    HmacScheme::Github => (SlotAuth::HmacGithub, hookgate_auth::Scheme::Github),
+                };
+                (slot_auth, Some(CallbackCheck::Hmac { scheme, secret }))
+            }
+            _ => (SlotAuth::Bearer, None),
+        };
+        let request = SlotRequest {
+            auth,
+            deadline,
+            label: info.name.clone(),
+        };
+        let opened = match open_slot(shared, mailbox, request, &progress).await {
+            Ok(opened) => opened,
+            Err(reason) => return (Conclusion::Failure, reason),
+        };
+        if let Some(token) = &opened.token {
+            shared.masker.add(token);
+        }
+        check = match hmac {
+            Some(check) => Some(check),
+            None => match &opened.token {
+                Some(token) => Some(CallbackCheck::Bearer {
+                    token: token.clone(),
+                }),
+                None => {
+                    return (
+                        Conclusion::Failure,
+                        "the relay opened a bearer slot without a token".to_owned(),
+                    );
+                }
+            },
+        };
+        {
+            let mut state = lock(state);
+            let token = opened.token.clone().unwrap_or_default();
+            if let Some(vars) = state.vars.as_object_mut() {
+                vars.insert(
+                    "callback".to_owned(),
+                    json!({"uri": opened.callback_url, "token": token}),
+                );
+                if let Some(armory) = vars.get_mut("armory").and_then(Value::as_object_mut) {
+                    armory.insert("callbackUri".to_owned(), json!(opened.callback_url));
+                }
+            }
+        }
+        slot = Some(opened);
+    }
+
+    let vars = lock(state).vars.clone();
+    let on_retry = |message: String| shared.progress(info, message, None);
+    let policy = |rule| RetryPolicy {
+        retry_count: webhook.retry_count.unwrap_or(0),
+        retry_status_codes: webhook.retry_status_codes.clone(),
+        fail_fast_status_codes: webhook.fail_fast_status_codes.clone(),
+        backoff: shared.settings.retry_backoff,
+        rule,
+    };
+
+    // The request: a GitHub dispatch, or the webhook's own URL.
+    let (request, rule, dispatch_repo) =
+        if webhook.repository_dispatch.is_some() || webhook.workflow_dispatch.is_some() {
+            let Some(api) = shared.github.as_deref() else {
+                return (
+                    Conclusion::Failure,
+                    "no GitHub token is available".to_owned(),
+                );
+            };
+            let rendered = match (&webhook.repository_dispatch, &webhook.workflow_dispatch) {
+                (Some(spec), _) => dispatch::repository_dispatch(api, spec, &vars, &webhook.name),
+                (None, Some(spec)) => dispatch::workflow_dispatch(api, spec, &vars, &webhook.name),
+                (None, None) => Err("no dispatch".to_owned()),
+            };
+            let mut rendered = match rendered {
+                Ok(rendered) => rendered,
+                Err(message) => return (Conclusion::Failure, message),
+            };
+            let token = match api.tokens.token().await {
+                Ok(token) => token,
+                Err(reason) => {
+                    return (
+                        Conclusion::Failure,
+                        format!("cannot get a GitHub token: {reason}"),
+                    );
+                }
+            };
+            shared.masker.add(&token);
+            rendered.request.headers = dispatch::api_headers(&token);
+            (
+                rendered.request,
+                RetryRule::Dispatch,
+                Some(rendered.repository),
+            )
+        } else {
+            match render_request(webhook, &vars) {
+                Ok(mut request) => {
+                    if !request
+                        .headers
+                        .iter()
+                        .any(|(n, _)| n.eq_ignore_ascii_case("idempotency-key"))
+                    {
+                        request.headers.push((
+                            "Idempotency-Key".to_owned(),
+                            uuid::Uuid::new_v4().to_string(),
+                        ));
+                    }
+                    (request, RetryRule::Idempotent, None)
+                }
+                Err(message) => return (Conclusion::Failure, message),
+            }
+        };
+
+    lock(state).sent = true;
+    let response = match shared.sender.send(&request, &policy(rule), &on_retry).await {
+        Ok(response) => response,
+        Err(failure) => {
+            let note = match &failure {
+                RequestFailure::Status {
+                    fail_fast: true, ..
+                } => " (a failFastStatusCodes status: not retried)",
+                _ => "",
+            };
+            if let RequestFailure::Status { response, .. } = &failure {
+                lock(state).response = Some((**response).clone());
+            }
+            return (Conclusion::Failure, format!("{failure}{note}"));
+        }
+    };
+    lock(state).response = Some(response.clone());
+    let answered = format!("HTTP {}", response.status);
+
+    match mode {
+        WaitFor::None => (Conclusion::Success, answered),
+        WaitFor::Poll => {
+            let config = webhook.poll.clone().unwrap_or_default();
+            let url = match poll::status_url(&config, &request, &response) {
+                Ok(url) => url,
+                Err(message) => return (Conclusion::Failure, message),
+            };
+            let headers: Vec<(String, String)> = request
+                .headers
+                .iter()
+                .filter(|(name, _)| {
+                    !["content-type", "content-length", "idempotency-key"]
+                        .contains(&name.to_ascii_lowercase().as_str())
+                })
+                .cloned()
+                .collect();
+            let progress = |message: String, percent: Option<u8>| {
+                shared.progress(info, message, percent);
+            };
+            let result = poll::monitor(
+                &shared.sender,
+                &url,
+                &headers,
+                &config,
+                &webhook.fail_fast_status_codes,
+                &webhook.retry_status_codes,
+                &progress,
+            )
+            .await;
+            (result.conclusion, result.message)
+        }
+        WaitFor::Callback => {
+            let (Some(mailbox), Some(slot), Some(check)) =
+                (shared.mailbox.as_deref(), slot.as_ref(), check.as_ref())
+            else {
+                return (Conclusion::Failure, "no callback slot is open".to_owned());
+            };
+            progress(format!("{answered}; waiting for the callback"));
+            let result = callback::await_verdict(
+                mailbox,
+                slot,
+                check,
+                shared.settings.relay_backoff,
+                &progress,
+            )
+            .await;
+            lock(state).callback_body = result.body;
+            (result.conclusion, result.message)
+        }
+        WaitFor::WorkflowRun => {
+            let (Some(api), Some(repository)) = (shared.github.as_deref(), dispatch_repo) else {
+                return (
+                    Conclusion::Failure,
+                    "`waitFor: workflowRun` needs a `workflowDispatch` webhook".to_owned(),
+                );
+            };
+            let Some(run_id) = dispatch::dispatched_run_id(response.json().as_ref()) else {
+                return (
+                    Conclusion::Failure,
+                    format!(
+                        "GitHub started the workflow but returned no run id ({answered}), so its run cannot be followed; use `waitFor: callback` instead"
+                    ),
+                );
+            };
+            let intervals = PollIntervals {
+                fixed: webhook.poll.as_ref().and_then(|p| p.interval).map(|d| d.0),
+            };
+            dispatch::await_workflow_run(
+                &shared.sender,
+                api,
+                &repository,
+                run_id,
+                intervals,
+                &progress,
+            )
+            .await
+        }
+    }
+}
+
+/// Opens a slot, retrying while the relay is unavailable (the step's deadline bounds it).
+async fn open_slot(
+    shared: &Shared,
+    mailbox: &dyn Mailbox,
+    request: SlotRequest,
+    progress: &(dyn Fn(String) + Send + Sync),
+) -> Result<OpenSlot, String> {
+    let mut failures = 0u32;
+    loop {
+        match mailbox.open(request.clone()).await {
+            Ok(slot) => return Ok(slot),
+            Err(MailboxError::Permanent(reason)) => {
+                return Err(format!(
+                    "the relay refused to open a callback slot: {reason}"
+                ));
+            }
+            Err(MailboxError::Transient(reason)) => {
+                let delay = shared.settings.relay_backoff.delay(failures);
+                failures = failures.saturating_add(1);
+                progress(format!(
+                    "cannot open a callback slot yet ({reason}); retrying"
+                ));
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+/// The webhook's request, rendered.
+fn render_request(webhook: &Webhook, vars: &Value) -> Result<HttpRequest, String> {
+    let Some(uri_template) = &webhook.uri_template else {
+        return Err(format!(
+            "webhook `{}` has no `uriTemplate` (nor repositoryDispatch/workflowDispatch)",
+            webhook.name
+        ));
+    };
+    let site = |field| TemplateSite {
+        webhook: &webhook.name,
+        field,
+    };
+    let url =
+        template::render(uri_template, vars, &site("uriTemplate")).map_err(|e| e.to_string())?;
+    let headers = render_headers(&webhook.headers, vars, &webhook.name, "headers")?;
+    let body = match &webhook.body_template {
+        Some(body) => Some(
+            template::render(&body.inline, vars, &site("bodyTemplate.inline"))
+                .map_err(|e| e.to_string())?,
+        ),
+        None => None,
+    };
+    let method = webhook
+        .method
+        .map_or(reqwest::Method::POST, |m| method_of(m.as_str()));
+    Ok(HttpRequest {
+        method,
+        url: url.trim().to_owned(),
+        headers,
+        body,
+    })
+}
+
+fn method_of(name: &str) -> reqwest::Method {
+    reqwest::Method::from_bytes(name.as_bytes()).unwrap_or(reqwest::Method::POST)
+}
+
+/// Sends the webhook's `cancel:` request once, briefly. Returns a note for the step's message.
+async fn send_cancel(shared: &Shared, webhook: &Webhook, vars: &Value) -> Option<String> {
+    let cancel = webhook.cancel.as_ref()?;
+    let site = |field| TemplateSite {
+        webhook: &webhook.name,
+        field,
+    };
+    let rendered = (|| -> Result<HttpRequest, String> {
+        let url = template::render(&cancel.uri_template, vars, &site("cancel.uriTemplate"))
+            .map_err(|e| e.to_string())?;
+        let headers = render_headers(&cancel.headers, vars, &webhook.name, "cancel.headers")?;
+        let body = match &cancel.body_template {
+            Some(body) => Some(
+                template::render(&body.inline, vars, &site("cancel.bodyTemplate.inline"))
+                    .map_err(|e| e.to_string())?,
+            ),
+            None => None,
+        };
+        Ok(HttpRequest {
+            method: cancel
+                .method
+                .map_or(reqwest::Method::POST, |m| method_of(m.as_str())),
+            url: url.trim().to_owned(),
+            headers,
+            body,
+        })
+    })();
+    let request = match rendered {
+        Ok(request) => request,
+        Err(message) => return Some(format!("cancel request not sent: {message}")),
+    };
+    let sent = tokio::time::timeout(
+        shared.settings.cancel_timeout,
+        shared.sender.send_once(&request),
+    )
+    .await;
+    Some(match sent {
+        Ok(Ok(response)) if response.is_success() => {
+            format!("cancel request answered HTTP {}", response.status)
+        }
+        Ok(Ok(response)) => format!(
+            "cancel request answered HTTP {}: {}",
+            response.status,
+            excerpt(&response.text(), 100)
+        ),
+        Ok(Err(err)) => format!("cancel request failed: {err}"),
+        Err(_) => format!(
+            "cancel request had no answer within {}",
+            humantime::format_duration(shared.settings.cancel_timeout)
+        ),
+    })
+}
