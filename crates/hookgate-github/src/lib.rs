@@ -1,1 +1,199 @@
-//! placeholder
+//! hookgate on GitHub: the reporters that show a run where GitHub users look (check runs on the
+//! gated commit, deployment statuses on the environment, the job summary, step outputs and the
+//! job's log), GitHub authentication (a token, or a GitHub App's installation tokens), and the
+//! [`GithubApi`] the engine uses to send `repository_dispatch` and `workflow_dispatch`.
+//!
+//! Start with [`Actions::from_env`], then take [`Actions::reporters`] and [`Actions::github_api`];
+//! both share one token source, so a GitHub App's installation token is fetched once.
+//!
+//! ## Why reqwest and not octocrab
+//!
+//! The calls go through [`client::RestClient`], a thin layer over reqwest, rather than octocrab:
+//! hookgate must decide per request whether it may be sent again (a PATCH of a check run may, a
+//! POST that creates one only when GitHub surely did not act on it) and must read the
+//! rate-limit headers (`Retry-After`, `x-ratelimit-remaining`, `x-ratelimit-reset`) of each
+//! answer. octocrab hides the headers of error answers and retries with a fixed policy of its
+//! own. The nine endpoints used need only a few fields of each answer, so typed models would
+//! add little. The JWT of a GitHub App is signed with jsonwebtoken (RS256), as octocrab does.
+//!
+//! ## Failures
+//!
+//! A reporting failure (GitHub down, a missing permission) is written as a `::warning::` and never
+//! changes the gate's verdict. Bad inputs (`deployment-id` that is not a number, a key that is
+//! not an RSA key) are errors before the run starts.
+
+pub mod actions_log;
+pub mod auth;
+pub mod checks;
+pub mod client;
+pub mod context;
+pub mod deployments;
+pub mod summary;
+pub mod text;
+pub mod workflow_commands;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hookgate_engine::Reporter;
+use hookgate_engine::github_api::{GithubApi, TokenSource};
+
+pub use context::{GithubContext, input, input_variable};
+
+use crate::actions_log::ActionsLogReporter;
+use crate::auth::{AuthError, SharedTokens, token_source};
+use crate::checks::{CheckRunReporter, CheckRunSettings};
+use crate::client::{ApiError, GithubClient, RestClient, RetryPolicy};
+use crate::context::ContextError;
+use crate::deployments::{DeploymentReporter, DeploymentSettings};
+use crate::summary::{JobSummaryReporter, SummaryFiles};
+use crate::workflow_commands::{emit, warning_line};
+
+/// The shortest time between two progress updates of one check run.
+pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
+
+/// GitHub reporting that cannot be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An input or `GITHUB_*` variable is unusable.
+    #[error(transparent)]
+    Context(#[from] ContextError),
+    /// GitHub App credentials are unusable.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// The HTTP client cannot be built.
+    #[error(transparent)]
+    Client(#[from] ApiError),
+}
+
+/// GitHub, as seen from one run: its context and, when credentials were given, an API client.
+pub struct Actions {
+    context: GithubContext,
+    rest: RestClient,
+    tokens: Option<Arc<dyn TokenSource>>,
+}
+
+impl Actions {
+    /// Reads the environment (see [`GithubContext::from_env`]) and sets up authentication.
+    pub fn from_env() -> Result<Self, Error> {
+        Self::new(GithubContext::from_env()?, RetryPolicy::default())
+    }
+
+    /// Sets up authentication for `context`, retrying API calls by `policy`.
+    pub fn new(context: GithubContext, policy: RetryPolicy) -> Result<Self, Error> {
+        let rest = RestClient::new(&context.api_url, policy)?;
+        let tokens = match &context.credentials {
+            Some(credentials) => Some(token_source(
+                credentials,
+                &rest,
+                context.repository.as_ref(),
+            )?),
+            None => None,
+        };
+        Ok(Actions {
+            context,
+            rest,
+            tokens,
+        })
+    }
+
+    /// The context read from the environment.
+    pub fn context(&self) -> &GithubContext {
+        &self.context
+    }
+
+    /// What the engine needs for GitHub dispatches, when a token or App was given.
+    pub fn github_api(&self) -> Option<GithubApi> {
+        let tokens = self.tokens.as_ref()?;
+        Some(GithubApi {
+            base_url: self.context.api_url.clone(),
+            repository: self.context.repository.as_ref().map(ToString::to_string),
+            tokens: Box::new(SharedTokens(Arc::clone(tokens))),
+        })
+    }
+
+    /// The reporters for a run inside GitHub Actions, as the inputs ask; none outside Actions.
+    /// Reasons a reporter is left out (no token, no repository) are written as warnings.
+    pub fn reporters(&self) -> Vec<Box<dyn Reporter>> {
+        let ctx = &self.context;
+        if !ctx.actions {
+            return Vec::new();
+        }
+        let mut warnings: Vec<String> = ctx.warnings.clone();
+        let mut reporters: Vec<Box<dyn Reporter>> = vec![Box::new(ActionsLogReporter::new())];
+        let settings = &ctx.settings;
+        if settings.job_summary {
+            reporters.push(Box::new(JobSummaryReporter::new(SummaryFiles {
+                step_summary: ctx.step_summary.clone(),
+                output: ctx.output.clone(),
+                run_url: ctx.run_url(),
+            })));
+        }
+        let wants_api = settings.check_runs || settings.deployment_status;
+        let api = match (&self.tokens, &ctx.repository, &ctx.sha) {
+            (Some(tokens), Some(repository), Some(sha)) => Some((
+                GithubClient::new(self.rest.clone(), Arc::clone(tokens)),
+                repository,
+                sha,
+            )),
+            (None, _, _) if wants_api => {
+                warnings.push(
+                    "no `github-token` and no GitHub App: check runs and deployment statuses are not reported"
+                        .to_owned(),
+                );
+                None
+            }
+            (_, _, _) if wants_api => {
+                warnings.push(
+                    "GITHUB_REPOSITORY or GITHUB_SHA is not set: check runs and deployment statuses are not reported"
+                        .to_owned(),
+                );
+                None
+            }
+            _ => None,
+        };
+        if let Some((client, repository, sha)) = api {
+            if settings.check_runs {
+                let run_key = format!(
+                    "{}.{}",
+                    ctx.run_id.as_deref().unwrap_or("local"),
+                    ctx.run_attempt.as_deref().unwrap_or("1")
+                );
+                reporters.push(Box::new(CheckRunReporter::new(
+                    client.clone(),
+                    CheckRunSettings {
+                        repository: repository.clone(),
+                        head_sha: sha.clone(),
+                        name_template: settings.check_name.clone(),
+                        aggregate_name_template: settings
+                            .aggregate_check
+                            .then(|| settings.aggregate_check_name.clone()),
+                        details_url: ctx.run_url(),
+                        run_key,
+                        progress_interval: PROGRESS_INTERVAL,
+                    },
+                )));
+            }
+            if settings.deployment_status {
+                reporters.push(Box::new(DeploymentReporter::new(
+                    client,
+                    DeploymentSettings {
+                        repository: repository.clone(),
+                        sha: sha.clone(),
+                        environment: settings.environment.clone(),
+                        deployment_id: settings.deployment_id,
+                        create: settings.create_deployment,
+                        environment_url: settings.environment_url.clone(),
+                        log_url: ctx.run_url(),
+                    },
+                )));
+            }
+        }
+        let lines: Vec<String> = warnings
+            .iter()
+            .map(|w| warning_line("hookgate reporting", w))
+            .collect();
+        emit(&lines);
+        reporters
+    }
+}

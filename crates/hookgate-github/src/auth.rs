@@ -1,0 +1,204 @@
+//! GitHub App authentication: the App's id and private key become an RS256 JWT, the JWT finds
+//! the App's installation on the repository, and the installation gives a token scoped to that
+//! repository. The token is cached and replaced before it expires (GitHub gives an hour).
+//!
+//! Each new installation token is announced to the runner with `::add-mask::` so it can never
+//! appear in the job's log.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::future::BoxFuture;
+use hookgate_engine::github_api::{StaticToken, TokenSource};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use reqwest::Method;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+use crate::client::{ApiError, Resend, RestClient};
+use crate::context::{Credentials, Repository, Secret};
+use crate::workflow_commands;
+
+/// How far back the JWT's `iat` is set, for clocks that run ahead of GitHub's.
+const CLOCK_DRIFT: Duration = Duration::from_secs(60);
+/// The JWT's lifetime after `iat`; GitHub accepts at most ten minutes.
+const JWT_LIFETIME: Duration = Duration::from_secs(9 * 60);
+/// An installation token with less left than this is replaced.
+const REFRESH_MARGIN: Duration = Duration::from_secs(5 * 60);
+
+/// App authentication that cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// The private key is not an RSA key in PEM form.
+    #[error("input `app-private-key` is not an RSA private key in PEM form: {0}")]
+    BadKey(#[source] jsonwebtoken::errors::Error),
+    /// App authentication needs the repository to find the installation.
+    #[error("GitHub App authentication needs GITHUB_REPOSITORY to find the App's installation")]
+    NoRepository,
+}
+
+/// The token source for the given credentials: the token itself, or a GitHub App's
+/// installation tokens.
+pub fn token_source(
+    credentials: &Credentials,
+    rest: &RestClient,
+    repository: Option<&Repository>,
+) -> Result<Arc<dyn TokenSource>, AuthError> {
+    match credentials {
+        Credentials::Token(token) => Ok(Arc::new(StaticToken(token.expose().to_owned()))),
+        Credentials::App {
+            app_id,
+            private_key,
+        } => {
+            let repository = repository.ok_or(AuthError::NoRepository)?;
+            Ok(Arc::new(AppTokens::new(
+                app_id,
+                private_key,
+                repository.clone(),
+                rest.clone(),
+            )?))
+        }
+    }
+}
+
+struct CachedToken {
+    token: Secret,
+    expires_at: SystemTime,
+}
+
+/// Installation tokens of a GitHub App for one repository, fetched when first needed.
+pub struct AppTokens {
+    app_id: String,
+    key: EncodingKey,
+    repository: Repository,
+    rest: RestClient,
+    cached: Mutex<Option<CachedToken>>,
+    installation_id: Mutex<Option<u64>>,
+}
+
+impl AppTokens {
+    /// Checks the key now, so a bad key is a usage error and not a failure halfway through.
+    pub fn new(
+        app_id: &str,
+        private_key: &Secret,
+        repository: Repository,
+        rest: RestClient,
+    ) -> Result<Self, AuthError> {
+        let key = EncodingKey::from_rsa_pem(private_key.expose().as_bytes())
+            .map_err(AuthError::BadKey)?;
+        Ok(AppTokens {
+            app_id: app_id.to_owned(),
+            key,
+            repository,
+            rest,
+            cached: Mutex::new(None),
+            installation_id: Mutex::new(None),
+        })
+    }
+
+    /// A JWT that authenticates as the App itself.
+    fn app_jwt(&self) -> Result<String, ApiError> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let issued = now.saturating_sub(CLOCK_DRIFT);
+        // GitHub takes the numeric App id or the App's client id.
+        let issuer = self
+            .app_id
+            .parse::<u64>()
+            .map_or_else(|_| json!(self.app_id), |id| json!(id));
+        let claims = json!({
+            "iat": issued.as_secs(),
+            "exp": (issued + JWT_LIFETIME).as_secs(),
+            "iss": issuer,
+        });
+        jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &self.key)
+            .map_err(|e| ApiError::Token(format!("cannot sign the App's JWT: {e}")))
+    }
+
+    async fn installation_id(&self, jwt: &str) -> Result<u64, ApiError> {
+        let mut known = self.installation_id.lock().await;
+        if let Some(id) = *known {
+            return Ok(id);
+        }
+        let path = format!(
+            "/repos/{}/{}/installation",
+            self.repository.owner, self.repository.name
+        );
+        let answer = self
+            .rest
+            .send(Method::GET, &path, jwt, None, Resend::Idempotent)
+            .await?;
+        let id = answer
+            .get("id")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| ApiError::Unexpected {
+                method: Method::GET,
+                path,
+                detail: "no installation `id`".to_owned(),
+            })?;
+        *known = Some(id);
+        Ok(id)
+    }
+
+    async fn fresh_token(&self) -> Result<CachedToken, ApiError> {
+        let jwt = self.app_jwt()?;
+        let installation = self.installation_id(&jwt).await?;
+        let path = format!("/app/installations/{installation}/access_tokens");
+        let body = json!({ "repositories": [self.repository.name] });
+        // A second token is as good as the first: resending is harmless.
+        let answer = self
+            .rest
+            .send(Method::POST, &path, &jwt, Some(&body), Resend::Idempotent)
+            .await?;
+        let unexpected = |detail: &str| ApiError::Unexpected {
+            method: Method::POST,
+            path: path.clone(),
+            detail: detail.to_owned(),
+        };
+        let token = answer
+            .get("token")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| unexpected("no `token`"))?;
+        let expires_at = answer
+            .get("expires_at")
+            .and_then(Value::as_str)
+            .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+            .ok_or_else(|| unexpected("no valid `expires_at`"))?;
+        workflow_commands::add_mask(token);
+        Ok(CachedToken {
+            token: Secret::new(token),
+            expires_at,
+        })
+    }
+}
+
+impl TokenSource for AppTokens {
+    fn token(&self) -> BoxFuture<'_, Result<String, String>> {
+        Box::pin(async move {
+            let mut cached = self.cached.lock().await;
+            let fresh_enough = cached.as_ref().is_some_and(|c| {
+                c.expires_at
+                    .duration_since(SystemTime::now())
+                    .is_ok_and(|left| left > REFRESH_MARGIN)
+            });
+            if !fresh_enough {
+                *cached = Some(self.fresh_token().await.map_err(|e| e.to_string())?);
+            }
+            cached
+                .as_ref()
+                .map(|c| c.token.expose().to_owned())
+                .ok_or_else(|| "no installation token".to_owned())
+        })
+    }
+}
+
+/// Shares one token source between the engine's dispatches and the reporters.
+pub struct SharedTokens(pub Arc<dyn TokenSource>);
+
+impl TokenSource for SharedTokens {
+    fn token(&self) -> BoxFuture<'_, Result<String, String>> {
+        self.0.token()
+    }
+}

@@ -1,0 +1,369 @@
+//! The REST client every GitHub call of this crate goes through: GitHub's headers, JSON bodies,
+//! and one retry policy that knows which requests may be sent again.
+//!
+//! - A rate-limit answer (403 or 429 with `Retry-After`, or `x-ratelimit-remaining: 0` with
+//!   `x-ratelimit-reset`, or a 429 / "secondary rate limit" 403 without either) means GitHub did
+//!   not act on the request, so any request, creating ones included, is sent again after the
+//!   wait GitHub asks for (up to [`RetryPolicy::max_wait`]; a longer wait is given up on).
+//! - A 5xx answer or a timeout may come after GitHub acted. Only [`Resend::Idempotent`] requests
+//!   (GETs, PATCHes of a check run) are sent again, with exponential backoff.
+//! - A connection that could not be opened never reached GitHub: every request is retried.
+//!
+//! Dispatches (`repository_dispatch`, `workflow_dispatch`) are sent by the engine, not here.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hookgate_engine::github_api::TokenSource;
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, USER_AGENT};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+/// The REST API version hookgate is written against.
+pub const API_VERSION: &str = "2022-11-28";
+const MEDIA_TYPE: &str = "application/vnd.github+json";
+
+/// Whether a request may be sent again after an answer that may have come after GitHub acted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resend {
+    /// Sending it twice has the effect of sending it once (GET, PATCH).
+    Idempotent,
+    /// It creates something: sent again only when GitHub surely did not act on it.
+    OnlyIfUnsent,
+}
+
+/// How hard to try.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub max_attempts: u32,
+    /// The first backoff after a 5xx or a network error; doubled each time.
+    pub base_delay: Duration,
+    /// The longest rate-limit wait accepted; longer ones fail the request instead.
+    pub max_wait: Duration,
+    /// The timeout of one attempt.
+    pub request_timeout: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 4,
+            base_delay: Duration::from_secs(1),
+            max_wait: Duration::from_secs(120),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A GitHub API call that did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The HTTP client could not be built.
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[source] reqwest::Error),
+    /// No token could be had.
+    #[error("cannot get a GitHub token: {0}")]
+    Token(String),
+    /// The request failed before an answer came (connection, timeout, TLS).
+    #[error("{method} {path}: {source}")]
+    Transport {
+        /// The request's method.
+        method: Method,
+        /// The request's path.
+        path: String,
+        /// What went wrong.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// GitHub answered with an error status.
+    #[error("{method} {path}: HTTP {status}: {message}")]
+    Status {
+        /// The request's method.
+        method: Method,
+        /// The request's path.
+        path: String,
+        /// The status.
+        status: StatusCode,
+        /// GitHub's `message`, or the start of the body.
+        message: String,
+    },
+    /// GitHub asked to wait longer than hookgate is willing to.
+    #[error("{method} {path}: rate limited for {wait:?}, longer than the {max:?} hookgate waits")]
+    RateLimited {
+        /// The request's method.
+        method: Method,
+        /// The request's path.
+        path: String,
+        /// The wait GitHub asked for.
+        wait: Duration,
+        /// The longest accepted wait.
+        max: Duration,
+    },
+    /// A 2xx answer whose body is not the JSON expected.
+    #[error("{method} {path}: unexpected answer: {detail}")]
+    Unexpected {
+        /// The request's method.
+        method: Method,
+        /// The request's path.
+        path: String,
+        /// What was wrong with it.
+        detail: String,
+    },
+}
+
+impl ApiError {
+    /// The HTTP status GitHub answered with, if it answered.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            ApiError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// Sends requests to one API base URL with GitHub's headers and the retry policy above.
+#[derive(Debug, Clone)]
+pub struct RestClient {
+    http: reqwest::Client,
+    base_url: String,
+    policy: RetryPolicy,
+}
+
+impl RestClient {
+    /// A client for the API at `base_url` (such as `https://api.github.com`).
+    pub fn new(base_url: &str, policy: RetryPolicy) -> Result<Self, ApiError> {
+        let http = reqwest::Client::builder()
+            .timeout(policy.request_timeout)
+            .build()
+            .map_err(ApiError::Client)?;
+        Ok(RestClient {
+            http,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            policy,
+        })
+    }
+
+    /// Sends `method path` with `body` (JSON) authenticated by `bearer`, retrying as the module
+    /// explains, and returns the answer's JSON (`Null` for an empty body).
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        bearer: &str,
+        body: Option<&Value>,
+        resend: Resend,
+    ) -> Result<Value, ApiError> {
+        let url = format!("{}{path}", self.base_url);
+        let mut attempt = 1;
+        loop {
+            let mut request = self
+                .http
+                .request(method.clone(), &url)
+                .header(ACCEPT, MEDIA_TYPE)
+                .header("X-GitHub-Api-Version", API_VERSION)
+                .header(USER_AGENT, concat!("hookgate/", env!("CARGO_PKG_VERSION")))
+                .header(AUTHORIZATION, format!("Bearer {bearer}"));
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            let last = attempt >= self.policy.max_attempts;
+            let backoff = self.policy.base_delay * 2u32.saturating_pow(attempt - 1);
+            attempt += 1;
+
+            let response = match request.send().await {
+                Ok(response) => response,
+                Err(source) => {
+                    let unsent = source.is_connect();
+                    if !last && (unsent || resend == Resend::Idempotent) {
+                        tracing::debug!(%method, path, error = %source, "retrying GitHub request");
+                        tokio::time::sleep(backoff).await;
+                        continue;
+                    }
+                    return Err(ApiError::Transport {
+                        method,
+                        path: path.to_owned(),
+                        source,
+                    });
+                }
+            };
+
+            let status = response.status();
+            let headers = response.headers().clone();
+            let text = response.text().await.unwrap_or_default();
+            if status.is_success() {
+                if text.trim().is_empty() {
+                    return Ok(Value::Null);
+                }
+                return serde_json::from_str(&text).map_err(|e| ApiError::Unexpected {
+                    method,
+                    path: path.to_owned(),
+                    detail: format!("not JSON: {e}"),
+                });
+            }
+            if let Some(wait) = rate_limit_wait(status, &headers, &text, SystemTime::now()) {
+                if wait > self.policy.max_wait {
+                    return Err(ApiError::RateLimited {
+                        method,
+                        path: path.to_owned(),
+                        wait,
+                        max: self.policy.max_wait,
+                    });
+                }
+                if !last {
+                    tracing::info!(%method, path, ?wait, "GitHub rate limit: waiting");
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+            } else if status.is_server_error() && resend == Resend::Idempotent && !last {
+                tracing::debug!(%method, path, %status, "retrying GitHub request");
+                tokio::time::sleep(backoff).await;
+                continue;
+            }
+            return Err(ApiError::Status {
+                method,
+                path: path.to_owned(),
+                status,
+                message: error_message(&text),
+            });
+        }
+    }
+}
+
+/// How long GitHub asks to wait before the request may be sent again, if the answer is a
+/// rate limit (primary or secondary).
+fn rate_limit_wait(
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &str,
+    now: SystemTime,
+) -> Option<Duration> {
+    if status != StatusCode::FORBIDDEN && status != StatusCode::TOO_MANY_REQUESTS {
+        return None;
+    }
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(seconds) = header("retry-after").and_then(|v| v.trim().parse::<u64>().ok()) {
+        return Some(Duration::from_secs(seconds));
+    }
+    if header("x-ratelimit-remaining") == Some("0")
+        && let Some(reset) = header("x-ratelimit-reset").and_then(|v| v.trim().parse::<u64>().ok())
+    {
+        let now = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        // One second more: the reset time is rounded down.
+        return Some(Duration::from_secs(reset.saturating_sub(now) + 1));
+    }
+    // GitHub's advice for a secondary limit without headers: wait at least a minute.
+    if status == StatusCode::TOO_MANY_REQUESTS
+        || body.to_ascii_lowercase().contains("secondary rate limit")
+    {
+        return Some(Duration::from_secs(60));
+    }
+    None
+}
+
+/// GitHub's `message` from an error body, or the start of the body.
+fn error_message(body: &str) -> String {
+    serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or_else(|| body.chars().take(200).collect())
+}
+
+/// A [`RestClient`] with a token source: what the reporters use.
+#[derive(Clone)]
+pub struct GithubClient {
+    rest: RestClient,
+    tokens: Arc<dyn TokenSource>,
+}
+
+impl GithubClient {
+    /// Authenticates every request with a token from `tokens`.
+    pub fn new(rest: RestClient, tokens: Arc<dyn TokenSource>) -> Self {
+        GithubClient { rest, tokens }
+    }
+
+    /// Sends one request; see [`RestClient::send`].
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        resend: Resend,
+    ) -> Result<Value, ApiError> {
+        let token = self.tokens.token().await.map_err(ApiError::Token)?;
+        self.rest.send(method, path, &token, body, resend).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use reqwest::header::HeaderValue;
+
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.insert(*k, HeaderValue::from_static(v));
+        }
+        map
+    }
+
+    #[test]
+    fn rate_limits_are_recognised() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_000);
+        let forbidden = StatusCode::FORBIDDEN;
+        assert_eq!(
+            rate_limit_wait(forbidden, &headers(&[("retry-after", "7")]), "", now),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(
+            rate_limit_wait(
+                forbidden,
+                &headers(&[
+                    ("x-ratelimit-remaining", "0"),
+                    ("x-ratelimit-reset", "1030")
+                ]),
+                "",
+                now
+            ),
+            Some(Duration::from_secs(31))
+        );
+        assert_eq!(
+            rate_limit_wait(
+                forbidden,
+                &headers(&[]),
+                r#"{"message":"You have exceeded a secondary rate limit"}"#,
+                now
+            ),
+            Some(Duration::from_secs(60))
+        );
+        // A plain 403 is a permission problem, not a reason to wait.
+        assert_eq!(
+            rate_limit_wait(
+                forbidden,
+                &headers(&[("x-ratelimit-remaining", "4000")]),
+                r#"{"message":"Resource not accessible by integration"}"#,
+                now
+            ),
+            None
+        );
+        assert_eq!(
+            rate_limit_wait(
+                StatusCode::BAD_GATEWAY,
+                &headers(&[("retry-after", "1")]),
+                "",
+                now
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn error_messages_come_from_the_body() {
+        assert_eq!(error_message(r#"{"message":"Not Found"}"#), "Not Found");
+        assert_eq!(error_message("<html>bad gateway"), "<html>bad gateway");
+    }
+}
