@@ -1,0 +1,595 @@
+//! YAML parsed into a small tree that remembers where every node and every map key came from.
+//!
+//! Why yaml-rust2's event parser: validation must point at the line and column of *every*
+//! problem in a file, not only the first. serde_yaml is archived upstream; its maintained forks
+//! (serde_yaml_ng, serde_norway) report a location only for the first error a deserializer hits.
+//! yaml-rust2 is maintained, pure Rust, and hands out a marker (line and column) with every parser
+//! event, which is exactly what this tree needs. The tree is then turned into `serde_json::Value`
+//! and deserialized into the model, and any error's path is looked up here to find its location.
+//!
+//! Limits keep hostile input cheap: nesting deeper than [`MAX_DEPTH`] and alias expansion beyond
+//! [`MAX_NODES`] nodes are errors, not stack overflows or memory blow-ups.
+
+use serde_json::{Map, Number, Value};
+use yaml_rust2::parser::{Event, Parser, Tag};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
+
+/// How deeply collections may nest.
+pub const MAX_DEPTH: usize = 64;
+/// How many nodes a file may expand to, aliases included.
+pub const MAX_NODES: usize = 200_000;
+
+/// A place in the source: 1-based line and column (in characters), and how many characters the
+/// thing there spans on that line (at least one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Span {
+    /// Line, from 1.
+    pub line: usize,
+    /// Column, from 1.
+    pub col: usize,
+    /// Width in characters on that line, at least 1.
+    pub len: usize,
+}
+
+impl Span {
+    fn at(mark: Marker, len: usize) -> Span {
+        Span {
+            line: mark.line(),
+            col: mark.col() + 1,
+            len: len.max(1),
+        }
+    }
+}
+
+/// One node of the located tree.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    /// What the node holds.
+    pub value: NodeValue,
+    /// Where it starts.
+    pub span: Span,
+}
+
+/// A map key and where it is written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Key {
+    /// The key as text (a non-text key is rendered as its YAML source).
+    pub text: String,
+    /// Where the key is.
+    pub span: Span,
+    /// Whether the key was a collection (such as the `{context.x}` of an unquoted `{{context.x}}`).
+    pub complex: bool,
+}
+
+/// The value of a node.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeValue {
+    /// `~`, `null` or nothing.
+    Null,
+    /// `true` or `false`.
+    Bool(bool),
+    /// A number that fits JSON.
+    Number(Number),
+    /// Text.
+    String(String),
+    /// A sequence.
+    Seq(Vec<Node>),
+    /// A mapping, keys in file order.
+    Map(Vec<(Key, Node)>),
+}
+
+/// One segment of a path into the tree, as serde and validation name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathSegment {
+    /// A map key.
+    Key(String),
+    /// A list index.
+    Index(usize),
+}
+
+impl Node {
+    /// The node at `path`, if there is one.
+    pub fn get(&self, path: &[PathSegment]) -> Option<&Node> {
+        let mut node = self;
+        for segment in path {
+            node = match (segment, &node.value) {
+                (PathSegment::Key(k), NodeValue::Map(entries)) => {
+                    &entries.iter().find(|(key, _)| &key.text == k)?.1
+                }
+                (PathSegment::Index(i), NodeValue::Seq(items)) => items.get(*i)?,
+                _ => return None,
+            };
+        }
+        Some(node)
+    }
+
+    /// The key of the map entry at `path` (whose last segment must be a key), if there is one.
+    pub fn key_at(&self, path: &[PathSegment]) -> Option<&Key> {
+        let (last, parent) = path.split_last()?;
+        let PathSegment::Key(wanted) = last else {
+            return None;
+        };
+        match &self.get(parent)?.value {
+            NodeValue::Map(entries) => entries
+                .iter()
+                .map(|(key, _)| key)
+                .find(|key| &key.text == wanted),
+            _ => None,
+        }
+    }
+
+    /// The entries of a map node, or nothing.
+    pub fn entries(&self) -> &[(Key, Node)] {
+        match &self.value {
+            NodeValue::Map(entries) => entries,
+            _ => &[],
+        }
+    }
+
+    /// The items of a sequence node, or nothing.
+    pub fn items(&self) -> &[Node] {
+        match &self.value {
+            NodeValue::Seq(items) => items,
+            _ => &[],
+        }
+    }
+
+    /// The value of a map entry.
+    pub fn field(&self, name: &str) -> Option<&Node> {
+        self.entries()
+            .iter()
+            .find(|(key, _)| key.text == name)
+            .map(|(_, node)| node)
+    }
+
+    /// The text of a string node.
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.value {
+            NodeValue::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The same data as JSON.
+    pub fn to_json(&self) -> Value {
+        match &self.value {
+            NodeValue::Null => Value::Null,
+            NodeValue::Bool(b) => Value::Bool(*b),
+            NodeValue::Number(n) => Value::Number(n.clone()),
+            NodeValue::String(s) => Value::String(s.clone()),
+            NodeValue::Seq(items) => Value::Array(items.iter().map(Node::to_json).collect()),
+            NodeValue::Map(entries) => {
+                let mut map = Map::new();
+                for (key, node) in entries {
+                    map.insert(key.text.clone(), node.to_json());
+                }
+                Value::Object(map)
+            }
+        }
+    }
+}
+
+/// Why YAML could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct YamlError {
+    /// What the parser said, in words.
+    pub message: String,
+    /// Where.
+    pub span: Span,
+}
+
+/// Parses one YAML document into a located tree. An empty document is a `Null` node.
+pub fn parse(text: &str) -> Result<Node, YamlError> {
+    let mut builder = TreeBuilder::default();
+    let mut parser = Parser::new_from_str(text);
+    loop {
+        let (event, mark) = parser.next_token().map_err(|err| YamlError {
+            message: err.info().to_owned(),
+            span: Span::at(*err.marker(), 1),
+        })?;
+        match builder.push(event, mark)? {
+            Flow::Continue => {}
+            Flow::Done => break,
+        }
+    }
+    Ok(builder.root.unwrap_or(Node {
+        value: NodeValue::Null,
+        span: Span {
+            line: 1,
+            col: 1,
+            len: 1,
+        },
+    }))
+}
+
+enum Flow {
+    Continue,
+    Done,
+}
+
+/// A collection being built.
+enum Open {
+    Seq {
+        span: Span,
+        anchor: usize,
+        items: Vec<Node>,
+    },
+    Map {
+        span: Span,
+        anchor: usize,
+        entries: Vec<(Key, Node)>,
+        pending_key: Option<Key>,
+    },
+}
+
+#[derive(Default)]
+struct TreeBuilder {
+    stack: Vec<Open>,
+    anchors: Vec<(usize, Node)>,
+    root: Option<Node>,
+    nodes: usize,
+    documents: usize,
+}
+
+impl TreeBuilder {
+    fn push(&mut self, event: Event, mark: Marker) -> Result<Flow, YamlError> {
+        match event {
+            Event::StreamStart | Event::Nothing | Event::DocumentEnd => {}
+            Event::StreamEnd => return Ok(Flow::Done),
+            Event::DocumentStart => {
+                self.documents += 1;
+                if self.documents > 1 {
+                    return Err(YamlError {
+                        message: "a deployment file holds one YAML document; found a second `---`"
+                            .to_owned(),
+                        span: Span::at(mark, 3),
+                    });
+                }
+            }
+            Event::Alias(id) => {
+                let Some(node) = self
+                    .anchors
+                    .iter()
+                    .rev()
+                    .find(|(anchor, _)| *anchor == id)
+                    .map(|(_, node)| node.clone())
+                else {
+                    return Err(YamlError {
+                        message: "this alias refers to no anchor".to_owned(),
+                        span: Span::at(mark, 1),
+                    });
+                };
+                self.count(count_nodes(&node), mark)?;
+                let node = Node {
+                    value: node.value,
+                    span: Span::at(mark, 1),
+                };
+                self.add(node)?;
+            }
+            Event::Scalar(text, style, anchor, tag) => {
+                self.count(1, mark)?;
+                let len = scalar_width(&text, style);
+                let value = resolve_scalar(text, style, tag.as_ref());
+                let node = Node {
+                    value,
+                    span: Span::at(mark, len),
+                };
+                if anchor > 0 {
+                    self.anchors.push((anchor, node.clone()));
+                }
+                self.add(node)?;
+            }
+            Event::SequenceStart(anchor, _) => {
+                self.open(mark)?;
+                self.stack.push(Open::Seq {
+                    span: Span::at(mark, 1),
+                    anchor,
+                    items: Vec::new(),
+                });
+            }
+            Event::MappingStart(anchor, _) => {
+                self.open(mark)?;
+                self.stack.push(Open::Map {
+                    span: Span::at(mark, 1),
+                    anchor,
+                    entries: Vec::new(),
+                    pending_key: None,
+                });
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                let (node, anchor) = match self.stack.pop() {
+                    Some(Open::Seq {
+                        span,
+                        anchor,
+                        items,
+                    }) => (
+                        Node {
+                            value: NodeValue::Seq(items),
+                            span,
+                        },
+                        anchor,
+                    ),
+                    Some(Open::Map {
+                        span,
+                        anchor,
+                        entries,
+                        ..
+                    }) => {
+                        // A block map's start event is marked after its first key; the first
+                        // key is where a reader sees the map begin.
+                        let span = match entries.first() {
+                            Some((key, _))
+                                if (key.span.line, key.span.col) < (span.line, span.col) =>
+                            {
+                                key.span
+                            }
+                            _ => span,
+                        };
+                        (
+                            Node {
+                                value: NodeValue::Map(entries),
+                                span,
+                            },
+                            anchor,
+                        )
+                    }
+                    None => {
+                        return Err(YamlError {
+                            message: "unbalanced end of a collection".to_owned(),
+                            span: Span::at(mark, 1),
+                        });
+                    }
+                };
+                if anchor > 0 {
+                    self.anchors.push((anchor, node.clone()));
+                }
+                self.add(node)?;
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn open(&mut self, mark: Marker) -> Result<(), YamlError> {
+        self.count(1, mark)?;
+        if self.stack.len() >= MAX_DEPTH {
+            return Err(YamlError {
+                message: format!("collections nest more than {MAX_DEPTH} levels deep"),
+                span: Span::at(mark, 1),
+            });
+        }
+        Ok(())
+    }
+
+    fn count(&mut self, nodes: usize, mark: Marker) -> Result<(), YamlError> {
+        self.nodes = self.nodes.saturating_add(nodes);
+        if self.nodes > MAX_NODES {
+            return Err(YamlError {
+                message: format!(
+                    "the file expands to more than {MAX_NODES} values (aliases included)"
+                ),
+                span: Span::at(mark, 1),
+            });
+        }
+        Ok(())
+    }
+
+    /// Adds a finished node to the collection being built, or makes it the root.
+    fn add(&mut self, node: Node) -> Result<(), YamlError> {
+        match self.stack.last_mut() {
+            None => self.root = Some(node),
+            Some(Open::Seq { items, .. }) => items.push(node),
+            Some(Open::Map {
+                entries,
+                pending_key,
+                ..
+            }) => match pending_key.take() {
+                None => {
+                    let key = key_of(&node);
+                    if let Some((first, _)) = entries.iter().find(|(k, _)| k.text == key.text) {
+                        return Err(YamlError {
+                            message: format!(
+                                "the key `{}` appears twice in this map (first on line {})",
+                                key.text, first.span.line
+                            ),
+                            span: key.span,
+                        });
+                    }
+                    *pending_key = Some(key);
+                }
+                Some(key) => entries.push((key, node)),
+            },
+        }
+        Ok(())
+    }
+}
+
+fn count_nodes(node: &Node) -> usize {
+    1 + match &node.value {
+        NodeValue::Seq(items) => items.iter().map(count_nodes).sum(),
+        NodeValue::Map(entries) => entries.iter().map(|(_, n)| 1 + count_nodes(n)).sum(),
+        _ => 0,
+    }
+}
+
+/// A map key as text; collections become their compact JSON so they can be reported.
+fn key_of(node: &Node) -> Key {
+    let (text, complex) = match &node.value {
+        NodeValue::String(s) => (s.clone(), false),
+        NodeValue::Null => ("null".to_owned(), false),
+        NodeValue::Bool(b) => (b.to_string(), false),
+        NodeValue::Number(n) => (n.to_string(), false),
+        NodeValue::Seq(_) | NodeValue::Map(_) => (node.to_json().to_string(), true),
+    };
+    Key {
+        text,
+        span: node.span,
+        complex,
+    }
+}
+
+/// How wide a scalar is on its first line, quotes included.
+fn scalar_width(text: &str, style: TScalarStyle) -> usize {
+    let first_line = text.lines().next().unwrap_or("").chars().count();
+    match style {
+        TScalarStyle::SingleQuoted | TScalarStyle::DoubleQuoted => first_line + 2,
+        TScalarStyle::Literal | TScalarStyle::Folded => 1,
+        _ => first_line,
+    }
+}
+
+/// YAML 1.2 core schema: plain scalars may be null, booleans or numbers; quoted ones are text.
+fn resolve_scalar(text: String, style: TScalarStyle, tag: Option<&Tag>) -> NodeValue {
+    if let Some(tag) = tag
+        && tag.handle == "tag:yaml.org,2002:"
+        && tag.suffix == "str"
+    {
+        return NodeValue::String(text);
+    }
+    if style != TScalarStyle::Plain {
+        return NodeValue::String(text);
+    }
+    match text.as_str() {
+        "" | "~" | "null" | "Null" | "NULL" => return NodeValue::Null,
+        "true" | "True" | "TRUE" => return NodeValue::Bool(true),
+        "false" | "False" | "FALSE" => return NodeValue::Bool(false),
+        _ => {}
+    }
+    if let Some(n) = parse_integer(&text) {
+        return NodeValue::Number(n);
+    }
+    if text.bytes().any(|b| b.is_ascii_digit())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'))
+        && let Ok(f) = text.parse::<f64>()
+        && let Some(n) = Number::from_f64(f)
+    {
+        return NodeValue::Number(n);
+    }
+    NodeValue::String(text)
+}
+
+fn parse_integer(text: &str) -> Option<Number> {
+    let (digits, radix) = if let Some(hex) = text.strip_prefix("0x") {
+        (hex, 16)
+    } else if let Some(oct) = text.strip_prefix("0o") {
+        (oct, 8)
+    } else {
+        (text.strip_prefix('+').unwrap_or(text), 10)
+    };
+    if digits.is_empty() || digits.starts_with(['+', '-']) && radix != 10 {
+        return None;
+    }
+    if let Ok(n) = i64::from_str_radix(digits, radix) {
+        return Some(Number::from(n));
+    }
+    if radix == 10 && !digits.starts_with('-') {
+        return u64::from_str_radix(digits, radix).ok().map(Number::from);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn key(s: &str) -> PathSegment {
+        PathSegment::Key(s.to_owned())
+    }
+
+    #[test]
+    fn spans_point_at_keys_and_values() {
+        let tree = parse("a:\n  b: [1, two]\n  c: 'x'\n").unwrap();
+        let b = tree.get(&[key("a"), key("b")]).unwrap();
+        assert_eq!((b.span.line, b.span.col), (2, 6));
+        let two = tree
+            .get(&[key("a"), key("b"), PathSegment::Index(1)])
+            .unwrap();
+        assert_eq!(
+            two.span,
+            Span {
+                line: 2,
+                col: 10,
+                len: 3
+            }
+        );
+        let c_key = tree.key_at(&[key("a"), key("c")]).unwrap();
+        assert_eq!(
+            c_key.span,
+            Span {
+                line: 3,
+                col: 3,
+                len: 1
+            }
+        );
+        let c = tree.get(&[key("a"), key("c")]).unwrap();
+        assert_eq!(
+            c.span,
+            Span {
+                line: 3,
+                col: 6,
+                len: 3
+            }
+        );
+    }
+
+    #[test]
+    fn scalars_follow_the_core_schema() {
+        let tree =
+            parse("a: 1\nb: 1.5\nc: true\nd: ~\ne: '1'\nf: v1\ng: 0x10\nh: !!str 3\n").unwrap();
+        assert_eq!(
+            tree.to_json(),
+            serde_json::json!({"a": 1, "b": 1.5, "c": true, "d": null, "e": "1", "f": "v1", "g": 16, "h": "3"})
+        );
+    }
+
+    #[test]
+    fn aliases_are_expanded_and_bounded() {
+        let tree = parse("a: &x {k: v}\nb: *x\n").unwrap();
+        assert_eq!(
+            tree.to_json(),
+            serde_json::json!({"a": {"k": "v"}, "b": {"k": "v"}})
+        );
+        let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..8 {
+            let prev = i - 1;
+            bomb.push_str(&format!(
+                "a{i}: &a{i} [*a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}]\n"
+            ));
+        }
+        let err = parse(&bomb).unwrap_err();
+        assert!(err.message.contains("expands to more than"), "{err}");
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error() {
+        let text = "[".repeat(1000);
+        let err = parse(&text).unwrap_err();
+        // yaml-rust2 stops first with its own limit; either way it is an error, not a crash.
+        assert!(
+            err.message.contains("nest more than") || err.message.contains("recursion limit"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn duplicate_keys_are_errors() {
+        let err = parse("a: 1\nb: 2\na: 3\n").unwrap_err();
+        assert_eq!(err.span.line, 3);
+        assert!(err.message.contains("first on line 1"), "{err}");
+    }
+
+    #[test]
+    fn unquoted_template_parses_as_a_nested_flow_map() {
+        let tree = parse("value: {{context.environment}}\n").unwrap();
+        let value = tree.get(&[key("value")]).unwrap();
+        let NodeValue::Map(entries) = &value.value else {
+            panic!("expected a map, got {value:?}");
+        };
+        assert!(entries[0].0.complex);
+        assert_eq!((value.span.line, value.span.col), (1, 8));
+    }
+}

@@ -1,0 +1,129 @@
+//! What a user sees for each kind of mistake in a deployment file: every file under
+//! `tests/data/invalid/` is loaded and its rendered diagnostics (text and GitHub annotations) are
+//! compared with a reviewed snapshot. Each file holds one family of mistakes, several at once,
+//! which also shows that one run reports all of them.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+
+use hookgate_config::{Severity, load, load_str};
+
+/// Loads `tests/data/invalid/NAME.yml` and renders what `hookgate validate` would print.
+fn rendered(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/invalid")
+        .join(format!("{name}.yml"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let diags = load_str(&format!("{name}.yml"), &text).expect_err("the file must be invalid");
+    format!(
+        "{diags}\n\n--- GitHub annotations ---\n{}",
+        diags.github_annotations()
+    )
+}
+
+macro_rules! snapshot_tests {
+    ($($test:ident => $file:literal,)*) => {
+        $(
+            #[test]
+            fn $test() {
+                insta::assert_snapshot!($file, rendered($file));
+            }
+        )*
+    };
+}
+
+snapshot_tests! {
+    unknown_keys_in_strict_parts_suggest_the_right_key => "unknown-keys",
+    type_errors_name_the_key_and_the_expected_type => "type-errors",
+    unknown_and_duplicate_names_list_close_names => "references",
+    depends_on_cycles_are_printed => "depends-on-cycle",
+    unquoted_template_that_breaks_yaml_is_repaired_and_reported => "unquoted-template-parse-error",
+    unquoted_template_read_as_a_map_is_reported => "unquoted-template-flow-map",
+    remote_network_agent_is_explained => "remote-network-agent",
+    a_webhook_calls_exactly_one_thing => "webhook-targets",
+    wait_mode_settings_must_agree => "wait-modes",
+    github_limits_are_checked => "github-limits",
+    a_constraint_step_does_one_thing => "constraint-steps",
+    invalid_yaml_is_located => "not-yaml",
+    a_file_that_is_not_a_map_is_rejected => "not-a-map",
+}
+
+#[test]
+fn every_example_is_valid_without_warnings() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yml") {
+            continue;
+        }
+        match load(&path) {
+            Ok(loaded) => assert!(
+                loaded.warnings.is_empty(),
+                "{}: unexpected warnings:\n{}",
+                path.display(),
+                loaded.warnings
+            ),
+            Err(diags) => panic!("{} is invalid:\n{diags}", path.display()),
+        }
+        count += 1;
+    }
+    assert!(count >= 5, "expected the examples, found {count}");
+}
+
+#[test]
+fn warnings_alone_leave_the_file_valid() {
+    let text = "webhooks:\n  - name: a\n    uriTemplate: https://example.com\n    waitFor: none\n    poll:\n      statusJsonPath: $.status\n";
+    let loaded = load_str("deploy.yml", text).unwrap();
+    assert_eq!(loaded.warnings.count(Severity::Warning), 1);
+    assert!(
+        loaded
+            .warnings
+            .to_string()
+            .contains("`poll` of webhook `a` is ignored: it waits for `none`"),
+        "{}",
+        loaded.warnings
+    );
+    assert_eq!(loaded.file.webhooks[0].name, "a");
+}
+
+#[test]
+fn an_empty_file_is_an_error() {
+    let diags = load_str("deploy.yml", "").unwrap_err();
+    assert!(
+        diags.to_string().contains("the deployment file is empty"),
+        "{diags}"
+    );
+}
+
+#[test]
+fn a_missing_file_is_one_error_without_a_place() {
+    let diags = load("/nonexistent/deploy.yml").unwrap_err();
+    assert_eq!(diags.items.len(), 1);
+    assert!(diags.items[0].span.is_none());
+    assert!(
+        diags
+            .to_string()
+            .contains("cannot read the deployment file"),
+        "{diags}"
+    );
+}
+
+#[test]
+fn armory_context_written_as_an_empty_list_is_accepted() {
+    let text = "targets:\n  dev:\n    constraints:\n      beforeDeployment:\n        - runWebhook:\n            name: a\n            context: []\nwebhooks:\n  - name: a\n    uriTemplate: https://example.com\n";
+    let loaded = load_str("deploy.yml", text).unwrap();
+    assert!(
+        loaded.file.targets["dev"]
+            .constraints
+            .as_ref()
+            .unwrap()
+            .before_deployment[0]
+            .run_webhook
+            .as_ref()
+            .unwrap()
+            .context
+            .is_empty()
+    );
+}
