@@ -1,4 +1,5 @@
 //! Tests that cross crates: they run the real `hookgate` binary, real relays on real sockets, a
 //! real SQLite file and the machine's PostgreSQL. One test binary keeps link times down.
 
+mod callback;
 mod common;
