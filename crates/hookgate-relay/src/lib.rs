@@ -1,7 +1,24 @@
 //! The hookgate relay: a small HTTP service that takes callbacks for waiting runs, keeps them
 //! durably, and answers the runs' long polls. Runners take no inbound traffic, so the service a
 //! gate calls sends its verdict here, and the waiting run fetches it. The relay is a mailbox, not a
-//! judge: it stores raw bodies and signature headers untouched, and the run verifies them again.
+//! judge: it never holds the HMAC secrets, stores raw bodies and signature headers untouched, and
+//! the run verifies them again, so a compromised relay cannot turn a failure into a success.
+//!
+//! [`run`] serves a [`RelayConfig`] on a listener (the `hookgate relay` command);
+//! [`EmbeddedRelay`] runs one in-process; [`RelayClient`] is what a waiting run uses.
 
+pub mod client;
+pub mod config;
+pub mod embedded;
+pub mod error;
+pub mod metrics;
+pub mod oidc;
+pub mod server;
 pub mod store;
 pub mod wakers;
+
+pub use client::{ClientError, CreatedSlot, Delivery, NewSlot, RelayClient};
+pub use config::RelayConfig;
+pub use embedded::EmbeddedRelay;
+pub use server::{RelayError, run, serve};
+pub use store::CallbackAuth;

@@ -373,7 +373,9 @@ async fn postgres_callbacks_wake_waiters_on_another_replica() {
     let woken = registration.notify().notified();
     tokio::pin!(woken);
     woken.as_mut().enable();
-    let other = wakers_b.register(warm_up.id.as_str());
+    // A slot that gets no callback (the warm-up slot may still have a NOTIFY in flight).
+    let bystander = SlotId::random();
+    let other = wakers_b.register(bystander.as_str());
     let not_woken = other.notify().notified();
     tokio::pin!(not_woken);
     not_woken.as_mut().enable();

@@ -1,0 +1,734 @@
+//! The relay's HTTP service: routes, handlers and the serve loop with graceful shutdown.
+//!
+//! - `POST /v1/slots` (a relay token or an allowed GitHub Actions OIDC token): opens a slot and
+//!   answers its id, callback URL, deadline, the callback token (bearer slots) and a read token.
+//! - `POST /v1/callbacks/{id}` and `.../{id}/callback`: takes a callback, checks it in this order
+//!   (404 unknown slot, 410 past the deadline, 401 credentials, 413 size, 400 body), stores the
+//!   raw body and every header but `Authorization` durably, then answers 202. A repeat of a
+//!   stored delivery is answered exactly as the first time.
+//! - `GET /v1/slots/{id}?after=N&wait=30s` (the slot's read token, or a relay token): the
+//!   callbacks after sequence N, at once if there are any, else when one arrives or the wait ends.
+//! - `/healthz`, `/metrics`.
+
+use std::future::{Future, IntoFuture};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{MatchedPath, Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine as _;
+use hookgate_auth::{Scheme, SlotTokens, bearer_matches, bearer_token};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{RelayConfig, redact_url};
+use crate::error::ApiError;
+use crate::metrics::{CallbackOutcome, Metrics};
+use crate::oidc::OidcVerifier;
+use crate::store::{
+    self, AddOutcome, CallbackAuth, NewCallback, Slot, SlotId, SlotStore, StoreError,
+};
+use crate::wakers::Wakers;
+
+/// The name the slot-token key is kept under in the store.
+const SIGNING_KEY_NAME: &str = "slot-tokens";
+/// The most callbacks one long poll answers with.
+const MAX_CALLBACKS_PER_ANSWER: u32 = 100;
+/// Headers never stored: they carry the caller's credentials.
+const UNSTORED_HEADERS: [&str; 2] = ["authorization", "proxy-authorization"];
+
+/// Why the relay could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// The store could not be opened or used at start-up.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The signing key is unusable.
+    #[error("the slot-token signing key is unusable: {0}")]
+    SigningKey(#[from] hookgate_auth::TokenKeyError),
+    /// The listener failed.
+    #[error("serving HTTP: {0}")]
+    Serve(#[source] std::io::Error),
+    /// The listener has no local address.
+    #[error("reading the listener's address: {0}")]
+    Address(#[source] std::io::Error),
+}
+
+/// What every handler shares.
+struct Relay {
+    config: RelayConfig,
+    public_url: String,
+    store: Arc<dyn SlotStore>,
+    tokens: SlotTokens,
+    oidc: Option<OidcVerifier>,
+    wakers: Arc<Wakers>,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+}
+
+type Shared = Arc<Relay>;
+
+/// Opens the configured store and serves on `listener` until `shutdown` completes.
+pub async fn run(
+    config: RelayConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RelayError> {
+    tracing::info!(store = %redact_url(&config.store), "opening the store");
+    let store = store::open(&config.store).await?;
+    serve(config, store, listener, shutdown).await
+}
+
+/// Serves with an open store on `listener` until `shutdown` completes, then answers the waiting
+/// long polls, lets requests in flight finish (up to the configured timeout) and closes the store.
+pub async fn serve(
+    config: RelayConfig,
+    store: Arc<dyn SlotStore>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RelayError> {
+    let address = listener.local_addr().map_err(RelayError::Address)?;
+    let public_url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{address}"))
+        .trim_end_matches('/')
+        .to_owned();
+    let key = match &config.signing_key {
+        Some(key) => key.clone(),
+        None => {
+            store
+                .secret_or_insert(SIGNING_KEY_NAME, SlotTokens::generate_key().to_vec())
+                .await?
+        }
+    };
+    let tokens = SlotTokens::new(&key)?.with_leeway(Duration::from_secs(5));
+    let stop = CancellationToken::new();
+    let wakers = Arc::new(Wakers::default());
+    store.wake_on_remote_callbacks(wakers.clone(), stop.child_token());
+    let relay = Arc::new(Relay {
+        oidc: config.oidc.clone().map(OidcVerifier::new),
+        public_url,
+        store: store.clone(),
+        tokens,
+        wakers,
+        metrics: Metrics::default(),
+        shutdown: stop.clone(),
+        config,
+    });
+    tokio::spawn(remove_expired_slots(relay.clone()));
+
+    tracing::info!(%address, public_url = %relay.public_url, "relay listening");
+    let app = router(relay.clone());
+    let trigger = stop.clone();
+    let server = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                () = shutdown => {},
+                () = trigger.cancelled() => {},
+            }
+            tracing::info!("shutting down: answering waiters, finishing requests in flight");
+            trigger.cancel();
+        })
+        .into_future();
+    let drain_limit = relay.config.shutdown_timeout;
+    let result = tokio::select! {
+        result = server => result.map_err(RelayError::Serve),
+        () = async { stop.cancelled().await; tokio::time::sleep(drain_limit).await } => {
+            tracing::warn!(?drain_limit, "requests still in flight at the shutdown timeout");
+            Ok(())
+        }
+    };
+    store.close().await;
+    tracing::info!("relay stopped");
+    result
+}
+
+fn router(relay: Shared) -> Router {
+    Router::new()
+        .route("/v1/slots", post(create_slot))
+        .route("/v1/slots/{id}", get(read_slot))
+        .route("/v1/callbacks/{id}", post(take_callback))
+        .route("/v1/callbacks/{id}/callback", post(take_callback))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .layer(middleware::from_fn_with_state(relay.clone(), measure))
+        .with_state(relay)
+}
+
+/// Records each request's latency by route.
+async fn measure(State(relay): State<Shared>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let method = request.method().clone();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let elapsed = started.elapsed();
+    relay.metrics.request(&route, elapsed);
+    tracing::debug!(%method, %route, status = response.status().as_u16(), ?elapsed, "request");
+    response
+}
+
+/// Removes slots whose deadline is more than the retention period ago, now and then.
+async fn remove_expired_slots(relay: Shared) {
+    let every =
+        (relay.config.retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(300));
+    loop {
+        tokio::select! {
+            () = relay.shutdown.cancelled() => return,
+            () = tokio::time::sleep(every) => {},
+        }
+        let cutoff = SystemTime::now()
+            .checked_sub(relay.config.retention)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        match relay.store.remove_slots_before(cutoff).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "removed expired slots"),
+            Err(err) => tracing::warn!(error = %err, "removing expired slots failed"),
+        }
+    }
+}
+
+async fn healthz() -> impl IntoResponse {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn metrics(State(relay): State<Shared>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        relay.metrics.render(),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Creating slots
+
+/// A deadline: RFC 3339 (UTC) or seconds from now.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum DeadlineSpec {
+    Seconds(u64),
+    Instant(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateSlot {
+    auth: CallbackAuth,
+    deadline: DeadlineSpec,
+    #[serde(default)]
+    label: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SlotCreated {
+    id: String,
+    callback_url: String,
+    deadline: String,
+    auth: CallbackAuth,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token: Option<String>,
+    read_token: String,
+}
+
+/// Who is creating a slot, for the logs.
+enum Creator {
+    RelayToken,
+    Actions(String),
+}
+
+async fn authorize_creator(relay: &Relay, headers: &HeaderMap) -> Result<Creator, ApiError> {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok());
+    let Some(token) = authorization.and_then(bearer_token) else {
+        return Err(ApiError::unauthorized(
+            "send a relay token or a GitHub Actions OIDC token as `Authorization: Bearer ...`",
+        ));
+    };
+    // Check every relay token, so timing does not tell which one (if any) matched.
+    let mut matched = false;
+    for expected in &relay.config.relay_tokens {
+        matched |= bearer_matches(authorization, expected);
+    }
+    if matched {
+        return Ok(Creator::RelayToken);
+    }
+    // A relay token is opaque; a JWT has two dots.
+    match &relay.oidc {
+        Some(oidc) if token.bytes().filter(|byte| *byte == b'.').count() == 2 => {
+            match oidc.verify(token).await {
+                Ok(job) => Ok(Creator::Actions(job.repository)),
+                Err(err @ crate::oidc::OidcError::NotAllowed { .. }) => {
+                    Err(ApiError::forbidden(err.to_string()))
+                }
+                Err(err @ crate::oidc::OidcError::Jwks(_)) => {
+                    tracing::warn!(error = %err, "cannot check an OIDC token");
+                    Err(ApiError::unavailable())
+                }
+                Err(err) => Err(ApiError::unauthorized(err.to_string())),
+            }
+        }
+        _ => Err(ApiError::unauthorized(
+            "the token is not a valid relay token",
+        )),
+    }
+}
+
+async fn create_slot(
+    State(relay): State<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<SlotCreated>), ApiError> {
+    let creator = authorize_creator(&relay, &headers).await?;
+    let request: CreateSlot = serde_json::from_slice(&body).map_err(|err| {
+        ApiError::bad_request(
+            "invalid_slot_request",
+            format!(
+                "expected {{\"auth\": \"bearer\"|\"hmac-github\"|\"hmac-standard\", \"deadline\": RFC 3339 or seconds, \"label\": text}}: {err}"
+            ),
+        )
+    })?;
+    if request.label.len() > 200 {
+        return Err(ApiError::bad_request(
+            "invalid_slot_request",
+            "the label is longer than 200 bytes",
+        ));
+    }
+    let now = SystemTime::now();
+    let wanted = match request.deadline {
+        DeadlineSpec::Seconds(seconds) => now + Duration::from_secs(seconds),
+        DeadlineSpec::Instant(text) => humantime::parse_rfc3339_weak(&text).map_err(|err| {
+            ApiError::bad_request(
+                "invalid_deadline",
+                format!("the deadline is not an RFC 3339 instant in UTC (e.g. 2030-01-01T12:00:00Z): {err}"),
+            )
+        })?,
+    };
+    if wanted <= now {
+        return Err(ApiError::bad_request(
+            "invalid_deadline",
+            "the deadline is not in the future",
+        ));
+    }
+    // Granted to the millisecond (what the store keeps), at most the configured lifetime away.
+    let deadline = store::from_millis(store::to_millis(
+        wanted.min(now + relay.config.max_slot_lifetime),
+    ));
+    let slot = Slot {
+        id: SlotId::random(),
+        auth: request.auth,
+        label: request.label,
+        created_at: now,
+        deadline,
+    };
+    let token_error = |err: hookgate_auth::TokenError| {
+        tracing::error!(error = %err, "cannot issue a slot token");
+        ApiError::internal()
+    };
+    let token = match slot.auth {
+        CallbackAuth::Bearer => Some(
+            relay
+                .tokens
+                .issue(slot.id.as_str(), &relay.public_url, now, deadline)
+                .map_err(token_error)?,
+        ),
+        CallbackAuth::HmacGithub | CallbackAuth::HmacStandard => None,
+    };
+    let read_token = relay
+        .tokens
+        .issue(
+            slot.id.as_str(),
+            &read_audience(&relay, &slot.id),
+            now,
+            deadline + relay.config.retention,
+        )
+        .map_err(token_error)?;
+    relay.store.create_slot(&slot).await?;
+    relay.metrics.slot_created();
+    match &creator {
+        Creator::RelayToken => {
+            tracing::info!(slot = %slot.id, label = %slot.label, auth = slot.auth.as_str(), "slot created with a relay token");
+        }
+        Creator::Actions(repository) => {
+            tracing::info!(slot = %slot.id, label = %slot.label, auth = slot.auth.as_str(), %repository, "slot created by a GitHub Actions job");
+        }
+    }
+    Ok((
+        StatusCode::CREATED,
+        Json(SlotCreated {
+            callback_url: format!("{}/v1/callbacks/{}", relay.public_url, slot.id),
+            id: slot.id.to_string(),
+            deadline: humantime::format_rfc3339_millis(deadline).to_string(),
+            auth: slot.auth,
+            token,
+            read_token,
+        }),
+    ))
+}
+
+/// The audience of a slot's read token: distinct from callback tokens, so neither can stand in
+/// for the other.
+fn read_audience(relay: &Relay, slot: &SlotId) -> String {
+    format!("{}/v1/slots/{slot}", relay.public_url)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Taking callbacks
+
+#[derive(Debug, Serialize)]
+struct Accepted {
+    slot: String,
+    sequence: u64,
+}
+
+async fn take_callback(
+    State(relay): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    let result = accept_callback(&relay, &id, &headers, body).await;
+    let (outcome, status) = match &result {
+        Ok((_, false)) => (CallbackOutcome::Stored, StatusCode::ACCEPTED),
+        Ok((_, true)) => (CallbackOutcome::Duplicate, StatusCode::ACCEPTED),
+        Err(err) => (CallbackOutcome::Rejected, err.status),
+    };
+    relay.metrics.callback(outcome, status.as_u16());
+    match &result {
+        Ok((accepted, duplicate)) => {
+            tracing::info!(slot = %id, sequence = accepted.sequence, duplicate, "callback accepted");
+        }
+        Err(err) => {
+            tracing::info!(slot = %id, status = err.status.as_u16(), code = err.code, "callback refused");
+        }
+    }
+    result.map(|(accepted, _)| (StatusCode::ACCEPTED, Json(accepted)))
+}
+
+/// Checks and stores one callback; the flag tells whether it repeated a stored one.
+async fn accept_callback(
+    relay: &Relay,
+    id: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Accepted, bool), ApiError> {
+    let slot_id: SlotId = id.parse().map_err(|_| ApiError::no_slot())?;
+    let slot = relay
+        .store
+        .slot(&slot_id)
+        .await?
+        .ok_or_else(ApiError::no_slot)?;
+    let now = SystemTime::now();
+    if now > slot.deadline {
+        return Err(ApiError::past_deadline());
+    }
+    let stored_headers: Vec<(String, String)> = headers
+        .iter()
+        .filter(|(name, _)| !UNSTORED_HEADERS.contains(&name.as_str()))
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    check_credentials(relay, &slot, headers, &stored_headers, now)?;
+
+    let limit = relay.config.max_body;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(ApiError::too_large(limit));
+    }
+    let body = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| ApiError::too_large(limit))?;
+    check_verdict(&body)?;
+
+    let dedup_key = dedup_key(&stored_headers, &body, headers);
+    let outcome = relay
+        .store
+        .add_callback(NewCallback {
+            slot_id: slot.id.clone(),
+            dedup_key,
+            received_at: now,
+            headers: stored_headers,
+            body: body.to_vec(),
+            max_per_slot: relay.config.max_callbacks_per_slot,
+        })
+        .await?;
+    let accepted = |sequence| Accepted {
+        slot: slot.id.to_string(),
+        sequence,
+    };
+    match outcome {
+        AddOutcome::Stored { sequence } => {
+            relay.wakers.wake(slot.id.as_str());
+            Ok((accepted(sequence), false))
+        }
+        AddOutcome::Duplicate { sequence } => Ok((accepted(sequence), true)),
+        AddOutcome::Full => Err(ApiError::slot_full(relay.config.max_callbacks_per_slot)),
+        AddOutcome::NoSlot => Err(ApiError::no_slot()),
+    }
+}
+
+/// Bearer slots: the slot's own token, unexpired. HMAC slots: the signature headers in their
+/// scheme's form and (Standard Webhooks) fresh; their value is the action's to check.
+fn check_credentials(
+    relay: &Relay,
+    slot: &Slot,
+    headers: &HeaderMap,
+    stored_headers: &[(String, String)],
+    now: SystemTime,
+) -> Result<(), ApiError> {
+    match slot.auth {
+        CallbackAuth::Bearer => {
+            let token = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|value| value.to_str().ok())
+                .and_then(bearer_token)
+                .ok_or_else(|| {
+                    ApiError::unauthorized(
+                        "this slot takes `Authorization: Bearer <the slot's token>`",
+                    )
+                })?;
+            relay
+                .tokens
+                .verify(token, slot.id.as_str(), &relay.public_url, now)
+                .map(|_| ())
+                .map_err(|err| ApiError::unauthorized(format!("the slot token is refused: {err}")))
+        }
+        CallbackAuth::HmacGithub => Scheme::Github
+            .check_form(stored_headers, now)
+            .map_err(|err| ApiError::unauthorized(err.to_string())),
+        CallbackAuth::HmacStandard => Scheme::Standard
+            .check_form(stored_headers, now)
+            .map_err(|err| ApiError::unauthorized(err.to_string())),
+    }
+}
+
+/// The body must be a JSON object with a boolean `success` (Armory's callback).
+fn check_verdict(body: &[u8]) -> Result<(), ApiError> {
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|err| {
+        ApiError::bad_request("invalid_body", format!("the body is not JSON: {err}"))
+    })?;
+    match value.get("success") {
+        Some(serde_json::Value::Bool(_)) => Ok(()),
+        Some(_) => Err(ApiError::bad_request(
+            "invalid_body",
+            "`success` must be true or false",
+        )),
+        None => Err(ApiError::bad_request(
+            "invalid_body",
+            "the body must be a JSON object with a boolean `success`",
+        )),
+    }
+}
+
+/// What makes two deliveries the same: the Standard Webhooks message id when there is one, else
+/// the body together with its signature (or bearer token), hashed.
+fn dedup_key(stored_headers: &[(String, String)], body: &[u8], headers: &HeaderMap) -> String {
+    use hookgate_auth::HeaderSource as _;
+    if let Some(id) = stored_headers.header(hookgate_auth::standard::ID_HEADER) {
+        return format!("id:{id}");
+    }
+    let mut hash = Sha256::new();
+    hash.update(body);
+    for name in [
+        hookgate_auth::github::HEADER,
+        hookgate_auth::standard::SIGNATURE_HEADER,
+        header::AUTHORIZATION.as_str(),
+    ] {
+        hash.update([0]);
+        if let Some(value) = headers.get(name) {
+            hash.update(value.as_bytes());
+        }
+    }
+    format!("sha256:{}", hex::encode(hash.finalize()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Long polls
+
+#[derive(Debug, Deserialize)]
+struct ReadQuery {
+    #[serde(default)]
+    after: u64,
+    wait: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DeliveredCallback {
+    sequence: u64,
+    received_at: String,
+    headers: Vec<(String, String)>,
+    body_base64: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SlotCallbacks {
+    id: String,
+    deadline: String,
+    callbacks: Vec<DeliveredCallback>,
+}
+
+fn parse_wait(text: &str) -> Result<Duration, ApiError> {
+    let text = text.trim();
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(seconds));
+    }
+    humantime::parse_duration(text).map_err(|err| {
+        ApiError::bad_request(
+            "invalid_wait",
+            format!("`wait` is not a duration (e.g. 30s, 1m, 30): {err}"),
+        )
+    })
+}
+
+async fn read_slot(
+    State(relay): State<Shared>,
+    Path(id): Path<String>,
+    Query(query): Query<ReadQuery>,
+    headers: HeaderMap,
+) -> Result<Json<SlotCallbacks>, ApiError> {
+    let slot_id: SlotId = id.parse().map_err(|_| ApiError::no_slot())?;
+    authorize_reader(&relay, &slot_id, &headers)?;
+    let wait = match &query.wait {
+        Some(text) => parse_wait(text)?.min(relay.config.max_wait),
+        None => Duration::ZERO,
+    };
+    let slot = relay
+        .store
+        .slot(&slot_id)
+        .await?
+        .ok_or_else(ApiError::no_slot)?;
+    let until = tokio::time::Instant::now() + wait;
+
+    let registration = relay.wakers.register(slot_id.as_str());
+    let _waiting = relay.metrics.waiting();
+    let callbacks = loop {
+        // Armed before the read, so a callback stored in between still wakes this poll.
+        let woken = registration.notify().notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        let callbacks = relay
+            .store
+            .callbacks_after(&slot_id, query.after, MAX_CALLBACKS_PER_ANSWER)
+            .await?;
+        if !callbacks.is_empty() || tokio::time::Instant::now() >= until {
+            break callbacks;
+        }
+        tokio::select! {
+            () = woken => {},
+            () = tokio::time::sleep_until(until) => {},
+            () = relay.shutdown.cancelled() => break Vec::new(),
+        }
+    };
+    let engine = base64::engine::general_purpose::STANDARD;
+    Ok(Json(SlotCallbacks {
+        id: slot.id.to_string(),
+        deadline: humantime::format_rfc3339_millis(slot.deadline).to_string(),
+        callbacks: callbacks
+            .into_iter()
+            .map(|callback| DeliveredCallback {
+                sequence: callback.sequence,
+                received_at: humantime::format_rfc3339_millis(callback.received_at).to_string(),
+                headers: callback.headers,
+                body_base64: engine.encode(&callback.body),
+            })
+            .collect(),
+    }))
+}
+
+/// A slot is read with its read token, or with a relay token.
+fn authorize_reader(relay: &Relay, slot: &SlotId, headers: &HeaderMap) -> Result<(), ApiError> {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok());
+    let Some(token) = authorization.and_then(bearer_token) else {
+        return Err(ApiError::unauthorized(
+            "send the slot's read token (or a relay token) as `Authorization: Bearer ...`",
+        ));
+    };
+    let mut matched = false;
+    for expected in &relay.config.relay_tokens {
+        matched |= bearer_matches(authorization, expected);
+    }
+    if matched {
+        return Ok(());
+    }
+    relay
+        .tokens
+        .verify(
+            token,
+            slot.as_str(),
+            &read_audience(relay, slot),
+            SystemTime::now(),
+        )
+        .map(|_| ())
+        .map_err(|err| ApiError::unauthorized(format!("the read token is refused: {err}")))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_parse_as_seconds_or_durations() {
+        assert_eq!(parse_wait("30").ok(), Some(Duration::from_secs(30)));
+        assert_eq!(parse_wait("30s").ok(), Some(Duration::from_secs(30)));
+        assert_eq!(parse_wait("1m").ok(), Some(Duration::from_secs(60)));
+        assert_eq!(parse_wait("250ms").ok(), Some(Duration::from_millis(250)));
+        assert_eq!(
+            parse_wait("soon").err().map(|err| err.status),
+            Some(StatusCode::BAD_REQUEST)
+        );
+    }
+
+    #[test]
+    fn verdicts_need_a_boolean_success() {
+        assert!(check_verdict(br#"{"success": true, "mdMessage": "ok"}"#).is_ok());
+        assert!(check_verdict(br#"{"success": false}"#).is_ok());
+        for bad in [
+            &b"not json"[..],
+            br#"{"success": "true"}"#,
+            br#"{"mdMessage": "no verdict"}"#,
+            br#"[true]"#,
+            b"",
+        ] {
+            let err = check_verdict(bad).err();
+            assert_eq!(err.map(|err| err.status), Some(StatusCode::BAD_REQUEST));
+        }
+    }
+
+    #[test]
+    fn deliveries_are_the_same_by_message_id_or_by_body_and_signature() {
+        let mut signed = HeaderMap::new();
+        signed.insert("x-hub-signature-256", "sha256=ab".parse().unwrap());
+        let none = HeaderMap::new();
+        let body = br#"{"success":true}"#;
+        let a = dedup_key(&[], body, &signed);
+        assert_eq!(a, dedup_key(&[], body, &signed));
+        assert_ne!(a, dedup_key(&[], body, &none));
+        assert_ne!(a, dedup_key(&[], br#"{"success":false}"#, &signed));
+        let with_id = [("webhook-id".to_owned(), "msg_1".to_owned())];
+        assert_eq!(dedup_key(&with_id, body, &none), "id:msg_1");
+        assert_eq!(dedup_key(&with_id, b"other", &signed), "id:msg_1");
+    }
+}
