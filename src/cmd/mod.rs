@@ -9,5 +9,11 @@ pub mod run;
 pub mod schema;
 pub mod validate;
 
+/// Every gate passed (or was skipped).
+pub const EXIT_OK: u8 = 0;
+
+/// A gate failed, timed out or was cancelled.
+pub const EXIT_GATE_FAILED: u8 = 1;
+
 /// Wrong usage or an invalid deployment file.
 pub const EXIT_USAGE: u8 = 2;

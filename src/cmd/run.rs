@@ -1,12 +1,300 @@
-//! `hookgate run`.
+//! `hookgate run`: loads the deployment file, plans one target and phase, and hands the plan to
+//! the engine with its settings, a relay for callbacks, GitHub's API for dispatches and the
+//! reporters. Exit codes: 0 every step passed or was skipped, 1 a gate failed, timed out or was
+//! cancelled, 2 a usage or configuration error.
 
+mod terminal;
+
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use hookgate_config::Phase;
+use hookgate_engine::backoff::Backoff;
+use hookgate_engine::settings::github_values;
+use hookgate_engine::{
+    ArmoryValues, GithubApi, Mailbox, Masker, RunSettings, Runner, StaticToken, needs_mailbox,
+};
+use indexmap::IndexMap;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::cmd::{EXIT_GATE_FAILED, EXIT_OK, EXIT_USAGE};
 
 /// Arguments of `hookgate run`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// The target (environment) whose webhooks run.
+    #[arg(long, value_name = "NAME")]
+    pub target: String,
+    /// Which gates: before-deployment, after-deployment or strategy.
+    #[arg(long, value_name = "PHASE", value_parser = parse_phase)]
+    pub phase: Phase,
+    /// The deployment file.
+    #[arg(long, short = 'f', value_name = "PATH", default_value = "deploy.yml")]
+    pub file: PathBuf,
+    /// A `{{ context.KEY }}` value for every step (a step's own `context` wins). Repeatable.
+    #[arg(long = "context", value_name = "KEY=VALUE", value_parser = parse_pair)]
+    pub context: Vec<(String, String)>,
+    /// A `{{ secrets.KEY }}` value. Masked in all output. Repeatable.
+    #[arg(long = "secret", value_name = "KEY=VALUE", value_parser = parse_pair)]
+    pub secrets: Vec<(String, String)>,
+    /// A JSON or YAML file holding a map of secret names to values.
+    #[arg(long, value_name = "PATH")]
+    pub secrets_file: Option<PathBuf>,
+    /// The relay that receives callbacks (`waitFor: callback`).
+    #[arg(long, value_name = "URL", env = "HOOKGATE_RELAY_URL")]
+    pub relay: Option<String>,
+    /// The token that authenticates this run to the relay.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "HOOKGATE_RELAY_TOKEN",
+        hide_env_values = true
+    )]
+    pub relay_token: Option<String>,
+    /// A time limit for the whole run, such as `30m`; steps still running then are `timed_out`.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// The delay before the first retry of a failed request; it doubles with each retry.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1s")]
+    pub retry_backoff: Duration,
+}
+
+fn parse_phase(text: &str) -> Result<Phase, String> {
+    text.parse()
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    hookgate_config::model::parse_duration(text)
+}
+
+fn parse_pair(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_owned(), value.to_owned()))
+        }
+        _ => Err(format!("`{text}` is not KEY=VALUE")),
+    }
+}
 
 /// Runs `hookgate run`.
-pub async fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`hookgate run` is not available in this build")
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let in_actions = std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
+    // Secrets are registered (and announced to the runner with `::add-mask::`) before anything
+    // else is printed.
+    let masker = if in_actions {
+        Masker::announcing()
+    } else {
+        Masker::new()
+    };
+    let mut secrets: IndexMap<String, String> = IndexMap::new();
+    if let Some(path) = &args.secrets_file {
+        match read_secrets_file(path) {
+            Ok(values) => secrets.extend(values),
+            Err(err) => return usage_error(&format!("{err:#}")),
+        }
+    }
+    secrets.extend(args.secrets.iter().cloned());
+    for value in secrets.values() {
+        masker.add(value);
+    }
+    let github_token = std::env::var("GITHUB_TOKEN").ok().filter(|t| !t.is_empty());
+    for value in [&github_token, &args.relay_token].into_iter().flatten() {
+        masker.add(value);
+    }
+
+    let loaded = match hookgate_config::load(&args.file) {
+        Ok(loaded) => loaded,
+        Err(diagnostics) => {
+            if in_actions {
+                print_stdout(&diagnostics.github_annotations());
+            }
+            eprintln!("{}", masker.mask(&diagnostics.to_string()));
+            return Ok(ExitCode::from(EXIT_USAGE));
+        }
+    };
+    let plan = match hookgate_config::plan(&loaded.file, &args.target, args.phase) {
+        Ok(plan) => plan,
+        Err(err) => return usage_error(&err.to_string()),
+    };
+
+    let deployment_id = match (
+        std::env::var("GITHUB_RUN_ID"),
+        std::env::var("GITHUB_RUN_ATTEMPT"),
+    ) {
+        (Ok(id), Ok(attempt)) if !id.is_empty() => format!("{id}-{attempt}"),
+        _ => uuid::Uuid::new_v4().to_string(),
+    };
+    let settings = RunSettings {
+        context: args
+            .context
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect(),
+        secrets,
+        armory: ArmoryValues::for_target(&loaded.file, &args.target, deployment_id),
+        github: github_values(std::env::vars()),
+        run_timeout: args.timeout,
+        retry_backoff: Backoff {
+            base: args.retry_backoff,
+            ..Backoff::default()
+        },
+        ..RunSettings::default()
+    };
+
+    let cancel = CancellationToken::new();
+    let mut runner = Runner::new(plan, settings)
+        .with_masker(masker.clone())
+        .with_cancellation(cancel.clone());
+    if let Some(token) = github_token {
+        runner = runner.with_github(GithubApi {
+            base_url: std::env::var("GITHUB_API_URL")
+                .ok()
+                .filter(|u| !u.is_empty())
+                .unwrap_or_else(|| "https://api.github.com".to_owned()),
+            repository: std::env::var("GITHUB_REPOSITORY")
+                .ok()
+                .filter(|r| !r.is_empty()),
+            tokens: Box::new(StaticToken(token)),
+        });
+    }
+    if needs_mailbox(runner.plan()) {
+        match open_mailbox(&args, in_actions).await {
+            Ok(mailbox) => runner = runner.with_mailbox(mailbox),
+            Err(err) => return usage_error(&masker.mask(&format!("{err:#}"))),
+        }
+    }
+    if !in_actions {
+        runner = runner.with_reporter(Box::new(terminal::TerminalReporter::new()));
+    }
+    if let Err(err) = runner.check() {
+        return usage_error(&masker.mask(&err.to_string()));
+    }
+
+    tokio::spawn(cancel_on_signal(cancel));
+    let report = match runner.run().await {
+        Ok(report) => report,
+        Err(err) => return usage_error(&masker.mask(&err.to_string())),
+    };
+    Ok(ExitCode::from(if report.conclusion.is_passing() {
+        EXIT_OK
+    } else {
+        EXIT_GATE_FAILED
+    }))
+}
+
+/// The relay for callback steps: the one at `--relay`, or (outside GitHub Actions) one embedded
+/// in this process.
+async fn open_mailbox(args: &Args, in_actions: bool) -> anyhow::Result<Arc<dyn Mailbox>> {
+    match &args.relay {
+        Some(url) => anyhow::bail!(
+            "cannot use the relay at {url}: this build has no relay client yet; use `waitFor: none` or `poll`"
+        ),
+        None if in_actions => anyhow::bail!(
+            "a step waits for a callback, but no relay is configured: runners take no inbound traffic, so set the `relay-url` input (or --relay URL) to a hookgate relay"
+        ),
+        None => anyhow::bail!(
+            "a step waits for a callback, but no relay is configured: pass --relay URL"
+        ),
+    }
+}
+
+/// Cancels the run on SIGINT or SIGTERM.
+async fn cancel_on_signal(cancel: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        if tokio::signal::ctrl_c().await.is_err() {
+            return;
+        }
+    }
+    eprintln!("hookgate: cancelling: pending steps end `cancelled`, cancel requests go out");
+    cancel.cancel();
+}
+
+/// Reads `--secrets-file`: a JSON object or a YAML map of names to scalar values.
+fn read_secrets_file(path: &Path) -> anyhow::Result<IndexMap<String, String>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the secrets file {}", path.display()))?;
+    let not_a_map = || {
+        anyhow::anyhow!(
+            "the secrets file {} must be a JSON object or YAML map of names to values",
+            path.display()
+        )
+    };
+    if let Ok(Value::Object(map)) = serde_json::from_str::<Value>(&text) {
+        return map
+            .into_iter()
+            .map(|(key, value)| match value {
+                Value::String(s) => Ok((key, s)),
+                Value::Number(n) => Ok((key, n.to_string())),
+                Value::Bool(b) => Ok((key, b.to_string())),
+                _ => Err(anyhow::anyhow!(
+                    "secret `{key}` in {} must be text, a number or a boolean",
+                    path.display()
+                )),
+            })
+            .collect();
+    }
+    // Not JSON: YAML. The parser's message may quote the file's text, so it is not shown.
+    let docs = yaml_rust2::YamlLoader::load_from_str(&text).map_err(|err| {
+        let marker = err.marker();
+        anyhow::anyhow!(
+            "the secrets file {} is neither JSON nor YAML (YAML error at line {}, column {})",
+            path.display(),
+            marker.line(),
+            marker.col() + 1
+        )
+    })?;
+    let Some(yaml_rust2::Yaml::Hash(hash)) = docs.into_iter().next() else {
+        return Err(not_a_map());
+    };
+    let mut values = IndexMap::new();
+    for (key, value) in hash {
+        let key = match key {
+            yaml_rust2::Yaml::String(s) => s,
+            _ => return Err(not_a_map()),
+        };
+        let value = match value {
+            yaml_rust2::Yaml::String(s) | yaml_rust2::Yaml::Real(s) => s,
+            yaml_rust2::Yaml::Integer(i) => i.to_string(),
+            yaml_rust2::Yaml::Boolean(b) => b.to_string(),
+            _ => {
+                anyhow::bail!(
+                    "secret `{key}` in {} must be text, a number or a boolean",
+                    path.display()
+                )
+            }
+        };
+        values.insert(key, value);
+    }
+    Ok(values)
+}
+
+fn usage_error(message: &str) -> anyhow::Result<ExitCode> {
+    eprintln!("error: {message}");
+    Ok(ExitCode::from(EXIT_USAGE))
+}
+
+fn print_stdout(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
 }

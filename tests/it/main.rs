@@ -3,3 +3,5 @@
 
 mod callback;
 mod common;
+mod engine;
+mod support;

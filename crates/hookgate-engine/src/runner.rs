@@ -610,7 +610,13 @@ async fn run_webhook(
     if matches!(conclusion, Conclusion::Cancelled | Conclusion::TimedOut) {
         let (sent, vars) = {
             let state = state.lock().unwrap_or_else(PoisonError::into_inner);
-            (state.sent, state.vars.clone())
+            // The cancel request may name what this step's own request was answered
+            // (`steps['NAME'].body.id`).
+            let mut vars = state.vars.clone();
+            if let Some(steps) = vars.get_mut("steps").and_then(Value::as_object_mut) {
+                steps.insert(name.to_owned(), result_entry(conclusion, &message, &state));
+            }
+            (state.sent, vars)
         };
         if sent && let Some(note) = send_cancel(shared, webhook, &vars).await {
             message = format!("{message}; {note}");
@@ -628,6 +634,17 @@ async fn run_webhook(
 
 /// Stores a finished step's result for `steps['NAME']` in later templates.
 fn record(shared: &Shared, name: &str, conclusion: Conclusion, message: &str, state: &StepState) {
+    let entry = result_entry(conclusion, message, state);
+    shared
+        .results
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(name.to_owned(), entry);
+}
+
+/// `steps['NAME']`: `status`, `headers`, `body` (JSON when it is JSON), `message`,
+/// `conclusion` and the accepted `callback` body.
+fn result_entry(conclusion: Conclusion, message: &str, state: &StepState) -> Value {
     let (status, headers, body) = match &state.response {
         Some(response) => {
             let headers: Map<String, Value> = response
@@ -642,19 +659,14 @@ fn record(shared: &Shared, name: &str, conclusion: Conclusion, message: &str, st
         }
         None => (Value::Null, Value::Object(Map::new()), Value::Null),
     };
-    let entry = json!({
+    json!({
         "status": status,
         "headers": headers,
         "body": body,
         "message": message,
         "conclusion": conclusion.as_str(),
         "callback": state.callback_body.clone().unwrap_or(Value::Null),
-    });
-    shared
-        .results
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .insert(name.to_owned(), entry);
+    })
 }
 
 fn lock(state: &Mutex<StepState>) -> std::sync::MutexGuard<'_, StepState> {

@@ -1,0 +1,915 @@
+//! `hookgate run` end to end: the real binary against real HTTP servers on 127.0.0.1 standing in
+//! for the services a deployment file calls (see `support`). Each wait mode, each way to find a
+//! status URL, each status mapping rule, retries and backoff read from the server's log,
+//! Retry-After, fail-fast, the idempotency key, templates and their errors, masking, `if:`,
+//! parallel groups, timeouts and SIGTERM.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::common::hookgate;
+use crate::support::{Reply, Seen, TestServer, count_to};
+
+/// A deployment file in a temporary directory.
+struct Deployment {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+fn deployment(yaml: &str) -> Deployment {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("deploy.yml");
+    std::fs::write(&path, yaml).unwrap();
+    Deployment { _dir: dir, path }
+}
+
+/// Runs `hookgate run` on `file` with `args`; returns the output.
+fn run(file: &Deployment, args: &[&str]) -> Output {
+    hookgate()
+        .arg("run")
+        .arg("--file")
+        .arg(&file.path)
+        .args(args)
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap()
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn code(output: &Output) -> i32 {
+    output.status.code().unwrap_or(-1)
+}
+
+/// A file with one before-deployment step running webhook `name` defined by `webhook` (YAML
+/// lines under `- name: ...`, indented by 4).
+fn one_step(name: &str, webhook: &str) -> String {
+    format!(
+        "application: shop\ntargets:\n  staging:\n    account: staging-cluster\n    namespace: shop-staging\n    constraints:\n      beforeDeployment:\n        - runWebhook:\n            name: {name}\nwebhooks:\n  - name: {name}\n{webhook}"
+    )
+}
+
+/// Gaps between consecutive requests.
+fn gaps(requests: &[Seen]) -> Vec<Duration> {
+    requests
+        .windows(2)
+        .map(|pair| pair[1].at.duration_since(pair[0].at))
+        .collect()
+}
+
+#[test]
+fn wait_none_renders_templates_and_succeeds_on_2xx() {
+    let server = TestServer::start(|_, _| Reply::status(204));
+    let file = deployment(&one_step(
+        "notify",
+        &format!(
+            r#"    method: PUT
+    uriTemplate: "{}/notify/{{{{ context.env }}}}?app={{{{ armory.applicationName }}}}"
+    waitFor: none
+    headers:
+      - key: Authorization
+        value: "Bearer {{{{ secrets.token }}}}"
+      - key: Content-Type
+        value: application/json
+    bodyTemplate:
+      inline: >-
+        {{"target": "{{{{ armory.environmentName }}}}", "account": "{{{{ armory.accountName }}}}", "ns": "{{{{ armory.namespace }}}}", "id": "{{{{ armory.deploymentId }}}}"}}
+"#,
+            server.url
+        ),
+    ));
+    let output = run(
+        &file,
+        &[
+            "--target",
+            "staging",
+            "--phase",
+            "before-deployment",
+            "--context",
+            "env=blue",
+            "--secret",
+            "token=tok-123",
+        ],
+    );
+    assert_eq!(code(&output), 0, "{}", text(&output));
+    let requests = server.requests();
+    assert_eq!(requests.len(), 1);
+    let request = &requests[0];
+    assert_eq!(request.method, "PUT");
+    assert_eq!(request.path, "/notify/blue?app=shop");
+    assert_eq!(request.header("authorization"), Some("Bearer tok-123"));
+    let body = request.json();
+    assert_eq!(body["target"], "staging");
+    assert_eq!(body["account"], "staging-cluster");
+    assert_eq!(body["ns"], "shop-staging");
+    assert!(!body["id"].as_str().unwrap().is_empty());
+    assert!(request.header("idempotency-key").is_some());
+    let out = text(&output);
+    assert!(out.contains("notify") && out.contains("success"), "{out}");
+}
+
+#[test]
+fn a_4xx_fails_without_retry() {
+    let server = TestServer::start(|_, _| Reply::status(404).with_body("no such hook"));
+    let file = deployment(&one_step(
+        "hook",
+        &format!(
+            "    uriTemplate: {}/hook\n    waitFor: none\n    retryCount: 3\n",
+            server.url
+        ),
+    ));
+    let output = run(
+        &file,
+        &["--target", "staging", "--phase", "before-deployment"],
+    );
+    assert_eq!(code(&output), 1, "{}", text(&output));
+    assert_eq!(server.requests().len(), 1);
+    assert!(text(&output).contains("HTTP 404"), "{}", text(&output));
+}
+
+#[test]
+fn retries_back_off_exponentially_with_one_idempotency_key() {
+    let server = TestServer::start(|_, earlier| {
+        if earlier.len() < 3 {
+            Reply::status(503)
+        } else {
+            Reply::status(200)
+        }
+    });
+    let file = deployment(&one_step(
+        "flaky",
+        &format!(
+            "    uriTemplate: {}/flaky\n    waitFor: none\n    retryCount: 3\n",
+            server.url
+        ),
+    ));
+    let output = run(
+        &file,
+        &[
+            "--target",
+            "staging",
+            "--phase",
+            "before-deployment",
+            "--retry-backoff",
+            "100ms",
+        ],
+    );
+    assert_eq!(code(&output), 0, "{}", text(&output));
+    let requests = server.requests();
+    assert_eq!(requests.len(), 4);
+    // Equal jitter: retry n waits between half and all of 100 ms * 2^n.
+    let gaps = gaps(&requests);
+    for (n, gap) in gaps.iter().enumerate() {
+        let floor = Duration::from_millis(50 << n);
+        assert!(
+            *gap >= floor,
+            "retry {n} came after {gap:?}, before {floor:?}"
+        );
+    }
+    let keys: Vec<_> = requests
+        .iter()
+        .map(|r| r.header("idempotency-key"))
+        .collect();
+    assert!(keys[0].is_some());
+    assert!(keys.iter().all(|k| *k == keys[0]), "{keys:?}");
+    assert!(
+        text(&output).contains("attempt 1 of 4 failed (HTTP 503)"),
+        "{}",
+        text(&output)
+    );
+}
+
+#[test]
+fn retries_run_out() {
+    let server = TestServer::start(|_, _| Reply::status(500));
+    let file = deployment(&one_step(
+        "down",
+        &format!(
+            "    uriTemplate: {}/down\n    waitFor: none\n    retryCount: 2\n",
+            server.url
+        ),
+    ));
+    let output = run(
+        &file,
+        &[
+            "--target",
+            "staging",
+            "--phase",
+            "before-deployment",
+            "--retry-backoff",
+            "10ms",
+        ],
+    );
+    assert_eq!(code(&output), 1);
+    assert_eq!(server.requests().len(), 3);
+    assert!(
+        text(&output).contains("after 3 attempts"),
+        "{}",
+        text(&output)
+    );
+}
+
+#[test]
+fn retry_status_codes_are_retried_and_retry_after_is_honoured() {
+    let server = TestServer::start(|_, earlier| match earlier.len() {
+        0 => Reply::status(409),
+        1 => Reply::status(429).with_header("Retry-After", "1"),
+        _ => Reply::status(200),
+    });
+    let file = deployment(&one_step(
+        "busy",
+        &format!(
+            "    uriTemplate: {}/busy\n    waitFor: none\n    retryCount: 2\n    retryStatusCodes: [409]\n",
+            server.url
+        ),
+    ));
+    let output = run(
+        &file,
+        &[
+            "--target",
+            "staging",
+            "--phase",
+            "before-deployment",
+            "--retry-backoff",
+            "10ms",
+        ],
+    );
+    assert_eq!(code(&output), 0, "{}", text(&output));
+    let gaps = gaps(&server.requests());
+    assert_eq!(gaps.len(), 2);
+    assert!(
+        gaps[0] < Duration::from_millis(500),
+        "backoff of 10 ms took {:?}",
+        gaps[0]
+    );
+    assert!(
+        gaps[1] >= Duration::from_millis(950),
+        "Retry-After: 1 gave {:?}",
+        gaps[1]
+    );
+}
+
+#[test]
+fn fail_fast_status_codes_end_at_once() {
+    let server = TestServer::start(|_, _| Reply::status(503));
+    let file = deployment(&one_step(
+        "gate",
+        &format!(
+            "    uriTemplate: {}/gate\n    waitFor: none\n    retryCount: 5\n    failFastStatusCodes: [503]\n",
+            server.url
+        ),
+    ));
+    let output = run(
+        &file,
+        &["--target", "staging", "--phase", "before-deployment"],
+    );
+    assert_eq!(code(&output), 1);
+    assert_eq!(server.requests().len(), 1);
+    assert!(
+        text(&output).contains("failFastStatusCodes"),
+        "{}",
+        text(&output)
+    );
+}
+
+#[test]
+fn an_undefined_variable_names_webhook_field_and_variable() {
+    let server = TestServer::start(|_, _| Reply::status(200));
+    let file = deployment(&one_step(
+        "migrate",
+        &format!(
+            "    uriTemplate: {}/m\n    waitFor: none\n    headers:\n      - key: X-Token\n        value: \"{{{{ secrets.tokn }}}}\"\n",
+            server.url
+        ),
+    ));
+    let output = run(
+        &file,
+        &[
+            "--target",
+            "staging",
+            "--phase",
+            "before-deployment",
+            "--secret",
+            "token=x",
+        ],
+    );
+    assert_eq!(code(&output), 1);
+    let out = text(&output);
+    assert!(
+        out.contains("webhook `migrate`, field `headers.X-Token`: `secrets.tokn` is not defined (defined: token)"),
+        "{out}"
+    );
+    assert!(
+        server.requests().is_empty(),
+        "nothing is sent when a template fails"
+    );
+}
+
+#[test]
+fn secrets_never_reach_the_output() {
+    const SECRET: &str = "s3cr3t-Value-93";
+    // The service echoes what it got in an error, as many do.
+    let server = TestServer::start(|seen, _| {
+        Reply::status(400).with_body(&format!(
+            "bad token {}",
+            seen.header("authorization").unwrap_or("")
+        ))
+    });
+    let file = deployment(&one_step(
+        "leaky",
+        &format!(
+            "    uriTemplate: \"{}/leak?key={{{{ secrets.api }}}}\"\n    waitFor: none\n    headers:\n      - key: Authorization\n        value: \"Bearer {{{{ secrets.api }}}}\"\n",
+            server.url
+        ),
+    ));
+    let output = run(
+        &file,
+        &[
+            "--target",
+            "staging",
+            "--phase",
+            "before-deployment",
+            "--secret",
+            &format!("api={SECRET}"),
+        ],
+    );
+    assert_eq!(code(&output), 1);
+    let out = text(&output);
+    assert!(
+        server.requests()[0].path.contains(SECRET),
+        "the secret was sent"
+    );
+    assert!(!out.contains(SECRET), "the secret leaked:\n{out}");
+    assert!(out.contains("bad token Bearer ***"), "{out}");
+
+    // In GitHub Actions the runner is told to mask it before anything else is printed.
+    let secrets_file = file.path.with_file_name("secrets.yml");
+    std::fs::write(&secrets_file, format!("api: {SECRET}\n")).unwrap();
+    let output = hookgate()
+        .arg("run")
+        .arg("--file")
+        .arg(&file.path)
+        .args([
+            "--target",
+            "staging",
+            "--phase",
+            "before-deployment",
+            "--secrets-file",
+        ])
+        .arg(&secrets_file)
+        .env("GITHUB_ACTIONS", "true")
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert_eq!(code(&output), 1, "{}", text(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.starts_with(&format!("::add-mask::{SECRET}\n")),
+        "{stdout}"
+    );
+    assert_eq!(
+        text(&output).matches(SECRET).count(),
+        1,
+        "{}",
+        text(&output)
+    );
+}
+
+fn two_step_file(first: &str, second: &str, condition: &str, url: &str) -> String {
+    format!(
+        r#"targets:
+  staging:
+    constraints:
+      beforeDeployment:
+        - runWebhook:
+            name: {first}
+        - runWebhook:
+            name: {second}
+            if: "{condition}"
+webhooks:
+  - name: {first}
+    uriTemplate: {url}/{first}
+    waitFor: none
+  - name: {second}
+    uriTemplate: "{url}/{second}?id={{{{ steps['{first}'].body.deployment.id }}}}"
+    waitFor: none
+"#
+    )
+}
+
+#[test]
+fn if_conditions_see_earlier_results() {
+    let server =
+        TestServer::start(|_, _| Reply::json(json!({"deployment": {"success": true, "id": 7}})));
+    let file = deployment(&two_step_file(
+        "Call Endpoint",
+        "On-True",
+        "{{ steps['Call Endpoint'].body.deployment.success == true }}",
+        &server.url,
+    ));
+    let output = run(
+        &file,
+        &["--target", "staging", "--phase", "before-deployment"],
+    );
+    assert_eq!(code(&output), 0, "{}", text(&output));
+    assert_eq!(
+        server.requests_to("/On-True?id=7").len(),
+        1,
+        "{:?}",
+        server.requests()
+    );
+
+    let file = deployment(&two_step_file(
+        "Call Endpoint",
+        "On-False",
+        "{{ steps['Call Endpoint'].body.deployment.success == false }}",
+        &server.url,
+    ));
+    let output = run(
+        &file,
+        &["--target", "staging", "--phase", "before-deployment"],
+    );
+    assert_eq!(code(&output), 0, "a skipped step passes: {}", text(&output));
+    assert!(server.requests_to("/On-False").is_empty());
+    assert!(text(&output).contains("skipped"), "{}", text(&output));
+}
+
+/// A poll webhook whose status answer the handler decides.
+fn poll_file(url: &str, poll: &str, extra: &str) -> String {
+    one_step(
+        "job",
+        &format!(
+            "    uriTemplate: {url}/job\n    waitFor: poll\n    poll:\n      interval: 50ms\n{poll}{extra}"
+        ),
+    )
+}
+
+fn poll_server(answers: Vec<Reply>) -> TestServer {
+    TestServer::start(move |seen, earlier| {
+        if seen.method == "POST" {
+            return Reply::status(202)
+                .with_header("Location", "/status/1")
+                .with_json(json!({"links": {"status": "/elsewhere/1"}}));
+        }
+        let polls = earlier.iter().filter(|r| r.method == "GET").count();
+        answers[polls.min(answers.len() - 1)].clone()
+    })
+}
+
+fn phase_args() -> [&'static str; 4] {
+    ["--target", "staging", "--phase", "before-deployment"]
+}
+
+#[test]
+fn poll_by_get_on_the_webhook_url_until_success() {
+    let server = poll_server(vec![
+        Reply::json(json!({"state": "RUNNING", "note": "2 of 3 checks"})),
+        Reply::json(json!({"state": "Succeeded", "note": "3 of 3 checks"})),
+    ]);
+    let file = deployment(&poll_file(
+        &server.url,
+        "      statusJsonPath: $.state\n      progressJsonPath: $.note\n      successStatuses: SUCCEEDED\n",
+        "",
+    ));
+    let output = run(&file, &phase_args());
+    assert_eq!(code(&output), 0, "{}", text(&output));
+    let gets: Vec<_> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET")
+        .collect();
+    assert_eq!(gets.len(), 2);
+    assert!(gets.iter().all(|r| r.path == "/job"));
+    let out = text(&output);
+    assert!(out.contains("status `RUNNING`; 2 of 3 checks"), "{out}");
+    assert!(out.contains("status `Succeeded`; 3 of 3 checks"), "{out}");
+}
+
+#[test]
+fn poll_the_location_header_with_percentages() {
+    let server = poll_server(vec![
+        Reply::json(json!({"progress": 40})),
+        Reply::json(json!({"progress": 100})),
+    ]);
+    let file = deployment(&poll_file(
+        &server.url,
+        "      statusUrlResolution: locationHeader\n      statusJsonPath: $.progress\n",
+        "",
+    ));
+    let output = run(&file, &phase_args());
+    assert_eq!(code(&output), 0, "{}", text(&output));
+    assert_eq!(server.requests_to("/status/1").len(), 2);
+    assert!(text(&output).contains("40% complete"), "{}", text(&output));
+}
+
+#[test]
+fn poll_the_url_in_the_response_until_cancelled() {
+    let server = poll_server(vec![Reply::json(json!({"state": "canceled"}))]);
+    let file = deployment(&poll_file(
+        &server.url,
+        "      statusUrlResolution: webhookResponse\n      statusUrlJsonPath: $.links.status\n      statusJsonPath: $.state\n      successStatuses: [DONE]\n      canceledStatuses: [CANCELED]\n",
+        "",
+    ));
+    let output = run(&file, &phase_args());
+    assert_eq!(code(&output), 1, "{}", text(&output));
+    assert_eq!(server.requests_to("/elsewhere/1").len(), 1);
+    assert!(text(&output).contains("cancelled"), "{}", text(&output));
+}
+
+#[test]
+fn terminal_wins_over_success_when_both_list_a_status() {
+    let server = poll_server(vec![Reply::json(json!({"state": "STOPPED"}))]);
+    let file = deployment(&poll_file(
+        &server.url,
+        "      statusJsonPath: $.state\n      successStatuses: [STOPPED]\n      terminalStatuses: [stopped]\n",
+        "",
+    ));
+    let output = run(&file, &phase_args());
+    assert_eq!(code(&output), 1, "{}", text(&output));
+    assert!(text(&output).contains("failure"), "{}", text(&output));
+}
+
+#[test]
+fn a_status_path_that_finds_nothing_fails_and_says_so() {
+    let server = poll_server(vec![Reply::json(json!({"other": 1}))]);
+    let file = deployment(&poll_file(
+        &server.url,
+        "      statusJsonPath: $.state\n",
+        "",
+    ));
+    let output = run(&file, &phase_args());
+    assert_eq!(code(&output), 1);
+    assert!(
+        text(&output).contains("`$.state` found nothing"),
+        "{}",
+        text(&output)
+    );
+}
+
+#[test]
+fn without_a_status_path_a_2xx_status_answer_is_success() {
+    let server = poll_server(vec![Reply::status(200)]);
+    let file = deployment(&poll_file(
+        &server.url,
+        "      waitBeforeMonitor: 10ms\n",
+        "",
+    ));
+    let output = run(&file, &phase_args());
+    assert_eq!(code(&output), 0, "{}", text(&output));
+    assert_eq!(server.requests().len(), 2);
+}
+
+#[test]
+fn a_step_past_its_timeout_is_timed_out_and_cancelled_remotely() {
+    let server = TestServer::start(|seen, _| {
+        if seen.method == "GET" {
+            Reply::json(json!({"state": "RUNNING"}))
+        } else {
+            Reply::json(json!({"id": "job-9"}))
+        }
+    });
+    let file = deployment(&poll_file(
+        &server.url,
+        "      statusJsonPath: $.state\n",
+        &format!(
+            "    timeout: 400ms\n    cancel:\n      method: DELETE\n      uriTemplate: \"{}/jobs/{{{{ steps['job'].body.id }}}}\"\n",
+            server.url
+        ),
+    ));
+    let started = Instant::now();
+    let output = run(&file, &phase_args());
+    assert_eq!(code(&output), 1, "{}", text(&output));
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let out = text(&output);
+    assert!(out.contains("timed_out"), "{out}");
+    assert!(
+        out.contains("no result within the webhook's timeout of 400ms"),
+        "{out}"
+    );
+    let cancels = server.requests_to("/jobs/job-9");
+    assert_eq!(cancels.len(), 1, "{:?}", server.requests());
+    assert_eq!(cancels[0].method, "DELETE");
+}
+
+#[test]
+fn the_run_timeout_ends_the_step_and_the_rest_do_not_run() {
+    let server = poll_server(vec![Reply::json(json!({"state": "RUNNING"}))]);
+    let yaml = format!(
+        r#"targets:
+  staging:
+    constraints:
+      beforeDeployment:
+        - runWebhook: {{name: slow}}
+        - runWebhook: {{name: after}}
+webhooks:
+  - name: slow
+    uriTemplate: {url}/job
+    waitFor: poll
+    poll: {{statusJsonPath: $.state, interval: 50ms}}
+  - name: after
+    uriTemplate: {url}/after
+    waitFor: none
+"#,
+        url = server.url
+    );
+    let file = deployment(&yaml);
+    let mut args = phase_args().to_vec();
+    args.extend(["--timeout", "500ms"]);
+    let output = run(&file, &args);
+    assert_eq!(code(&output), 1, "{}", text(&output));
+    let out = text(&output);
+    assert!(
+        out.contains("no result within the run's --timeout"),
+        "{out}"
+    );
+    assert!(out.contains("not run: `slow` ended `timed_out`"), "{out}");
+    assert!(server.requests_to("/after").is_empty());
+}
+
+#[test]
+fn a_failure_in_a_parallel_group_cancels_the_others() {
+    let server = TestServer::start(|seen, _| match (seen.method.as_str(), seen.path.as_str()) {
+        ("POST", "/scan") => Reply::status(200)
+            .with_body("ok")
+            .after(Duration::from_millis(300)),
+        ("GET", "/scan") => Reply::json(json!({"verdict": "vulnerable"})),
+        ("GET", _) => Reply::json(json!({"state": "RUNNING"})),
+        _ => Reply::status(202),
+    });
+    let yaml = format!(
+        r#"targets:
+  staging:
+    strategy: bg
+strategies:
+  bg:
+    blueGreen:
+      activeService: a
+      previewService: b
+      redirectTrafficAfter:
+        - runWebhook: {{name: scan}}
+        - runWebhook: {{name: soak}}
+        - runWebhook: {{name: e2e}}
+        - analysis: {{queries: [cpu]}}
+webhooks:
+  - name: scan
+    uriTemplate: {url}/scan
+    waitFor: poll
+    poll: {{statusJsonPath: $.verdict, successStatuses: clean, terminalStatuses: vulnerable, interval: 50ms}}
+  - name: soak
+    uriTemplate: {url}/soak
+    waitFor: poll
+    poll: {{statusJsonPath: $.state, interval: 50ms}}
+    cancel: {{uriTemplate: "{url}/cancel/soak"}}
+  - name: e2e
+    uriTemplate: {url}/e2e
+    waitFor: poll
+    poll: {{statusJsonPath: $.state, interval: 50ms}}
+    cancel:
+      method: DELETE
+      uriTemplate: "{url}/cancel/e2e"
+      headers: [{{key: X-Reason, value: "sibling failed"}}]
+"#,
+        url = server.url
+    );
+    let file = deployment(&yaml);
+    let output = run(&file, &["--target", "staging", "--phase", "strategy"]);
+    assert_eq!(code(&output), 1, "{}", text(&output));
+    let out = text(&output);
+    assert!(out.contains("cancelled: `scan` ended `failure`"), "{out}");
+    let soak = server.requests_to("/cancel/soak");
+    let e2e = server.requests_to("/cancel/e2e");
+    assert_eq!((soak.len(), e2e.len()), (1, 1), "{:?}", server.requests());
+    assert_eq!(soak[0].method, "POST");
+    assert_eq!(e2e[0].method, "DELETE");
+    assert_eq!(e2e[0].header("x-reason"), Some("sibling failed"));
+    assert!(
+        out.contains("`analysis` is not handled by hookgate"),
+        "{out}"
+    );
+    // The table lists every step with its conclusion.
+    let table_rows: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("soak ") || l.starts_with("e2e "))
+        .collect();
+    assert!(table_rows.iter().all(|l| l.contains("cancelled")), "{out}");
+}
+
+#[test]
+fn canary_steps_run_in_order_with_pauses_and_unhandled_steps_reported() {
+    let server = TestServer::start(|_, _| Reply::status(200));
+    let yaml = format!(
+        r#"targets:
+  staging:
+    strategy: canary
+strategies:
+  canary:
+    canary:
+      steps:
+        - setWeight: {{weight: 25}}
+        - pause: {{duration: 1, unit: seconds}}
+        - runWebhook: {{name: health}}
+        - pause: {{untilApproved: true}}
+webhooks:
+  - name: health
+    uriTemplate: {url}/health
+    waitFor: none
+"#,
+        url = server.url
+    );
+    let file = deployment(&yaml);
+    let started = Instant::now();
+    let output = run(&file, &["--target", "staging", "--phase", "strategy"]);
+    assert_eq!(code(&output), 0, "{}", text(&output));
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "the pause was honoured"
+    );
+    let out = text(&output);
+    assert!(
+        out.contains("`setWeight` is not handled by hookgate"),
+        "{out}"
+    );
+    assert!(out.contains("manual approval"), "{out}");
+    assert_eq!(server.requests().len(), 1);
+}
+
+#[test]
+fn sigterm_during_a_wait_cancels_and_exits_promptly() {
+    let server = TestServer::start(|seen, _| {
+        if seen.method == "GET" {
+            Reply::json(json!({"state": "RUNNING"}))
+        } else {
+            Reply::status(202)
+        }
+    });
+    let yaml = format!(
+        r#"targets:
+  staging:
+    constraints:
+      afterDeployment:
+        - runWebhook: {{name: tests}}
+        - runWebhook: {{name: never}}
+webhooks:
+  - name: tests
+    uriTemplate: {url}/tests
+    waitFor: poll
+    poll: {{statusJsonPath: $.state, interval: 50ms}}
+    cancel: {{uriTemplate: "{url}/cancel"}}
+  - name: never
+    uriTemplate: {url}/never
+    waitFor: none
+"#,
+        url = server.url
+    );
+    let file = deployment(&yaml);
+    let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin!("hookgate"));
+    command
+        .arg("run")
+        .arg("--file")
+        .arg(&file.path)
+        .args(["--target", "staging", "--phase", "after-deployment"])
+        .env_remove("GITHUB_ACTIONS")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = command.spawn().unwrap();
+    assert!(
+        server.wait_for(Duration::from_secs(20), |log| log
+            .iter()
+            .any(|r| r.method == "GET")),
+        "the run never started polling"
+    );
+    let signalled = Instant::now();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let output = child.wait_with_output().unwrap();
+    let took = signalled.elapsed();
+    assert!(took < Duration::from_secs(10), "exit took {took:?}");
+    assert_eq!(code(&output), 1, "{}", text(&output));
+    let out = text(&output);
+    assert!(out.contains("cancelled: the run was cancelled"), "{out}");
+    assert!(out.contains("not run: `tests` ended `cancelled`"), "{out}");
+    assert!(out.contains("cancel request answered HTTP 202"), "{out}");
+    assert_eq!(server.requests_to("/cancel").len(), 1);
+    assert!(server.requests_to("/never").is_empty());
+}
+
+#[test]
+fn a_callback_step_without_a_relay_is_a_configuration_error() {
+    let file = deployment(&one_step(
+        "approve",
+        "    uriTemplate: http://127.0.0.1:9/a\n",
+    ));
+    let output = run(&file, &phase_args());
+    assert_eq!(code(&output), 2, "{}", text(&output));
+    assert!(
+        text(&output).contains("no relay is configured"),
+        "{}",
+        text(&output)
+    );
+}
+
+/// A stand-in for GitHub's REST API.
+fn github_server(run_states: Vec<(&'static str, Option<&'static str>)>) -> TestServer {
+    TestServer::start(move |seen, earlier| {
+        if seen.path.ends_with("/dispatches") && seen.path.contains("/workflows/") {
+            return Reply::json(json!({
+                "workflow_run_id": 4242,
+                "run_url": "https://api.github.example/repos/o/tests/actions/runs/4242",
+                "html_url": "https://github.example/o/tests/actions/runs/4242"
+            }));
+        }
+        if seen.path.ends_with("/dispatches") {
+            return Reply::status(502);
+        }
+        let reads = count_to(earlier, &seen.path);
+        let (status, conclusion) = run_states[reads.min(run_states.len() - 1)];
+        Reply::json(
+            json!({"status": status, "conclusion": conclusion, "html_url": "https://github.example/o/tests/actions/runs/4242"}),
+        )
+    })
+}
+
+#[test]
+fn workflow_dispatch_follows_the_run_to_its_conclusion() {
+    let github = github_server(vec![
+        ("queued", None),
+        ("in_progress", None),
+        ("completed", Some("success")),
+    ]);
+    let file = deployment(&one_step(
+        "load-test",
+        "    workflowDispatch:\n      repository: o/tests\n      workflow: load.yml\n      ref: main\n      inputs:\n        target: \"{{ armory.environmentName }}\"\n    waitFor: workflowRun\n    poll: {interval: 50ms}\n",
+    ));
+    let output = hookgate()
+        .arg("run")
+        .arg("--file")
+        .arg(&file.path)
+        .args(phase_args())
+        .env("GITHUB_TOKEN", "ghs_testtoken")
+        .env("GITHUB_API_URL", &github.url)
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert_eq!(code(&output), 0, "{}", text(&output));
+    let requests = github.requests();
+    let dispatch = &requests[0];
+    assert_eq!(dispatch.method, "POST");
+    assert_eq!(
+        dispatch.path,
+        "/repos/o/tests/actions/workflows/load.yml/dispatches"
+    );
+    assert_eq!(
+        dispatch.header("authorization"),
+        Some("Bearer ghs_testtoken")
+    );
+    assert_eq!(
+        dispatch.header("accept"),
+        Some("application/vnd.github+json")
+    );
+    assert_eq!(dispatch.header("x-github-api-version"), Some("2022-11-28"));
+    assert_eq!(
+        dispatch.json(),
+        json!({"ref": "main", "inputs": {"target": "staging"}, "return_run_details": true})
+    );
+    assert_eq!(
+        github.requests_to("/repos/o/tests/actions/runs/4242").len(),
+        3
+    );
+    assert!(!text(&output).contains("ghs_testtoken"));
+}
+
+#[test]
+fn a_repository_dispatch_is_never_sent_twice_after_a_server_error() {
+    let github = github_server(vec![]);
+    let file = deployment(&one_step(
+        "tests",
+        "    repositoryDispatch:\n      repository: o/tests\n      eventType: run-tests\n    waitFor: none\n    retryCount: 3\n",
+    ));
+    let output = hookgate()
+        .arg("run")
+        .arg("--file")
+        .arg(&file.path)
+        .args(phase_args())
+        .env("GITHUB_TOKEN", "ghs_testtoken")
+        .env("GITHUB_API_URL", &github.url)
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert_eq!(code(&output), 1, "{}", text(&output));
+    assert_eq!(github.requests_to("/repos/o/tests/dispatches").len(), 1);
+    assert!(text(&output).contains("HTTP 502"), "{}", text(&output));
+}
