@@ -1,12 +1,295 @@
-//! `hookgate relay`.
+//! `hookgate relay`: serves the relay that receives callbacks for waiting runs. Every flag can
+//! also be set with a `HOOKGATE_*` variable (lists separated by commas); secrets are never echoed
+//! by `--help` or in logs. Stops gracefully on SIGTERM or Ctrl-C.
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use hookgate_relay::RelayConfig;
+use hookgate_relay::config::DEFAULT_STORE;
+use hookgate_relay::oidc::{GITHUB_ISSUER, OidcConfig};
+
+/// A secret flag value: parsed like a string, never shown by `Debug`.
+#[derive(Clone)]
+pub struct Hidden(String);
+
+impl std::str::FromStr for Hidden {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(Self(text.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for Hidden {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// How logs are written to standard error.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One readable line per event.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
 
 /// Arguments of `hookgate relay`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// The address to listen on.
+    #[arg(long, env = "HOOKGATE_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+
+    /// The URL the outside world reaches this relay at; callback URLs start with it.
+    /// Default: http:// and the listening address.
+    #[arg(long, env = "HOOKGATE_PUBLIC_URL")]
+    public_url: Option<String>,
+
+    /// Where slots and callbacks are kept: sqlite:PATH, sqlite::memory: (throw-away) or
+    /// postgres://... (several replicas on one database).
+    #[arg(long, env = "HOOKGATE_STORE", default_value = DEFAULT_STORE)]
+    store: String,
+
+    /// A secret that allows creating slots (`Authorization: Bearer <token>`); repeat to
+    /// accept several while rotating.
+    #[arg(
+        long = "relay-token",
+        env = "HOOKGATE_RELAY_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    relay_tokens: Vec<Hidden>,
+
+    /// The key slot tokens are signed with (at least 32 bytes). Default: generated once and
+    /// kept in the store, shared by every replica on one database.
+    #[arg(long, env = "HOOKGATE_SIGNING_KEY", hide_env_values = true)]
+    signing_key: Option<Hidden>,
+
+    /// The OIDC issuer whose tokens may create slots (GitHub Enterprise Server has its own).
+    #[arg(long, env = "HOOKGATE_OIDC_ISSUER", default_value = GITHUB_ISSUER)]
+    oidc_issuer: String,
+
+    /// Where the issuer's signing keys are. Default: {issuer}/.well-known/jwks.
+    #[arg(long, env = "HOOKGATE_OIDC_JWKS_URL")]
+    oidc_jwks_url: Option<String>,
+
+    /// The audience OIDC tokens must carry. Default: the public URL.
+    #[arg(long, env = "HOOKGATE_OIDC_AUDIENCE")]
+    oidc_audience: Option<String>,
+
+    /// A repository (owner/name) whose workflows may create slots with their OIDC token.
+    #[arg(
+        long = "allow-repository",
+        env = "HOOKGATE_ALLOW_REPOSITORIES",
+        value_delimiter = ','
+    )]
+    allow_repositories: Vec<String>,
+
+    /// An owner (user or organization) whose repositories' workflows may create slots with
+    /// their OIDC token.
+    #[arg(
+        long = "allow-owner",
+        env = "HOOKGATE_ALLOW_OWNERS",
+        value_delimiter = ','
+    )]
+    allow_owners: Vec<String>,
+
+    /// The largest callback body taken (bytes, or with KiB/MiB).
+    #[arg(long, env = "HOOKGATE_MAX_BODY", default_value = "64KiB", value_parser = parse_size)]
+    max_body: usize,
+
+    /// The most callbacks one slot keeps.
+    #[arg(long, env = "HOOKGATE_MAX_CALLBACKS_PER_SLOT", default_value_t = 100)]
+    max_callbacks_per_slot: u64,
+
+    /// The furthest a slot's deadline may be from its creation.
+    #[arg(long, env = "HOOKGATE_MAX_SLOT_LIFETIME", default_value = "24h", value_parser = humantime::parse_duration)]
+    max_slot_lifetime: Duration,
+
+    /// How long slots and their callbacks are kept after the deadline.
+    #[arg(long, env = "HOOKGATE_RETENTION", default_value = "24h", value_parser = humantime::parse_duration)]
+    retention: Duration,
+
+    /// The longest a long poll is held.
+    #[arg(long, env = "HOOKGATE_MAX_WAIT", default_value = "60s", value_parser = humantime::parse_duration)]
+    max_wait: Duration,
+
+    /// How long shutdown waits for requests in flight.
+    #[arg(long, env = "HOOKGATE_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    shutdown_timeout: Duration,
+
+    /// How logs are written (filter them with HOOKGATE_LOG, e.g. `info` or `hookgate_relay=debug`).
+    #[arg(long, env = "HOOKGATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
 
 /// Runs `hookgate relay`.
-pub async fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`hookgate relay` is not available in this build")
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    init_logs(args.log_format);
+    let config = match config(&args) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return Ok(ExitCode::from(super::EXIT_USAGE));
+        }
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    hookgate_relay::run(config, listener, shutdown_signal())
+        .await
+        .context("the relay failed")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn config(args: &Args) -> anyhow::Result<RelayConfig> {
+    if let Some(url) = &args.public_url
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        anyhow::bail!("--public-url must start with http:// or https://, got {url:?}");
+    }
+    // Without --public-url the relay names itself after the address it is bound to (known only
+    // once bound when the port is 0).
+    let known_url = args
+        .public_url
+        .clone()
+        .or_else(|| (args.listen.port() != 0).then(|| format!("http://{}", args.listen)));
+    let relay_tokens: Vec<String> = args
+        .relay_tokens
+        .iter()
+        .map(|token| token.0.trim().to_owned())
+        .filter(|token| !token.is_empty())
+        .collect();
+    if let Some(short) = relay_tokens.iter().find(|token| token.len() < 16) {
+        anyhow::bail!(
+            "a relay token is {} characters long; use at least 16 random characters",
+            short.len()
+        );
+    }
+    let oidc = if args.allow_repositories.is_empty() && args.allow_owners.is_empty() {
+        None
+    } else {
+        let issuer = args.oidc_issuer.trim_end_matches('/').to_owned();
+        let Some(audience) = args.oidc_audience.clone().or_else(|| known_url.clone()) else {
+            anyhow::bail!("OIDC needs an audience: give --oidc-audience or --public-url");
+        };
+        Some(OidcConfig {
+            jwks_url: args
+                .oidc_jwks_url
+                .clone()
+                .unwrap_or_else(|| format!("{issuer}/.well-known/jwks")),
+            issuer,
+            audience,
+            allowed_repositories: args.allow_repositories.clone(),
+            allowed_owners: args.allow_owners.clone(),
+        })
+    };
+    if relay_tokens.is_empty() && oidc.is_none() {
+        anyhow::bail!(
+            "nobody could create slots: give --relay-token, or --allow-repository/--allow-owner \
+             for GitHub Actions OIDC tokens"
+        );
+    }
+    let signing_key = args
+        .signing_key
+        .as_ref()
+        .map(|key| key.0.as_bytes().to_vec());
+    if signing_key.as_ref().is_some_and(|key| key.len() < 32) {
+        anyhow::bail!("--signing-key must be at least 32 bytes");
+    }
+    let mut config = RelayConfig::new(args.store.clone());
+    config.public_url = known_url;
+    config.relay_tokens = relay_tokens;
+    config.signing_key = signing_key;
+    config.oidc = oidc;
+    config.max_body = args.max_body;
+    config.max_callbacks_per_slot = args.max_callbacks_per_slot.max(1);
+    config.max_slot_lifetime = args.max_slot_lifetime;
+    config.retention = args.retention;
+    config.max_wait = args.max_wait;
+    config.shutdown_timeout = args.shutdown_timeout;
+    Ok(config)
+}
+
+/// Parses `65536`, `64KiB`, `64k`, `1MiB`, `1m`.
+fn parse_size(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: usize = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (e.g. 65536, 64KiB, 1MiB)"))?;
+    let factor = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1024,
+        "m" | "mb" | "mib" => 1024 * 1024,
+        _ => return Err(format!("unknown size unit in {text:?} (use KiB or MiB)")),
+    };
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HOOKGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    // A subscriber already set (by a test harness) keeps its place.
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("Ctrl-C received"),
+        () = terminate => tracing::info!("SIGTERM received"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert_eq!(parse_size("64KiB"), Ok(65536));
+        assert_eq!(parse_size("64k"), Ok(65536));
+        assert_eq!(parse_size("1MiB"), Ok(1024 * 1024));
+        assert!(parse_size("big").is_err());
+        assert!(parse_size("1GiB").is_err());
+    }
 }

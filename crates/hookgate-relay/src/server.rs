@@ -247,21 +247,33 @@ enum Creator {
     Actions(String),
 }
 
-async fn authorize_creator(relay: &Relay, headers: &HeaderMap) -> Result<Creator, ApiError> {
+/// The `Authorization` header's bearer token, and whether it is one of the relay tokens.
+fn presented_token<'h>(
+    relay: &Relay,
+    headers: &'h HeaderMap,
+    missing: &'static str,
+) -> Result<(&'h str, bool), ApiError> {
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok());
-    let Some(token) = authorization.and_then(bearer_token) else {
-        return Err(ApiError::unauthorized(
-            "send a relay token or a GitHub Actions OIDC token as `Authorization: Bearer ...`",
-        ));
-    };
+    let token = authorization
+        .and_then(bearer_token)
+        .ok_or_else(|| ApiError::unauthorized(missing))?;
     // Check every relay token, so timing does not tell which one (if any) matched.
     let mut matched = false;
     for expected in &relay.config.relay_tokens {
         matched |= bearer_matches(authorization, expected);
     }
-    if matched {
+    Ok((token, matched))
+}
+
+async fn authorize_creator(relay: &Relay, headers: &HeaderMap) -> Result<Creator, ApiError> {
+    let (token, is_relay_token) = presented_token(
+        relay,
+        headers,
+        "send a relay token or a GitHub Actions OIDC token as `Authorization: Bearer ...`",
+    )?;
+    if is_relay_token {
         return Ok(Creator::RelayToken);
     }
     // A relay token is opaque; a JWT has two dots.
@@ -657,19 +669,12 @@ async fn read_slot(
 
 /// A slot is read with its read token, or with a relay token.
 fn authorize_reader(relay: &Relay, slot: &SlotId, headers: &HeaderMap) -> Result<(), ApiError> {
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok());
-    let Some(token) = authorization.and_then(bearer_token) else {
-        return Err(ApiError::unauthorized(
-            "send the slot's read token (or a relay token) as `Authorization: Bearer ...`",
-        ));
-    };
-    let mut matched = false;
-    for expected in &relay.config.relay_tokens {
-        matched |= bearer_matches(authorization, expected);
-    }
-    if matched {
+    let (token, is_relay_token) = presented_token(
+        relay,
+        headers,
+        "send the slot's read token (or a relay token) as `Authorization: Bearer ...`",
+    )?;
+    if is_relay_token {
         return Ok(());
     }
     relay
