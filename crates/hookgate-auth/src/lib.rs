@@ -23,6 +23,12 @@
 //!   can, without a lookup); the action compares the stored `Authorization` header with the token
 //!   it was given, in constant time ([`bearer_matches`]).
 //!
+//! An HMAC signature does not name the slot it is meant for: a delivery signed for one run
+//! verifies in any run that uses the same secret. Standard Webhooks bounds such a replay with
+//! its signed timestamp ([`standard::signed_at`] lets a verifier refuse messages signed before
+//! the slot was opened); GitHub's form has no timestamp, so bearer tokens (which do name the
+//! slot) or a secret per run give the stronger binding.
+//!
 //! Secrets and keys never appear in `Debug` output or error messages, and every comparison of a
 //! signature or token is constant-time.
 //!

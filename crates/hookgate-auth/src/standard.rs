@@ -153,6 +153,16 @@ pub fn new_message_id() -> String {
     format!("msg_{id}")
 }
 
+/// When the message says it was signed (`webhook-timestamp`), if the header is a valid
+/// integer. The signature covers the timestamp, so after [`verify`] this is trustworthy; a
+/// verifier can refuse messages signed before the slot they arrived in was opened (a replay of
+/// an older delivery made with the same secret).
+pub fn signed_at<H: HeaderSource + ?Sized>(headers: &H) -> Option<SystemTime> {
+    let seconds = parse_timestamp(present(headers, TIMESTAMP_HEADER)?).ok()?;
+    let seconds = u64::try_from(seconds).ok()?;
+    std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(seconds))
+}
+
 /// What the relay can check without the secret: the three headers are present, the timestamp
 /// is a whole number within [`TOLERANCE_SECONDS`] of `now`, and the signature header holds at
 /// least one well-formed `v1` entry (base64 of 32 bytes).
@@ -271,6 +281,8 @@ mod tests {
             Err(SignatureError::Mismatch)
         );
         check_form(&pairs, at(1_700_000_000)).unwrap();
+        assert_eq!(signed_at(&pairs), Some(at(1_700_000_000)));
+        assert_eq!(signed_at(&[(TIMESTAMP_HEADER, "soon")]), None);
     }
 
     #[test]
