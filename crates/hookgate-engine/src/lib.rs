@@ -10,6 +10,7 @@ pub mod github_api;
 pub mod mailbox;
 pub mod mask;
 pub mod poll;
+pub mod relay_mailbox;
 pub mod request;
 pub mod runner;
 pub mod settings;
