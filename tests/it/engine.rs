@@ -102,7 +102,8 @@ fn wait_none_renders_templates_and_succeeds_on_2xx() {
             "token=tok-123",
         ],
     );
-    assert_eq!(code(&output), 0, "{}", text(&output));
+    let out = text(&output);
+    assert_eq!(code(&output), 0, "{out}");
     let requests = server.requests();
     assert_eq!(requests.len(), 1);
     let request = &requests[0];
@@ -115,7 +116,6 @@ fn wait_none_renders_templates_and_succeeds_on_2xx() {
     assert_eq!(body["ns"], "shop-staging");
     assert!(!body["id"].as_str().unwrap().is_empty());
     assert!(request.header("idempotency-key").is_some());
-    let out = text(&output);
     assert!(out.contains("notify") && out.contains("success"), "{out}");
 }
 
@@ -133,9 +133,10 @@ fn a_4xx_fails_without_retry() {
         &file,
         &["--target", "staging", "--phase", "before-deployment"],
     );
-    assert_eq!(code(&output), 1, "{}", text(&output));
+    let out = text(&output);
+    assert_eq!(code(&output), 1, "{out}");
     assert_eq!(server.requests().len(), 1);
-    assert!(text(&output).contains("HTTP 404"), "{}", text(&output));
+    assert!(out.contains("HTTP 404"), "{out}");
 }
 
 #[test]
@@ -165,7 +166,8 @@ fn retries_back_off_exponentially_with_one_idempotency_key() {
             "100ms",
         ],
     );
-    assert_eq!(code(&output), 0, "{}", text(&output));
+    let out = text(&output);
+    assert_eq!(code(&output), 0, "{out}");
     let requests = server.requests();
     assert_eq!(requests.len(), 4);
     // Equal jitter: retry n waits between half and all of 100 ms * 2^n.
@@ -184,7 +186,7 @@ fn retries_back_off_exponentially_with_one_idempotency_key() {
     assert!(keys[0].is_some());
     assert!(keys.iter().all(|k| *k == keys[0]), "{keys:?}");
     assert!(
-        text(&output).contains("attempt 1 of 4 failed (HTTP 503)"),
+        out.contains("attempt 1 of 4 failed (HTTP 503)"),
         "{}",
         text(&output)
     );
@@ -211,13 +213,10 @@ fn retries_run_out() {
             "10ms",
         ],
     );
+    let out = text(&output);
     assert_eq!(code(&output), 1);
     assert_eq!(server.requests().len(), 3);
-    assert!(
-        text(&output).contains("after 3 attempts"),
-        "{}",
-        text(&output)
-    );
+    assert!(out.contains("after 3 attempts"), "{}", text(&output));
 }
 
 #[test]
@@ -245,7 +244,8 @@ fn retry_status_codes_are_retried_and_retry_after_is_honoured() {
             "10ms",
         ],
     );
-    assert_eq!(code(&output), 0, "{}", text(&output));
+    let out = text(&output);
+    assert_eq!(code(&output), 0, "{out}");
     let gaps = gaps(&server.requests());
     assert_eq!(gaps.len(), 2);
     assert!(
@@ -274,13 +274,10 @@ fn fail_fast_status_codes_end_at_once() {
         &file,
         &["--target", "staging", "--phase", "before-deployment"],
     );
+    let out = text(&output);
     assert_eq!(code(&output), 1);
     assert_eq!(server.requests().len(), 1);
-    assert!(
-        text(&output).contains("failFastStatusCodes"),
-        "{}",
-        text(&output)
-    );
+    assert!(out.contains("failFastStatusCodes"), "{}", text(&output));
 }
 
 #[test]
@@ -304,8 +301,8 @@ fn an_undefined_variable_names_webhook_field_and_variable() {
             "token=x",
         ],
     );
-    assert_eq!(code(&output), 1);
     let out = text(&output);
+    assert_eq!(code(&output), 1);
     assert!(
         out.contains("webhook `migrate`, field `headers.X-Token`: `secrets.tokn` is not defined (defined: token)"),
         "{out}"
@@ -344,8 +341,8 @@ fn secrets_never_reach_the_output() {
             &format!("api={SECRET}"),
         ],
     );
-    assert_eq!(code(&output), 1);
     let out = text(&output);
+    assert_eq!(code(&output), 1);
     assert!(
         server.requests()[0].path.contains(SECRET),
         "the secret was sent"
@@ -372,7 +369,8 @@ fn secrets_never_reach_the_output() {
         .timeout(Duration::from_secs(60))
         .output()
         .unwrap();
-    assert_eq!(code(&output), 1, "{}", text(&output));
+    let out = text(&output);
+    assert_eq!(code(&output), 1, "{out}");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         stdout.starts_with(&format!("::add-mask::{SECRET}\n")),
@@ -422,7 +420,8 @@ fn if_conditions_see_earlier_results() {
         &file,
         &["--target", "staging", "--phase", "before-deployment"],
     );
-    assert_eq!(code(&output), 0, "{}", text(&output));
+    let out = text(&output);
+    assert_eq!(code(&output), 0, "{out}");
     assert_eq!(
         server.requests_to("/On-True?id=7").len(),
         1,
@@ -440,9 +439,10 @@ fn if_conditions_see_earlier_results() {
         &file,
         &["--target", "staging", "--phase", "before-deployment"],
     );
+    let out = text(&output);
     assert_eq!(code(&output), 0, "a skipped step passes: {}", text(&output));
     assert!(server.requests_to("/On-False").is_empty());
-    assert!(text(&output).contains("skipped"), "{}", text(&output));
+    assert!(out.contains("skipped"), "{out}");
 }
 
 /// A poll webhook whose status answer the handler decides.
@@ -471,19 +471,25 @@ fn phase_args() -> [&'static str; 4] {
     ["--target", "staging", "--phase", "before-deployment"]
 }
 
+/// Runs a one-step poll file whose status answers are `answers` (the last repeats).
+fn run_poll(answers: Vec<Reply>, poll: &str) -> (TestServer, Output, String) {
+    let server = poll_server(answers);
+    let file = deployment(&poll_file(&server.url, poll, ""));
+    let output = run(&file, &phase_args());
+    let out = text(&output);
+    (server, output, out)
+}
+
 #[test]
 fn poll_by_get_on_the_webhook_url_until_success() {
-    let server = poll_server(vec![
-        Reply::json(json!({"state": "RUNNING", "note": "2 of 3 checks"})),
-        Reply::json(json!({"state": "Succeeded", "note": "3 of 3 checks"})),
-    ]);
-    let file = deployment(&poll_file(
-        &server.url,
+    let (server, output, out) = run_poll(
+        vec![
+            Reply::json(json!({"state": "RUNNING", "note": "2 of 3 checks"})),
+            Reply::json(json!({"state": "Succeeded", "note": "3 of 3 checks"})),
+        ],
         "      statusJsonPath: $.state\n      progressJsonPath: $.note\n      successStatuses: SUCCEEDED\n",
-        "",
-    ));
-    let output = run(&file, &phase_args());
-    assert_eq!(code(&output), 0, "{}", text(&output));
+    );
+    assert_eq!(code(&output), 0, "{out}");
     let gets: Vec<_> = server
         .requests()
         .into_iter()
@@ -491,82 +497,60 @@ fn poll_by_get_on_the_webhook_url_until_success() {
         .collect();
     assert_eq!(gets.len(), 2);
     assert!(gets.iter().all(|r| r.path == "/job"));
-    let out = text(&output);
     assert!(out.contains("status `RUNNING`; 2 of 3 checks"), "{out}");
     assert!(out.contains("status `Succeeded`; 3 of 3 checks"), "{out}");
 }
 
 #[test]
 fn poll_the_location_header_with_percentages() {
-    let server = poll_server(vec![
-        Reply::json(json!({"progress": 40})),
-        Reply::json(json!({"progress": 100})),
-    ]);
-    let file = deployment(&poll_file(
-        &server.url,
+    let (server, output, out) = run_poll(
+        vec![
+            Reply::json(json!({"progress": 40})),
+            Reply::json(json!({"progress": 100})),
+        ],
         "      statusUrlResolution: locationHeader\n      statusJsonPath: $.progress\n",
-        "",
-    ));
-    let output = run(&file, &phase_args());
-    assert_eq!(code(&output), 0, "{}", text(&output));
+    );
+    assert_eq!(code(&output), 0, "{out}");
     assert_eq!(server.requests_to("/status/1").len(), 2);
-    assert!(text(&output).contains("40% complete"), "{}", text(&output));
+    assert!(out.contains("40% complete"), "{out}");
 }
 
 #[test]
 fn poll_the_url_in_the_response_until_cancelled() {
-    let server = poll_server(vec![Reply::json(json!({"state": "canceled"}))]);
-    let file = deployment(&poll_file(
-        &server.url,
+    let (server, output, out) = run_poll(
+        vec![Reply::json(json!({"state": "canceled"}))],
         "      statusUrlResolution: webhookResponse\n      statusUrlJsonPath: $.links.status\n      statusJsonPath: $.state\n      successStatuses: [DONE]\n      canceledStatuses: [CANCELED]\n",
-        "",
-    ));
-    let output = run(&file, &phase_args());
-    assert_eq!(code(&output), 1, "{}", text(&output));
+    );
+    assert_eq!(code(&output), 1, "{out}");
     assert_eq!(server.requests_to("/elsewhere/1").len(), 1);
-    assert!(text(&output).contains("cancelled"), "{}", text(&output));
+    assert!(out.contains("cancelled"), "{out}");
 }
 
 #[test]
 fn terminal_wins_over_success_when_both_list_a_status() {
-    let server = poll_server(vec![Reply::json(json!({"state": "STOPPED"}))]);
-    let file = deployment(&poll_file(
-        &server.url,
+    let (_server, output, out) = run_poll(
+        vec![Reply::json(json!({"state": "STOPPED"}))],
         "      statusJsonPath: $.state\n      successStatuses: [STOPPED]\n      terminalStatuses: [stopped]\n",
-        "",
-    ));
-    let output = run(&file, &phase_args());
-    assert_eq!(code(&output), 1, "{}", text(&output));
-    assert!(text(&output).contains("failure"), "{}", text(&output));
+    );
+    assert_eq!(code(&output), 1, "{out}");
+    assert!(out.contains("failure"), "{out}");
 }
 
 #[test]
 fn a_status_path_that_finds_nothing_fails_and_says_so() {
-    let server = poll_server(vec![Reply::json(json!({"other": 1}))]);
-    let file = deployment(&poll_file(
-        &server.url,
+    let (_server, output, out) = run_poll(
+        vec![Reply::json(json!({"other": 1}))],
         "      statusJsonPath: $.state\n",
-        "",
-    ));
-    let output = run(&file, &phase_args());
-    assert_eq!(code(&output), 1);
-    assert!(
-        text(&output).contains("`$.state` found nothing"),
-        "{}",
-        text(&output)
     );
+    assert_eq!(code(&output), 1);
+    assert!(out.contains("`$.state` found nothing"), "{}", text(&output));
 }
 
 #[test]
 fn without_a_status_path_a_2xx_status_answer_is_success() {
-    let server = poll_server(vec![Reply::status(200)]);
-    let file = deployment(&poll_file(
-        &server.url,
-        "      waitBeforeMonitor: 10ms\n",
-        "",
-    ));
-    let output = run(&file, &phase_args());
-    assert_eq!(code(&output), 0, "{}", text(&output));
+    let (server, output, out) =
+        run_poll(vec![Reply::status(200)], "      waitBeforeMonitor: 10ms\n");
+    assert_eq!(code(&output), 0, "{out}");
     assert_eq!(server.requests().len(), 2);
 }
 
@@ -589,9 +573,9 @@ fn a_step_past_its_timeout_is_timed_out_and_cancelled_remotely() {
     ));
     let started = Instant::now();
     let output = run(&file, &phase_args());
-    assert_eq!(code(&output), 1, "{}", text(&output));
-    assert!(started.elapsed() < Duration::from_secs(10));
     let out = text(&output);
+    assert_eq!(code(&output), 1, "{out}");
+    assert!(started.elapsed() < Duration::from_secs(10));
     assert!(out.contains("timed_out"), "{out}");
     assert!(
         out.contains("no result within the webhook's timeout of 400ms"),
@@ -627,8 +611,8 @@ webhooks:
     let mut args = phase_args().to_vec();
     args.extend(["--timeout", "500ms"]);
     let output = run(&file, &args);
-    assert_eq!(code(&output), 1, "{}", text(&output));
     let out = text(&output);
+    assert_eq!(code(&output), 1, "{out}");
     assert!(
         out.contains("no result within the run's --timeout"),
         "{out}"
@@ -684,8 +668,8 @@ webhooks:
     );
     let file = deployment(&yaml);
     let output = run(&file, &["--target", "staging", "--phase", "strategy"]);
-    assert_eq!(code(&output), 1, "{}", text(&output));
     let out = text(&output);
+    assert_eq!(code(&output), 1, "{out}");
     assert!(out.contains("cancelled: `scan` ended `failure`"), "{out}");
     let soak = server.requests_to("/cancel/soak");
     let e2e = server.requests_to("/cancel/e2e");
@@ -730,12 +714,12 @@ webhooks:
     let file = deployment(&yaml);
     let started = Instant::now();
     let output = run(&file, &["--target", "staging", "--phase", "strategy"]);
-    assert_eq!(code(&output), 0, "{}", text(&output));
+    let out = text(&output);
+    assert_eq!(code(&output), 0, "{out}");
     assert!(
         started.elapsed() >= Duration::from_secs(1),
         "the pause was honoured"
     );
-    let out = text(&output);
     assert!(
         out.contains("`setWeight` is not handled by hookgate"),
         "{out}"
@@ -796,10 +780,10 @@ webhooks:
         .unwrap();
     assert!(killed.success());
     let output = child.wait_with_output().unwrap();
+    let out = text(&output);
     let took = signalled.elapsed();
     assert!(took < Duration::from_secs(10), "exit took {took:?}");
-    assert_eq!(code(&output), 1, "{}", text(&output));
-    let out = text(&output);
+    assert_eq!(code(&output), 1, "{out}");
     assert!(out.contains("cancelled: the run was cancelled"), "{out}");
     assert!(out.contains("not run: `tests` ended `cancelled`"), "{out}");
     assert!(out.contains("cancel request answered HTTP 202"), "{out}");
@@ -814,12 +798,9 @@ fn a_callback_step_without_a_relay_is_a_configuration_error() {
         "    uriTemplate: http://127.0.0.1:9/a\n",
     ));
     let output = run(&file, &phase_args());
-    assert_eq!(code(&output), 2, "{}", text(&output));
-    assert!(
-        text(&output).contains("no relay is configured"),
-        "{}",
-        text(&output)
-    );
+    let out = text(&output);
+    assert_eq!(code(&output), 2, "{out}");
+    assert!(out.contains("no relay is configured"), "{}", text(&output));
 }
 
 /// A stand-in for GitHub's REST API.
@@ -864,7 +845,8 @@ fn workflow_dispatch_follows_the_run_to_its_conclusion() {
         .timeout(Duration::from_secs(60))
         .output()
         .unwrap();
-    assert_eq!(code(&output), 0, "{}", text(&output));
+    let out = text(&output);
+    assert_eq!(code(&output), 0, "{out}");
     let requests = github.requests();
     let dispatch = &requests[0];
     assert_eq!(dispatch.method, "POST");
@@ -889,7 +871,7 @@ fn workflow_dispatch_follows_the_run_to_its_conclusion() {
         github.requests_to("/repos/o/tests/actions/runs/4242").len(),
         3
     );
-    assert!(!text(&output).contains("ghs_testtoken"));
+    assert!(!out.contains("ghs_testtoken"));
 }
 
 #[test]
@@ -909,7 +891,8 @@ fn a_repository_dispatch_is_never_sent_twice_after_a_server_error() {
         .timeout(Duration::from_secs(60))
         .output()
         .unwrap();
-    assert_eq!(code(&output), 1, "{}", text(&output));
+    let out = text(&output);
+    assert_eq!(code(&output), 1, "{out}");
     assert_eq!(github.requests_to("/repos/o/tests/dispatches").len(), 1);
-    assert!(text(&output).contains("HTTP 502"), "{}", text(&output));
+    assert!(out.contains("HTTP 502"), "{out}");
 }
