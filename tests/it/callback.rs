@@ -419,3 +419,142 @@ async fn unusable_credentials_are_usage_errors_and_nothing_is_sent() {
     }
     assert_eq!(requests.lock().unwrap().len(), 0);
 }
+
+/// The real relay (embedded, on a real socket) takes what `hookgate callback` sends in each
+/// mode, stores it once, and what it hands back verifies with the secret.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_relay_stores_what_hookgate_callback_sends() {
+    use hookgate_relay::{CallbackAuth, EmbeddedRelay, NewSlot};
+    use std::time::Duration;
+
+    let relay = EmbeddedRelay::start().await.unwrap();
+    let client = relay.client().unwrap();
+    let standard_secret = standard::Secret::generate();
+    let github_secret = "relay-e2e-github-secret-51aa";
+
+    for auth in [
+        CallbackAuth::Bearer,
+        CallbackAuth::HmacStandard,
+        CallbackAuth::HmacGithub,
+    ] {
+        let slot = client
+            .create_slot(&NewSlot {
+                auth,
+                deadline: SystemTime::now() + Duration::from_secs(600),
+                label: "callback test".to_string(),
+            })
+            .await
+            .unwrap();
+        let mut args = vec![
+            "--url".to_string(),
+            slot.callback_url.clone(),
+            "--success".to_string(),
+            "true".to_string(),
+            "--message".to_string(),
+            format!("sent as {auth:?}"),
+        ];
+        let (env, secret): (Vec<(&str, &str)>, &str) = match auth {
+            CallbackAuth::Bearer => (
+                vec![("HOOKGATE_CALLBACK_TOKEN", slot.token.as_deref().unwrap())],
+                slot.token.as_deref().unwrap(),
+            ),
+            CallbackAuth::HmacStandard => (
+                vec![("HOOKGATE_HMAC_SECRET", standard_secret.as_str())],
+                standard_secret.as_str(),
+            ),
+            CallbackAuth::HmacGithub => {
+                args.extend(["--scheme".to_string(), "github".to_string()]);
+                (vec![("HOOKGATE_HMAC_SECRET", github_secret)], github_secret)
+            }
+        };
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let output = callback(&args, &env).await;
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{auth:?}: {}",
+            output_text(&output)
+        );
+        assert_not_printed(&output, secret);
+
+        let deliveries = client
+            .wait(&slot.id, 0, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(deliveries.len(), 1, "{auth:?}");
+        let delivery = &deliveries[0];
+        assert_eq!(
+            serde_json::from_slice::<Value>(&delivery.body).unwrap(),
+            json!({"success": true, "mdMessage": format!("sent as {auth:?}")}),
+            "{auth:?}"
+        );
+        let scheme = match auth {
+            CallbackAuth::Bearer => continue,
+            CallbackAuth::HmacStandard => Scheme::Standard,
+            CallbackAuth::HmacGithub => Scheme::Github,
+        };
+        scheme
+            .verify(
+                secret,
+                &delivery.headers,
+                &delivery.body,
+                delivery.received_at,
+            )
+            .unwrap_or_else(|err| panic!("{auth:?}: {err}"));
+    }
+
+    // A token for another slot, and a slot that does not exist: refused, explained, not retried.
+    let other = client
+        .create_slot(&NewSlot {
+            auth: CallbackAuth::Bearer,
+            deadline: SystemTime::now() + Duration::from_secs(600),
+            label: "other".to_string(),
+        })
+        .await
+        .unwrap();
+    let target = client
+        .create_slot(&NewSlot {
+            auth: CallbackAuth::Bearer,
+            deadline: SystemTime::now() + Duration::from_secs(600),
+            label: "target".to_string(),
+        })
+        .await
+        .unwrap();
+    let output = callback(
+        &["--url", &target.callback_url, "--success", "true"],
+        &[("HOOKGATE_CALLBACK_TOKEN", other.token.as_deref().unwrap())],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(1), "{}", output_text(&output));
+    assert!(
+        output_text(&output).contains("401"),
+        "{}",
+        output_text(&output)
+    );
+    let output = callback(
+        &[
+            "--url",
+            &format!("{}/v1/callbacks/no-such-slot", relay.url()),
+            "--token",
+            "x",
+            "--success",
+            "true",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(1), "{}", output_text(&output));
+    assert!(
+        output_text(&output).contains("404"),
+        "{}",
+        output_text(&output)
+    );
+    assert!(
+        client
+            .wait(&target.id, 0, Duration::from_millis(100))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    relay.stop().await;
+}
