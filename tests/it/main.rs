@@ -3,5 +3,6 @@
 
 mod callback;
 mod common;
+mod config;
 mod engine;
 mod support;

@@ -296,6 +296,26 @@ pub struct Webhook {
     pub workflow_dispatch: Option<WorkflowDispatch>,
 }
 
+impl Webhook {
+    /// How the result is known: `waitFor`, else `none` when Armory's `disableCallback` is true,
+    /// else `callback` (Armory's default).
+    pub fn wait_mode(&self) -> WaitFor {
+        match (self.wait_for, self.disable_callback) {
+            (Some(mode), _) => mode,
+            (None, Some(true)) => WaitFor::None,
+            (None, _) => WaitFor::Callback,
+        }
+    }
+
+    /// The step's time limit: `timeout`, else Armory's 24 hours.
+    pub fn timeout_or_default(&self) -> Duration {
+        self.timeout.map(|t| t.0).unwrap_or(DEFAULT_WEBHOOK_TIMEOUT)
+    }
+}
+
+/// How long a webhook may take when it sets no `timeout` (Armory's 24 hours).
+pub const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// An HTTP method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "UPPERCASE")]

@@ -750,9 +750,7 @@ impl Checker<'_> {
                 );
                 WaitFor::Callback
             }
-            (Some(wait), _) => wait,
-            (None, Some(true)) => WaitFor::None,
-            (None, _) => WaitFor::Callback,
+            _ => webhook.wait_mode(),
         };
         if wait == WaitFor::WorkflowRun && webhook.workflow_dispatch.is_none() {
             self.error(
