@@ -5,4 +5,5 @@ mod callback;
 mod common;
 mod config;
 mod engine;
+mod relay;
 mod support;
