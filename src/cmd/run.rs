@@ -14,9 +14,7 @@ use anyhow::Context as _;
 use hookgate_config::Phase;
 use hookgate_engine::backoff::Backoff;
 use hookgate_engine::settings::github_values;
-use hookgate_engine::{
-    ArmoryValues, GithubApi, Mailbox, Masker, RunSettings, Runner, StaticToken, needs_mailbox,
-};
+use hookgate_engine::{ArmoryValues, Mailbox, Masker, RunSettings, Runner, needs_mailbox};
 use indexmap::IndexMap;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -149,17 +147,17 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut runner = Runner::new(plan, settings)
         .with_masker(masker.clone())
         .with_cancellation(cancel.clone());
-    if let Some(token) = github_token {
-        runner = runner.with_github(GithubApi {
-            base_url: std::env::var("GITHUB_API_URL")
-                .ok()
-                .filter(|u| !u.is_empty())
-                .unwrap_or_else(|| "https://api.github.com".to_owned()),
-            repository: std::env::var("GITHUB_REPOSITORY")
-                .ok()
-                .filter(|r| !r.is_empty()),
-            tokens: Box::new(StaticToken(token)),
-        });
+    // GitHub: the `github-token` input or GITHUB_TOKEN, or a GitHub App; in Actions also the
+    // reporters (check runs, deployment statuses, job summary, outputs, log groups).
+    let github = match hookgate_github::Actions::from_env() {
+        Ok(github) => github,
+        Err(err) => return usage_error(&masker.mask(&err.to_string())),
+    };
+    if let Some(api) = github.github_api() {
+        runner = runner.with_github(api);
+    }
+    for reporter in github.reporters() {
+        runner = runner.with_reporter(reporter);
     }
     if needs_mailbox(runner.plan()) {
         match open_mailbox(&args, in_actions).await {

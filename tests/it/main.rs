@@ -5,5 +5,7 @@ mod callback;
 mod common;
 mod config;
 mod engine;
+mod fake_github;
+mod github;
 mod relay;
 mod support;

@@ -10,7 +10,10 @@ use futures::future::BoxFuture;
 use hookgate_engine::{Conclusion, Event, Reporter, StepInfo, StepOutcome};
 use tokio::sync::Mutex;
 
-use crate::text::{short_duration, wait_mode};
+use crate::text::{cut_to_chars, short_duration, wait_mode};
+
+/// The longest message put in an `::error::` or `::warning::` annotation.
+const ANNOTATION_CHARS: usize = 1_000;
 use crate::workflow_commands::{END_GROUP, emit, error_line, group_line, untrusted, warning_line};
 
 #[derive(Debug, Default)]
@@ -105,10 +108,11 @@ impl ActionsLogReporter {
 
 fn annotation(target: &str, step: &StepInfo, outcome: &StepOutcome) -> Option<String> {
     let title = format!("hookgate / {target} / {}", step.name);
+    // Annotations are short notes in the run's overview; the group above has the whole text.
     let message = if outcome.message.trim().is_empty() {
         format!("{} {}", step.name, outcome.conclusion)
     } else {
-        outcome.message.clone()
+        cut_to_chars(&outcome.message, ANNOTATION_CHARS)
     };
     match outcome.conclusion {
         Conclusion::Failure | Conclusion::TimedOut => Some(error_line(&title, &message)),

@@ -50,7 +50,7 @@ impl Default for RetryPolicy {
         RetryPolicy {
             max_attempts: 4,
             base_delay: Duration::from_secs(1),
-            max_wait: Duration::from_secs(120),
+            max_wait: Duration::from_secs(60),
             request_timeout: Duration::from_secs(30),
         }
     }

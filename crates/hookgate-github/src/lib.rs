@@ -71,6 +71,7 @@ pub struct Actions {
     context: GithubContext,
     rest: RestClient,
     tokens: Option<Arc<dyn TokenSource>>,
+    progress_interval: Duration,
 }
 
 impl Actions {
@@ -94,7 +95,14 @@ impl Actions {
             context,
             rest,
             tokens,
+            progress_interval: PROGRESS_INTERVAL,
         })
+    }
+
+    /// Changes the shortest time between two progress updates of one check run.
+    pub fn with_progress_interval(mut self, interval: Duration) -> Self {
+        self.progress_interval = interval;
+        self
     }
 
     /// The context read from the environment.
@@ -170,7 +178,7 @@ impl Actions {
                             .then(|| settings.aggregate_check_name.clone()),
                         details_url: ctx.run_url(),
                         run_key,
-                        progress_interval: PROGRESS_INTERVAL,
+                        progress_interval: self.progress_interval,
                     },
                 )));
             }
