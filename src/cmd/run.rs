@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use hookgate_config::Phase;
 use hookgate_engine::backoff::Backoff;
+use hookgate_engine::relay_mailbox::RelayMailbox;
 use hookgate_engine::settings::github_values;
 use hookgate_engine::{ArmoryValues, Mailbox, Masker, RunSettings, Runner, needs_mailbox};
 use indexmap::IndexMap;
@@ -160,7 +161,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         runner = runner.with_reporter(reporter);
     }
     if needs_mailbox(runner.plan()) {
-        match open_mailbox(&args, in_actions).await {
+        match open_mailbox(&args, in_actions, &masker).await {
             Ok(mailbox) => runner = runner.with_mailbox(mailbox),
             Err(err) => return usage_error(&masker.mask(&format!("{err:#}"))),
         }
@@ -185,19 +186,74 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// The relay for callback steps: the one at `--relay`, or (outside GitHub Actions) one embedded
-/// in this process.
-async fn open_mailbox(args: &Args, in_actions: bool) -> anyhow::Result<Arc<dyn Mailbox>> {
-    match &args.relay {
-        Some(url) => anyhow::bail!(
-            "cannot use the relay at {url}: this build has no relay client yet; use `waitFor: none` or `poll`"
-        ),
+/// in this process, reachable from this machine only.
+async fn open_mailbox(
+    args: &Args,
+    in_actions: bool,
+    masker: &Masker,
+) -> anyhow::Result<Arc<dyn Mailbox>> {
+    let mailbox = match &args.relay {
+        Some(url) => {
+            let credential = relay_credential(args, url, masker).await?;
+            RelayMailbox::remote(url, &credential)?
+        }
         None if in_actions => anyhow::bail!(
             "a step waits for a callback, but no relay is configured: runners take no inbound traffic, so set the `relay-url` input (or --relay URL) to a hookgate relay"
         ),
-        None => anyhow::bail!(
-            "a step waits for a callback, but no relay is configured: pass --relay URL"
-        ),
+        None => {
+            let mailbox = RelayMailbox::embedded().await?;
+            eprintln!(
+                "hookgate: callbacks go to an embedded relay at {} (reachable from this machine only; pass --relay URL for a public one)",
+                mailbox.url()
+            );
+            mailbox
+        }
+    };
+    Ok(Arc::new(mailbox))
+}
+
+/// What authenticates this run to the relay: `--relay-token`, or in GitHub Actions the job's
+/// OIDC token for the relay's URL (the workflow needs `permissions: id-token: write`).
+async fn relay_credential(args: &Args, url: &str, masker: &Masker) -> anyhow::Result<String> {
+    if let Some(token) = args.relay_token.as_deref().filter(|t| !t.is_empty()) {
+        return Ok(token.to_owned());
     }
+    let (Ok(request_url), Ok(request_token)) = (
+        std::env::var("ACTIONS_ID_TOKEN_REQUEST_URL"),
+        std::env::var("ACTIONS_ID_TOKEN_REQUEST_TOKEN"),
+    ) else {
+        anyhow::bail!(
+            "the relay at {url} needs a credential: pass --relay-token, or in GitHub Actions grant `permissions: id-token: write` so the job's OIDC token is used"
+        );
+    };
+    masker.add(&request_token);
+    let audience = url.trim_end_matches('/');
+    let mut endpoint =
+        reqwest::Url::parse(&request_url).context("ACTIONS_ID_TOKEN_REQUEST_URL is not a URL")?;
+    endpoint.query_pairs_mut().append_pair("audience", audience);
+    let answer = reqwest::Client::new()
+        .get(endpoint)
+        .bearer_auth(&request_token)
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .context("cannot get the job's OIDC token")?;
+    let status = answer.status();
+    if !status.is_success() {
+        anyhow::bail!("cannot get the job's OIDC token: HTTP {status}");
+    }
+    let body: Value = answer
+        .json()
+        .await
+        .context("the OIDC token answer is not JSON")?;
+    let token = body
+        .get("value")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| anyhow::anyhow!("the OIDC token answer has no `value`"))?
+        .to_owned();
+    masker.add(&token);
+    Ok(token)
 }
 
 /// Cancels the run on SIGINT or SIGTERM.

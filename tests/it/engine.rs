@@ -792,15 +792,23 @@ webhooks:
 }
 
 #[test]
-fn a_callback_step_without_a_relay_is_a_configuration_error() {
+fn in_actions_a_callback_step_without_a_relay_is_a_configuration_error() {
     let file = deployment(&one_step(
         "approve",
         "    uriTemplate: http://127.0.0.1:9/a\n",
     ));
-    let output = run(&file, &phase_args());
+    let output = hookgate()
+        .arg("run")
+        .arg("--file")
+        .arg(&file.path)
+        .args(phase_args())
+        .env("GITHUB_ACTIONS", "true")
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
     let out = text(&output);
     assert_eq!(code(&output), 2, "{out}");
-    assert!(out.contains("no relay is configured"), "{}", text(&output));
+    assert!(out.contains("no relay is configured"), "{out}");
 }
 
 /// A stand-in for GitHub's REST API.
@@ -895,4 +903,105 @@ fn a_repository_dispatch_is_never_sent_twice_after_a_server_error() {
     assert_eq!(code(&output), 1, "{out}");
     assert_eq!(github.requests_to("/repos/o/tests/dispatches").len(), 1);
     assert!(out.contains("HTTP 502"), "{out}");
+}
+
+/// A service that takes the webhook and answers through `hookgate callback` (the real other
+/// side) with each of `callbacks` in turn: extra arguments such as `--token T --success true`.
+fn calling_back(callbacks: Vec<Vec<String>>) -> TestServer {
+    TestServer::start(move |seen, _| {
+        let body = seen.json();
+        let url = body["callbackUri"].as_str().unwrap_or_default().to_owned();
+        let token = body["token"].as_str().unwrap_or_default().to_owned();
+        let callbacks = callbacks.clone();
+        std::thread::spawn(move || {
+            for args in callbacks {
+                let args: Vec<String> = args
+                    .into_iter()
+                    .map(|a| a.replace("{token}", &token))
+                    .collect();
+                let status = std::process::Command::new(assert_cmd::cargo::cargo_bin!("hookgate"))
+                    .args(["callback", "--url", &url])
+                    .args(&args)
+                    .status()
+                    .unwrap();
+                assert!(status.success(), "hookgate callback {args:?} failed");
+            }
+        });
+        Reply::status(202)
+    })
+}
+
+#[test]
+fn wait_for_a_bearer_callback_through_the_embedded_relay() {
+    let service = calling_back(vec![vec![
+        "--token".into(),
+        "{token}".into(),
+        "--success".into(),
+        "false".into(),
+        "--message".into(),
+        "**smoke**: 1 test failed".into(),
+    ]]);
+    let file = deployment(&one_step(
+        "tests",
+        &format!(
+            "    uriTemplate: {}/tests\n    bodyTemplate:\n      inline: '{{\"callbackUri\": \"{{{{ armory.callbackUri }}}}/callback\", \"token\": \"{{{{ callback.token }}}}\"}}'\n",
+            service.url
+        ),
+    ));
+    let output = run(&file, &phase_args());
+    let out = text(&output);
+    assert_eq!(code(&output), 1, "{out}");
+    assert!(out.contains("**smoke**: 1 test failed"), "{out}");
+    assert!(out.contains("embedded relay"), "{out}");
+    let sent = service.requests()[0].json();
+    assert!(
+        !out.contains(sent["token"].as_str().unwrap()),
+        "the slot token leaked: {out}"
+    );
+}
+
+#[test]
+fn hmac_callbacks_are_verified_and_forgeries_ignored() {
+    let secret = "shared-hmac-secret";
+    let service = calling_back(vec![
+        vec![
+            "--hmac-secret".into(),
+            "not-the-secret".into(),
+            "--scheme".into(),
+            "github".into(),
+            "--success".into(),
+            "true".into(),
+            "--message".into(),
+            "forged".into(),
+        ],
+        vec![
+            "--hmac-secret".into(),
+            secret.into(),
+            "--scheme".into(),
+            "github".into(),
+            "--success".into(),
+            "true".into(),
+            "--message".into(),
+            "approved by the change board".into(),
+        ],
+    ]);
+    let file = deployment(&one_step(
+        "approve",
+        &format!(
+            "    uriTemplate: {}/approve\n    bodyTemplate:\n      inline: '{{\"callbackUri\": \"{{{{ callback.uri }}}}\"}}'\n    callback:\n      auth: hmac\n      scheme: github\n      secret: \"{{{{ secrets.hmac }}}}\"\n",
+            service.url
+        ),
+    ));
+    let mut args = phase_args().to_vec();
+    let secret_arg = format!("hmac={secret}");
+    args.extend(["--secret", &secret_arg]);
+    let output = run(&file, &args);
+    let out = text(&output);
+    assert_eq!(code(&output), 0, "{out}");
+    assert!(
+        out.contains("ignored callback #1: its github signature does not verify"),
+        "{out}"
+    );
+    assert!(out.contains("approved by the change board"), "{out}");
+    assert!(!out.contains(secret), "{out}");
 }
