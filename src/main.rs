@@ -39,6 +39,9 @@ enum Command {
     Relay(cmd::relay::Args),
     /// Send a signed callback to a waiting run (the other side of the loop).
     Callback(cmd::callback::Args),
+    /// Run as the GitHub Action: read the `INPUT_*` variables and run the command they name.
+    #[command(hide = true)]
+    Action(cmd::action::Args),
     /// Exit 0 when a relay answers its health check (the container's HEALTHCHECK).
     Healthcheck(cmd::healthcheck::Args),
 }
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
             Command::Run(args) => cmd::run::run(args).await,
             Command::Relay(args) => cmd::relay::run(args).await,
             Command::Callback(args) => cmd::callback::run(args).await,
+            Command::Action(args) => cmd::action::run(args).await,
             Command::Healthcheck(args) => cmd::healthcheck::run(args).await,
         }
     });

@@ -18,7 +18,7 @@ use reqwest::header::{
     AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
 };
 
-use super::EXIT_USAGE;
+use super::{EXIT_USAGE, Redacted};
 
 /// The environment variable read for the bearer token when `--token` is not given.
 pub const TOKEN_ENV: &str = "HOOKGATE_CALLBACK_TOKEN";
@@ -35,51 +35,33 @@ const MAX_SHOWN_BODY: usize = 500;
 pub struct Args {
     /// The callback URL the run handed out (`{{ callback.uri }}`).
     #[arg(long, env = "HOOKGATE_CALLBACK_URL")]
-    url: String,
+    pub url: String,
     /// The slot's bearer token (`{{ callback.token }}`). Prefer the HOOKGATE_CALLBACK_TOKEN
     /// environment variable, which is read when neither --token nor --hmac-secret is given.
     #[arg(long, value_name = "TOKEN", conflicts_with = "hmac_secret")]
-    token: Option<Redacted>,
+    pub token: Option<Redacted>,
     /// The shared HMAC secret to sign with. Prefer the HOOKGATE_HMAC_SECRET environment
     /// variable, which is read when neither --token nor --hmac-secret is given.
     #[arg(long, value_name = "SECRET")]
-    hmac_secret: Option<Redacted>,
+    pub hmac_secret: Option<Redacted>,
     /// The HMAC scheme: `standard` (Standard Webhooks) or `github` (X-Hub-Signature-256).
     #[arg(long, default_value = "standard", value_parser = parse_scheme)]
-    scheme: Scheme,
+    pub scheme: Scheme,
     /// The verdict: `true` lets the waiting gate pass, `false` fails it.
     #[arg(long, action = clap::ArgAction::Set, value_name = "true|false")]
-    success: bool,
+    pub success: bool,
     /// A Markdown message shown with the result (`mdMessage`).
     #[arg(long, value_name = "TEXT")]
-    message: Option<String>,
+    pub message: Option<String>,
     /// How many times a failed attempt (connection error, 5xx, 429) is retried.
     #[arg(long, default_value_t = 4, value_name = "N")]
-    retries: u32,
+    pub retries: u32,
     /// The wait before the first retry; it doubles with each further retry (at most 30s).
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration, value_name = "DURATION")]
-    retry_delay: Duration,
+    pub retry_delay: Duration,
     /// How long one attempt may take.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, value_name = "DURATION")]
-    timeout: Duration,
-}
-
-/// A secret from the command line; `Debug` never shows it.
-#[derive(Clone)]
-struct Redacted(String);
-
-impl std::str::FromStr for Redacted {
-    type Err = std::convert::Infallible;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Ok(Self(text.to_string()))
-    }
-}
-
-impl std::fmt::Debug for Redacted {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("***")
-    }
+    pub timeout: Duration,
 }
 
 fn parse_scheme(text: &str) -> Result<Scheme, String> {

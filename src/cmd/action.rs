@@ -1,0 +1,129 @@
+//! `hookgate action`: the container action's entry point. The runner hands the action's inputs
+//! over as `INPUT_*` variables; this turns them into the arguments of `run`, `validate`, `plan`
+//! or `callback` and runs that command. Inputs about GitHub reporting (`github-token`,
+//! `check-runs`, `deployment-id`, ...) are read where they are used, by the GitHub crate.
+//!
+//! Arguments are built as values, never as a command line, so secrets pass no parser that could
+//! echo them in an error.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use hookgate_github::context::input;
+
+use crate::cmd::{Redacted, callback, plan, run, string_map, validate};
+
+/// Arguments of `hookgate action` (none: everything comes from `INPUT_*` variables).
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+/// Runs the command named by the `command` input.
+pub async fn run(_args: Args) -> anyhow::Result<ExitCode> {
+    let file = PathBuf::from(input("deployment-file").unwrap_or_else(|| "deploy.yml".to_owned()));
+    match input("command").as_deref().unwrap_or("run") {
+        "validate" => validate::run(validate::Args { file }).await,
+        "plan" => {
+            let (target, phase) = target_and_phase()?;
+            plan::run(plan::Args {
+                target,
+                phase,
+                file,
+                format: plan::Format::Text,
+            })
+            .await
+        }
+        "run" => run::run(run_args(file).await?).await,
+        "callback" => callback::run(callback_args()?).await,
+        other => bail!("the `command` input is `{other}`: use run, validate, plan or callback"),
+    }
+}
+
+fn target_and_phase() -> anyhow::Result<(String, hookgate_config::Phase)> {
+    let target = required("target")?;
+    let phase = required("phase")?
+        .parse()
+        .map_err(|err: String| anyhow::anyhow!("the `phase` input: {err}"))?;
+    Ok((target, phase))
+}
+
+fn required(name: &str) -> anyhow::Result<String> {
+    input(name).with_context(|| format!("the `{name}` input is required for this command"))
+}
+
+async fn run_args(file: PathBuf) -> anyhow::Result<run::Args> {
+    let (target, phase) = target_and_phase()?;
+    let context = match input("context") {
+        Some(text) => string_map::parse(&text, "the `context` input")?
+            .into_iter()
+            .collect(),
+        None => Vec::new(),
+    };
+    let secrets = match input("secrets") {
+        Some(text) => string_map::parse(&text, "the `secrets` input")?
+            .into_iter()
+            .collect(),
+        None => Vec::new(),
+    };
+    let relay = input("relay-url");
+    let relay_token = input("relay-token");
+    if relay.is_some() && relay_token.is_none() && !flag("use-oidc")? {
+        bail!(
+            "the relay needs a credential: set the `relay-token` input, or `use-oidc: true` with `permissions: id-token: write`"
+        );
+    }
+    let timeout = match input("timeout") {
+        Some(text) => Some(
+            hookgate_config::model::parse_duration(&text)
+                .map_err(|err| anyhow::anyhow!("the `timeout` input: {err}"))?,
+        ),
+        None => None,
+    };
+    Ok(run::Args {
+        target,
+        phase,
+        file,
+        context,
+        secrets,
+        secrets_file: None,
+        relay,
+        relay_token,
+        timeout,
+        retry_backoff: Duration::from_secs(1),
+    })
+}
+
+fn callback_args() -> anyhow::Result<callback::Args> {
+    let success = match required("success")?.to_ascii_lowercase().as_str() {
+        "true" => true,
+        "false" => false,
+        other => bail!("the `success` input is `{other}`: use true or false"),
+    };
+    let scheme = match input("hmac-scheme") {
+        Some(text) => text
+            .parse()
+            .map_err(|err| anyhow::anyhow!("the `hmac-scheme` input: {err}"))?,
+        None => hookgate_auth::Scheme::Standard,
+    };
+    Ok(callback::Args {
+        url: required("callback-url")?,
+        token: input("callback-token").map(Redacted),
+        hmac_secret: input("hmac-secret").map(Redacted),
+        scheme,
+        success,
+        message: input("message"),
+        retries: 4,
+        retry_delay: Duration::from_secs(1),
+        timeout: Duration::from_secs(30),
+    })
+}
+
+fn flag(name: &str) -> anyhow::Result<bool> {
+    match input(name).map(|v| v.to_ascii_lowercase()) {
+        None => Ok(false),
+        Some(v) if v == "true" => Ok(true),
+        Some(v) if v == "false" => Ok(false),
+        Some(v) => bail!("the `{name}` input is `{v}`: use true or false"),
+    }
+}
