@@ -1,0 +1,471 @@
+//! The relay's benchmark: starts the real `hookgate relay` (release build) on a SQLite file with
+//! durable commits (WAL, synchronous=FULL) and measures, over loopback on this machine:
+//!
+//! 1. callback to waiting poll: a long poll waits on a slot, a callback is sent, and the time
+//!    from sending the callback to the poll's answer is taken, over many rounds (p50, p99);
+//! 2. callback intake at 64 concurrent connections, against a trivial axum handler measured in
+//!    the same run with the same client (the handler runs in a process of its own, as the relay
+//!    does, so neither shares the client's runtime);
+//! 3. the relay's resident memory (VmRSS) while it holds 10,000 long polls on 10,000 slots.
+//!
+//! Run with `cargo run --release -p relay-bench`; it builds `hookgate` in release first when
+//! `target/release/hookgate` is missing (`HOOKGATE_BIN` names another binary). The relay logs at
+//! `warn` during the run, so logging costs are not measured.
+
+// A report tool: its output is the point.
+#![allow(clippy::print_stdout)]
+
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const RELAY_TOKEN: &str = "relay-bench-token-0123456789abcdef";
+const LATENCY_ROUNDS: usize = 500;
+const INTAKE_CONNECTIONS: usize = 64;
+const INTAKE_WARMUP: Duration = Duration::from_secs(1);
+const INTAKE_DURATION: Duration = Duration::from_secs(5);
+const WAITERS: usize = 10_000;
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() == Some("baseline-server") {
+        let port: u16 = args.next().context("baseline-server PORT")?.parse()?;
+        return baseline_server(port);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(bench())
+}
+
+/// The comparison: an axum handler that reads the body and answers 202 with a small JSON.
+fn baseline_server(port: u16) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let app = axum::Router::new()
+            .route(
+                "/v1/callbacks/{id}",
+                axum::routing::post(|_body: axum::body::Bytes| async {
+                    (
+                        axum::http::StatusCode::ACCEPTED,
+                        axum::Json(json!({"slot": "x", "sequence": 1})),
+                    )
+                }),
+            )
+            .route("/healthz", axum::routing::get(|| async { "ok" }));
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        axum::serve(listener, app).await?;
+        Ok(())
+    })
+}
+
+async fn bench() -> anyhow::Result<()> {
+    let hookgate = hookgate_binary()?;
+    let dir = std::env::temp_dir().join(format!("hookgate-relay-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let store = format!("sqlite:{}", dir.join("relay.sqlite").display());
+
+    let relay_address = free_address()?;
+    let mut relay = Command::new(&hookgate)
+        .args(["relay", "--listen", &relay_address.to_string()])
+        .args(["--store", &store, "--relay-token", RELAY_TOKEN])
+        .args(["--max-callbacks-per-slot", "1000000"])
+        .env("HOOKGATE_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", hookgate.display()))?;
+    let baseline_address = free_address()?;
+    let mut baseline = Command::new(std::env::current_exe()?)
+        .args(["baseline-server", &baseline_address.port().to_string()])
+        .spawn()?;
+
+    let result = async {
+        let relay_url = format!("http://{relay_address}");
+        let baseline_url = format!("http://{baseline_address}");
+        wait_healthy(&relay_url).await?;
+        wait_healthy(&baseline_url).await?;
+        println!(
+            "hookgate relay benchmark: {} ({} CPUs), relay on {store} (WAL, synchronous=FULL)",
+            hookgate.display(),
+            std::thread::available_parallelism().map_or(0, usize::from)
+        );
+        let latency = latency(&relay_url).await?;
+        let intake = intake(&relay_url, &baseline_url).await?;
+        let memory = memory(&relay_url, relay.id(), relay_address).await?;
+        report(&latency, &intake, &memory);
+        anyhow::Ok(())
+    }
+    .await;
+
+    stop(&mut relay);
+    stop(&mut baseline);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn hookgate_binary() -> anyhow::Result<PathBuf> {
+    if let Ok(path) = std::env::var("HOOKGATE_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    let exe = std::env::current_exe()?;
+    let dir = exe.parent().context("the benchmark's directory")?;
+    let path = dir.join("hookgate");
+    if !path.exists() {
+        println!("building hookgate (release) first ...");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let status = Command::new(cargo)
+            .args(["build", "--release", "--bin", "hookgate"])
+            .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
+            .status()?;
+        if !status.success() {
+            bail!("cargo build --release --bin hookgate failed");
+        }
+    }
+    Ok(path)
+}
+
+fn free_address() -> anyhow::Result<SocketAddr> {
+    Ok(StdListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+fn stop(child: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    for _ in 0..100 {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+async fn wait_healthy(url: &str) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    for _ in 0..200 {
+        if let Ok(response) = client.get(format!("{url}/healthz")).send().await
+            && response.status().is_success()
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("{url} did not become healthy")
+}
+
+async fn create_slot(client: &reqwest::Client, relay_url: &str) -> anyhow::Result<Value> {
+    let response = client
+        .post(format!("{relay_url}/v1/slots"))
+        .bearer_auth(RELAY_TOKEN)
+        .json(&json!({"auth": "bearer", "deadline": 3600, "label": "bench"}))
+        .send()
+        .await?;
+    if response.status() != reqwest::StatusCode::CREATED {
+        bail!("creating a slot: {}", response.status());
+    }
+    Ok(response.json().await?)
+}
+
+fn field<'v>(value: &'v Value, name: &str) -> anyhow::Result<&'v str> {
+    value[name]
+        .as_str()
+        .with_context(|| format!("no {name} in {value}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+
+struct Latency {
+    p50: Duration,
+    p99: Duration,
+    max: Duration,
+}
+
+/// Each round: a poll waits on the slot for the next sequence, then a callback is sent; the
+/// time from sending the callback to the poll's answer is recorded.
+async fn latency(relay_url: &str) -> anyhow::Result<Latency> {
+    let poller = reqwest::Client::new();
+    let sender = reqwest::Client::new();
+    let slot = create_slot(&sender, relay_url).await?;
+    let id = field(&slot, "id")?.to_owned();
+    let token = field(&slot, "token")?.to_owned();
+    let read_token = field(&slot, "readToken")?.to_owned();
+    let callback_url = format!("{relay_url}/v1/callbacks/{id}");
+    let mut samples = Vec::with_capacity(LATENCY_ROUNDS);
+    for round in 0..LATENCY_ROUNDS + 20 {
+        let poll = {
+            let poller = poller.clone();
+            let url = format!("{relay_url}/v1/slots/{id}?after={round}&wait=30s");
+            let read_token = read_token.clone();
+            tokio::spawn(async move {
+                let response = poller.get(url).bearer_auth(read_token).send().await?;
+                let answer: Value = response.json().await?;
+                anyhow::Ok((Instant::now(), answer))
+            })
+        };
+        // Let the poll reach the relay and park.
+        tokio::time::sleep(Duration::from_millis(15)).await;
+        let sent = Instant::now();
+        let response = sender
+            .post(&callback_url)
+            .bearer_auth(&token)
+            .body(format!(r#"{{"success": true, "round": {round}}}"#))
+            .send()
+            .await?;
+        if response.status() != reqwest::StatusCode::ACCEPTED {
+            bail!("callback answered {}", response.status());
+        }
+        let (answered, answer) = poll.await??;
+        if answer["callbacks"].as_array().map_or(0, Vec::len) != 1 {
+            bail!("the poll did not get the callback: {answer}");
+        }
+        // The first rounds warm connections and caches.
+        if round >= 20 {
+            samples.push(answered.saturating_duration_since(sent));
+        }
+    }
+    samples.sort_unstable();
+    let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
+    Ok(Latency {
+        p50: at(0.50),
+        p99: at(0.99),
+        max: samples[samples.len() - 1],
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+
+struct Intake {
+    relay: f64,
+    baseline: f64,
+}
+
+async fn intake(relay_url: &str, baseline_url: &str) -> anyhow::Result<Intake> {
+    let client = reqwest::Client::new();
+    let mut slots = Vec::new();
+    for _ in 0..INTAKE_CONNECTIONS {
+        let slot = create_slot(&client, relay_url).await?;
+        slots.push((
+            format!("{relay_url}/v1/callbacks/{}", field(&slot, "id")?),
+            field(&slot, "token")?.to_owned(),
+        ));
+    }
+    let relay = rate(slots).await?;
+    let baseline_slots = (0..INTAKE_CONNECTIONS)
+        .map(|n| {
+            (
+                format!("{baseline_url}/v1/callbacks/{n:032x}"),
+                RELAY_TOKEN.to_owned(),
+            )
+        })
+        .collect();
+    let baseline = rate(baseline_slots).await?;
+    Ok(Intake { relay, baseline })
+}
+
+/// Requests per second answered 202 by `INTAKE_CONNECTIONS` workers, one target each, each
+/// body distinct (so none is a repeat).
+async fn rate(targets: Vec<(String, String)>) -> anyhow::Result<f64> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(INTAKE_CONNECTIONS)
+        .build()?;
+    let counting = Arc::new(AtomicBool::new(false));
+    let running = Arc::new(AtomicBool::new(true));
+    let accepted = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let workers: Vec<_> = targets
+        .into_iter()
+        .enumerate()
+        .map(|(worker, (url, token))| {
+            let client = client.clone();
+            let (counting, running) = (counting.clone(), running.clone());
+            let (accepted, failed) = (accepted.clone(), failed.clone());
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                while running.load(Ordering::Relaxed) {
+                    n += 1;
+                    let body = format!(r#"{{"success": true, "worker": {worker}, "n": {n}}}"#);
+                    let ok = match client
+                        .post(&url)
+                        .bearer_auth(&token)
+                        .body(body)
+                        .send()
+                        .await
+                    {
+                        Ok(response) => response.status() == reqwest::StatusCode::ACCEPTED,
+                        Err(_) => false,
+                    };
+                    if counting.load(Ordering::Relaxed) {
+                        if ok {
+                            accepted.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(INTAKE_WARMUP).await;
+    counting.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    tokio::time::sleep(INTAKE_DURATION).await;
+    counting.store(false, Ordering::Relaxed);
+    let elapsed = started.elapsed();
+    running.store(false, Ordering::Relaxed);
+    for worker in workers {
+        worker.await?;
+    }
+    let failed = failed.load(Ordering::Relaxed);
+    if failed > 0 {
+        println!("  note: {failed} requests were not answered 202");
+    }
+    Ok(accepted.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64())
+}
+
+// ---------------------------------------------------------------------------------------------
+
+struct Memory {
+    idle_kib: u64,
+    waiting_kib: u64,
+    waiters: u64,
+}
+
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|line| line.starts_with("VmRSS:"))
+        .context("no VmRSS")?;
+    Ok(line
+        .split_whitespace()
+        .nth(1)
+        .context("VmRSS value")?
+        .parse()?)
+}
+
+async fn waiters_now(client: &reqwest::Client, relay_url: &str) -> anyhow::Result<u64> {
+    let metrics = client
+        .get(format!("{relay_url}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let line = metrics
+        .lines()
+        .find(|line| line.starts_with("hookgate_relay_waiters "))
+        .context("no waiters gauge")?;
+    Ok(line
+        .split_whitespace()
+        .nth(1)
+        .context("gauge value")?
+        .parse()?)
+}
+
+/// Opens `WAITERS` long polls (one slot each, plain sockets so the client stays light), waits
+/// until the relay counts them all, and reads the relay's resident memory.
+async fn memory(relay_url: &str, pid: u32, address: SocketAddr) -> anyhow::Result<Memory> {
+    let client = reqwest::Client::new();
+    let idle_kib = rss_kib(pid)?;
+    let slots = Arc::new(tokio::sync::Semaphore::new(64));
+    let mut creating = Vec::with_capacity(WAITERS);
+    for _ in 0..WAITERS {
+        let (client, slots, url) = (client.clone(), slots.clone(), relay_url.to_owned());
+        creating.push(tokio::spawn(async move {
+            let _permit = slots.acquire().await?;
+            let slot = create_slot(&client, &url).await?;
+            anyhow::Ok((
+                field(&slot, "id")?.to_owned(),
+                field(&slot, "readToken")?.to_owned(),
+            ))
+        }));
+    }
+    let mut polls = Vec::with_capacity(WAITERS);
+    for (n, slot) in creating.into_iter().enumerate() {
+        let (id, read_token) = slot.await??;
+        polls.push(tokio::spawn(async move {
+            let mut socket = tokio::net::TcpStream::connect(address).await?;
+            let request = format!(
+                "GET /v1/slots/{id}?wait=60s HTTP/1.1\r\nhost: {address}\r\n\
+                 authorization: Bearer {read_token}\r\nconnection: close\r\n\r\n"
+            );
+            socket.write_all(request.as_bytes()).await?;
+            let mut answer = Vec::new();
+            socket.read_to_end(&mut answer).await?;
+            anyhow::Ok(answer.starts_with(b"HTTP/1.1 200"))
+        }));
+        // Do not flood the listen backlog.
+        if n % 500 == 499 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let mut waiters = 0;
+    for _ in 0..300 {
+        waiters = waiters_now(&client, relay_url).await?;
+        if waiters >= WAITERS as u64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Let allocations settle, then read.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let waiting_kib = rss_kib(pid)?;
+    let still = waiters_now(&client, relay_url).await?;
+    // End the polls: each client hangs up, and the relay drops its waiter.
+    for poll in &polls {
+        poll.abort();
+    }
+    Ok(Memory {
+        idle_kib,
+        waiting_kib,
+        waiters: waiters.min(still),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "PASS" } else { "FAIL" }
+}
+
+fn report(latency: &Latency, intake: &Intake, memory: &Memory) {
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!();
+    println!(
+        "1. callback -> waiting poll, {LATENCY_ROUNDS} rounds: p50 {:.2} ms (target < 5 ms) {}, \
+         p99 {:.2} ms (target < 20 ms) {}, max {:.2} ms",
+        ms(latency.p50),
+        verdict(latency.p50 < Duration::from_millis(5)),
+        ms(latency.p99),
+        verdict(latency.p99 < Duration::from_millis(20)),
+        ms(latency.max),
+    );
+    let ratio = intake.relay / intake.baseline;
+    println!(
+        "2. callback intake, {INTAKE_CONNECTIONS} connections, {} s: relay {:.0} req/s, trivial axum \
+         handler {:.0} req/s, ratio {:.0}% (target >= 50%) {}",
+        INTAKE_DURATION.as_secs(),
+        intake.relay,
+        intake.baseline,
+        ratio * 100.0,
+        verdict(ratio >= 0.5),
+    );
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    println!(
+        "3. {} waiting long polls: relay RSS {:.1} MiB (idle before: {:.1} MiB) (target < 150 MB) {}",
+        memory.waiters,
+        mib(memory.waiting_kib),
+        mib(memory.idle_kib),
+        verdict(memory.waiters >= WAITERS as u64 && memory.waiting_kib * 1024 < 150 * 1000 * 1000),
+    );
+}
