@@ -1,6 +1,7 @@
 //! Tests that cross crates: they run the real `hookgate` binary, real relays on real sockets, a
 //! real SQLite file and the machine's PostgreSQL. One test binary keeps link times down.
 
+mod action;
 mod callback;
 mod common;
 mod config;
