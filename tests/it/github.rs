@@ -646,3 +646,216 @@ fn outside_actions_there_are_no_reporters_but_dispatches_still_authenticate() {
     let api = actions.github_api().unwrap();
     assert_eq!(api.base_url, "https://api.github.com");
 }
+
+// ---------------------------------------------------------------------------------------------
+// The real binary in a simulated Actions job.
+
+/// A deployment file whose `staging` target has two before-deployment gates: `Migrate`, a
+/// webhook to `service` that the answer decides, and `Start tests`, a `repository_dispatch`.
+fn gated_file(dir: &Path, service: &str) -> PathBuf {
+    let path = dir.join("deploy.yml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"application: shop
+targets:
+  staging:
+    account: staging-cluster
+    namespace: shop-staging
+    constraints:
+      beforeDeployment:
+        - runWebhook:
+            name: Migrate
+        - runWebhook:
+            name: Start tests
+webhooks:
+  - name: Migrate
+    method: POST
+    uriTemplate: {service}/migrate
+    bodyTemplate:
+      inline: '{{"env": "{{{{ armory.environmentName }}}}"}}'
+    waitFor: none
+    retryCount: 0
+  - name: Start tests
+    repositoryDispatch:
+      repository: octo/tests
+      eventType: run-tests
+      clientPayload:
+        environment: "{{{{ armory.environmentName }}}}"
+    waitFor: none
+"#
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Runs `hookgate run --target staging --phase before-deployment` in the runner's environment.
+async fn run_binary(runner: &Runner, file: &Path) -> (i32, String) {
+    let mut cmd = crate::common::hookgate();
+    cmd.arg("run")
+        .arg("--file")
+        .arg(file)
+        .args(["--target", "staging", "--phase", "before-deployment"])
+        .envs(&runner.vars)
+        .timeout(Duration::from_secs(60));
+    let output = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code().unwrap_or(-1), text)
+}
+
+fn service(status: u16, body: Value) -> crate::support::TestServer {
+    crate::support::TestServer::start(move |_, _| {
+        crate::support::Reply::status(status).with_json(body.clone())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hookgate_run_reports_a_passing_pull_request_gate_to_github() {
+    let fake = FakeGithub::start(TOKEN).await;
+    let service = service(200, json!({"migrated": 3}));
+    let runner = Runner::pull_request(&fake);
+    let file = gated_file(runner.dir.path(), &service.url);
+    let (code, out) = run_binary(&runner, &file).await;
+    assert_eq!(code, 0, "{out}");
+
+    fake.assert_no_problems();
+    let runs = fake.check_runs();
+    assert_eq!(runs.len(), 2, "{runs:#?}");
+    for name in [
+        "hookgate / staging / Migrate",
+        "hookgate / staging / Start tests",
+    ] {
+        let run = check_named(&runs, name);
+        assert_eq!(run["head_sha"], HEAD_SHA);
+        assert_eq!(run["conclusion"], "success");
+        assert_eq!(run["details_url"], RUN_URL);
+    }
+    let dispatches = fake.dispatches();
+    assert_eq!(dispatches.len(), 1);
+    assert_eq!(dispatches[0].0, "/repos/octo/tests/dispatches");
+    assert_eq!(dispatches[0].1["event_type"], "run-tests");
+    assert_eq!(dispatches[0].1["client_payload"]["environment"], "staging");
+
+    let outputs = parse_outputs(&runner.output_path());
+    assert_eq!(outputs["result"], "success");
+    let results: Value = serde_json::from_str(&outputs["results"]).unwrap();
+    assert_eq!(results.as_array().unwrap().len(), 2);
+    let summary = std::fs::read_to_string(runner.summary_path()).unwrap();
+    assert!(
+        summary.contains("| Migrate | none | ✅ success |"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("| Start tests | none | ✅ success |"),
+        "{summary}"
+    );
+    assert!(
+        out.contains("::group::hookgate: Migrate (waits by none)"),
+        "{out}"
+    );
+    assert!(out.contains("::endgroup::"), "{out}");
+    assert!(
+        out.lines()
+            .filter(|line| line.contains(TOKEN))
+            .all(|line| line.starts_with("::add-mask::")),
+        "the token reaches the log only to be masked: {out}"
+    );
+    eprintln!("job summary:\n{summary}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hookgate_run_fails_the_step_and_the_check_of_a_failing_gate() {
+    let fake = FakeGithub::start(TOKEN).await;
+    let service = service(422, json!({"error": "schema drift in table orders"}));
+    let runner = Runner::pull_request(&fake);
+    let file = gated_file(runner.dir.path(), &service.url);
+    let (code, out) = run_binary(&runner, &file).await;
+    assert_eq!(code, 1, "{out}");
+
+    fake.assert_no_problems();
+    let runs = fake.check_runs();
+    let migrate = check_named(&runs, "hookgate / staging / Migrate");
+    assert_eq!(migrate["conclusion"], "failure");
+    assert!(
+        migrate["output"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("422"),
+        "{migrate:#?}"
+    );
+    let tests = check_named(&runs, "hookgate / staging / Start tests");
+    assert_eq!(tests["conclusion"], "cancelled", "never started");
+    assert!(fake.dispatches().is_empty());
+    assert!(
+        out.contains("::error title=hookgate / staging / Migrate::"),
+        "{out}"
+    );
+    let outputs = parse_outputs(&runner.output_path());
+    assert_eq!(outputs["result"], "failure");
+    assert!(
+        outputs["message"].starts_with("Migrate: failure"),
+        "{outputs:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hookgate_run_never_dispatches_twice_after_a_502() {
+    let fake = FakeGithub::start(TOKEN).await;
+    // GitHub queued the event, then answered 502.
+    fake.script(
+        Scripted::new(
+            "POST",
+            "/dispatches",
+            502,
+            json!({"message": "Server Error"}),
+        )
+        .after_acting(),
+    );
+    let service = service(200, json!({}));
+    let runner = Runner::pull_request(&fake);
+    let file = gated_file(runner.dir.path(), &service.url);
+    let (code, out) = run_binary(&runner, &file).await;
+    assert_eq!(code, 1, "{out}");
+
+    fake.assert_no_problems();
+    assert_eq!(calls_to(&fake, "POST", "/dispatches").len(), 1, "{out}");
+    assert_eq!(fake.dispatches().len(), 1);
+    let runs = fake.check_runs();
+    let tests = check_named(&runs, "hookgate / staging / Start tests");
+    assert_eq!(tests["conclusion"], "failure");
+    assert!(tests["output"]["summary"].as_str().unwrap().contains("502"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hookgate_run_keeps_its_verdict_when_github_reporting_fails() {
+    let fake = FakeGithub::start(TOKEN).await;
+    for _ in 0..6 {
+        fake.script(Scripted::new(
+            "POST",
+            "/check-runs",
+            403,
+            json!({"message": "Resource not accessible by integration"}),
+        ));
+    }
+    let service = service(200, json!({}));
+    let runner = Runner::pull_request(&fake);
+    let file = gated_file(runner.dir.path(), &service.url);
+    let (code, out) = run_binary(&runner, &file).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("::warning title=hookgate reporting::"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Resource not accessible by integration"),
+        "{out}"
+    );
+    assert_eq!(parse_outputs(&runner.output_path())["result"], "success");
+}
