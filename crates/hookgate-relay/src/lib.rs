@@ -14,6 +14,7 @@ pub mod error;
 pub mod metrics;
 pub mod oidc;
 pub mod server;
+pub mod slot_cache;
 pub mod store;
 pub mod wakers;
 

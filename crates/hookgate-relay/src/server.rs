@@ -32,6 +32,7 @@ use crate::config::{RelayConfig, redact_url};
 use crate::error::ApiError;
 use crate::metrics::{CallbackOutcome, Metrics};
 use crate::oidc::OidcVerifier;
+use crate::slot_cache::SlotCache;
 use crate::store::{
     self, AddOutcome, CallbackAuth, NewCallback, Slot, SlotId, SlotStore, StoreError,
 };
@@ -66,6 +67,7 @@ struct Relay {
     config: RelayConfig,
     public_url: String,
     store: Arc<dyn SlotStore>,
+    slots: SlotCache,
     tokens: SlotTokens,
     oidc: Option<OidcVerifier>,
     wakers: Arc<Wakers>,
@@ -117,6 +119,7 @@ pub async fn serve(
         oidc: config.oidc.clone().map(OidcVerifier::new),
         public_url,
         store: store.clone(),
+        slots: SlotCache::new(config.retention),
         tokens,
         wakers,
         metrics: Metrics::default(),
@@ -367,6 +370,7 @@ async fn create_slot(
         )
         .map_err(token_error)?;
     relay.store.create_slot(&slot).await?;
+    relay.slots.put(slot.clone());
     relay.metrics.slot_created();
     match &creator {
         Creator::RelayToken => {
@@ -393,6 +397,18 @@ async fn create_slot(
 /// for the other.
 fn read_audience(relay: &Relay, slot: &SlotId) -> String {
     format!("{}/v1/slots/{slot}", relay.public_url)
+}
+
+/// The slot with this id, from the cache or the store.
+async fn find_slot(relay: &Relay, id: &SlotId) -> Result<Option<Slot>, ApiError> {
+    if let Some(slot) = relay.slots.get(id) {
+        return Ok(Some(slot));
+    }
+    let slot = relay.store.slot(id).await?;
+    if let Some(slot) = &slot {
+        relay.slots.put(slot.clone());
+    }
+    Ok(slot)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -436,9 +452,7 @@ async fn accept_callback(
     body: Body,
 ) -> Result<(Accepted, bool), ApiError> {
     let slot_id: SlotId = id.parse().map_err(|_| ApiError::no_slot())?;
-    let slot = relay
-        .store
-        .slot(&slot_id)
+    let slot = find_slot(relay, &slot_id)
         .await?
         .ok_or_else(ApiError::no_slot)?;
     let now = SystemTime::now();
@@ -624,11 +638,11 @@ async fn read_slot(
         Some(text) => parse_wait(text)?.min(relay.config.max_wait),
         None => Duration::ZERO,
     };
-    let slot = relay
-        .store
-        .slot(&slot_id)
+    let slot = find_slot(&relay, &slot_id)
         .await?
         .ok_or_else(ApiError::no_slot)?;
+    // Nothing of the request is needed while waiting.
+    drop(headers);
     let until = tokio::time::Instant::now() + wait;
 
     let registration = relay.wakers.register(slot_id.as_str());

@@ -328,13 +328,29 @@ async fn add_callback(
     callback: &NewCallback,
 ) -> Result<AddOutcome, sqlx::Error> {
     let slot = callback.slot_id.as_str();
-    let count: Option<i64> = sqlx::query_scalar("SELECT callback_count FROM slots WHERE id = ?1")
-        .bind(slot)
-        .fetch_optional(&mut *connection)
-        .await?;
-    let Some(count) = count else {
-        return Ok(AddOutcome::NoSlot);
-    };
+    // The common case in one statement: a new delivery to a slot with room. The trigger of
+    // migration 0002 moves the slot's count along.
+    let stored: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO callbacks (slot_id, sequence, dedup_key, received_at_ms, headers, body) \
+         SELECT id, callback_count + 1, ?2, ?3, ?4, ?5 FROM slots \
+         WHERE id = ?1 AND callback_count < ?6 \
+         AND NOT EXISTS (SELECT 1 FROM callbacks WHERE slot_id = ?1 AND dedup_key = ?2) \
+         RETURNING sequence",
+    )
+    .bind(slot)
+    .bind(&callback.dedup_key)
+    .bind(to_millis(callback.received_at))
+    .bind(encode_headers(&callback.headers))
+    .bind(&callback.body)
+    .bind(i64::try_from(callback.max_per_slot).unwrap_or(i64::MAX))
+    .fetch_optional(&mut *connection)
+    .await?;
+    if let Some(sequence) = stored {
+        return Ok(AddOutcome::Stored {
+            sequence: sequence.unsigned_abs(),
+        });
+    }
+    // Nothing stored: say why.
     let earlier: Option<i64> =
         sqlx::query_scalar("SELECT sequence FROM callbacks WHERE slot_id = ?1 AND dedup_key = ?2")
             .bind(slot)
@@ -346,28 +362,13 @@ async fn add_callback(
             sequence: sequence.unsigned_abs(),
         });
     }
-    if count.unsigned_abs() >= callback.max_per_slot {
-        return Ok(AddOutcome::Full);
-    }
-    let sequence = count + 1;
-    sqlx::query("UPDATE slots SET callback_count = ?2 WHERE id = ?1")
+    let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM slots WHERE id = ?1")
         .bind(slot)
-        .bind(sequence)
-        .execute(&mut *connection)
+        .fetch_optional(&mut *connection)
         .await?;
-    sqlx::query(
-        "INSERT INTO callbacks (slot_id, sequence, dedup_key, received_at_ms, headers, body) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )
-    .bind(slot)
-    .bind(sequence)
-    .bind(&callback.dedup_key)
-    .bind(to_millis(callback.received_at))
-    .bind(encode_headers(&callback.headers))
-    .bind(&callback.body)
-    .execute(&mut *connection)
-    .await?;
-    Ok(AddOutcome::Stored {
-        sequence: sequence.unsigned_abs(),
+    Ok(if exists.is_some() {
+        AddOutcome::Full
+    } else {
+        AddOutcome::NoSlot
     })
 }
