@@ -86,8 +86,11 @@ pub fn load_str(name: &str, text: &str) -> Result<Loaded, Diagnostics> {
 /// (as Armory's documentation prints them), each such value is reported and quoted, and the
 /// repaired text is parsed so the rest of the file is still checked.
 fn parse_repairing(text: &str, diags: &mut Diagnostics) -> Option<Node> {
-    let err = match located::parse(text) {
-        Ok(tree) => return Some(tree),
+    let err = match located::parse_lenient(text) {
+        Ok((tree, duplicates)) => {
+            report_duplicates(&duplicates, diags);
+            return Some(tree);
+        }
         Err(err) => err,
     };
     let unquoted = find_unquoted_templates(text);
@@ -107,13 +110,25 @@ fn parse_repairing(text: &str, diags: &mut Diagnostics) -> Option<Node> {
         }
     }
     let repaired = lines.join("\n");
-    match located::parse(&repaired) {
-        Ok(tree) => Some(tree),
+    match located::parse_lenient(&repaired) {
+        Ok((tree, duplicates)) => {
+            report_duplicates(&duplicates, diags);
+            Some(tree)
+        }
         Err(err) => {
             // Lines are unchanged in number, so the place still holds.
             diags.push(parse_error(&err));
             None
         }
+    }
+}
+
+fn report_duplicates(duplicates: &[located::YamlError], diags: &mut Diagnostics) {
+    for duplicate in duplicates {
+        diags.push(
+            Diagnostic::error(Some(duplicate.span), duplicate.message.clone())
+                .with_help("keep one of them: YAML keeps only one value per key"),
+        );
     }
 }
 

@@ -179,8 +179,19 @@ pub struct YamlError {
     pub span: Span,
 }
 
-/// Parses one YAML document into a located tree. An empty document is a `Null` node.
+/// Parses one YAML document into a located tree. An empty document is a `Null` node. A key
+/// repeated within one map is an error here; [`parse_lenient`] reports it and goes on.
 pub fn parse(text: &str) -> Result<Node, YamlError> {
+    let (tree, mut duplicates) = parse_lenient(text)?;
+    match duplicates.is_empty() {
+        true => Ok(tree),
+        false => Err(duplicates.remove(0)),
+    }
+}
+
+/// Parses like [`parse`], but a key repeated within one map keeps its first value and is
+/// returned as a problem beside the tree, so the rest of the file can still be checked.
+pub fn parse_lenient(text: &str) -> Result<(Node, Vec<YamlError>), YamlError> {
     let mut builder = TreeBuilder::default();
     let mut parser = Parser::new_from_str(text);
     loop {
@@ -193,14 +204,15 @@ pub fn parse(text: &str) -> Result<Node, YamlError> {
             Flow::Done => break,
         }
     }
-    Ok(builder.root.unwrap_or(Node {
+    let root = builder.root.unwrap_or(Node {
         value: NodeValue::Null,
         span: Span {
             line: 1,
             col: 1,
             len: 1,
         },
-    }))
+    });
+    Ok((root, builder.duplicates))
 }
 
 enum Flow {
@@ -220,6 +232,8 @@ enum Open {
         anchor: usize,
         entries: Vec<(Key, Node)>,
         pending_key: Option<Key>,
+        /// The pending key repeats an earlier one: its value is dropped.
+        pending_is_duplicate: bool,
     },
 }
 
@@ -230,6 +244,7 @@ struct TreeBuilder {
     root: Option<Node>,
     nodes: usize,
     documents: usize,
+    duplicates: Vec<YamlError>,
 }
 
 impl TreeBuilder {
@@ -295,6 +310,7 @@ impl TreeBuilder {
                     anchor,
                     entries: Vec::new(),
                     pending_key: None,
+                    pending_is_duplicate: false,
                 });
             }
             Event::SequenceEnd | Event::MappingEnd => {
@@ -382,21 +398,25 @@ impl TreeBuilder {
             Some(Open::Map {
                 entries,
                 pending_key,
+                pending_is_duplicate,
                 ..
             }) => match pending_key.take() {
                 None => {
                     let key = key_of(&node);
+                    *pending_is_duplicate = false;
                     if let Some((first, _)) = entries.iter().find(|(k, _)| k.text == key.text) {
-                        return Err(YamlError {
+                        self.duplicates.push(YamlError {
                             message: format!(
                                 "the key `{}` appears twice in this map (first on line {})",
                                 key.text, first.span.line
                             ),
                             span: key.span,
                         });
+                        *pending_is_duplicate = true;
                     }
                     *pending_key = Some(key);
                 }
+                Some(_) if *pending_is_duplicate => {}
                 Some(key) => entries.push((key, node)),
             },
         }
@@ -580,6 +600,13 @@ mod tests {
         let err = parse("a: 1\nb: 2\na: 3\n").unwrap_err();
         assert_eq!(err.span.line, 3);
         assert!(err.message.contains("first on line 1"), "{err}");
+        let (tree, duplicates) = parse_lenient("a: 1\nb: {c: 1, c: [2]}\na: 3\n").unwrap();
+        assert_eq!(tree.to_json(), serde_json::json!({"a": 1, "b": {"c": 1}}));
+        let places: Vec<(usize, usize)> = duplicates
+            .iter()
+            .map(|d| (d.span.line, d.span.col))
+            .collect();
+        assert_eq!(places, [(2, 11), (3, 1)]);
     }
 
     #[test]

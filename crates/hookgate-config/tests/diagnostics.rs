@@ -47,6 +47,7 @@ snapshot_tests! {
     a_constraint_step_does_one_thing => "constraint-steps",
     invalid_yaml_is_located => "not-yaml",
     a_file_that_is_not_a_map_is_rejected => "not-a-map",
+    a_repeated_key_is_reported_and_the_rest_checked => "duplicate-keys",
 }
 
 #[test]
