@@ -495,6 +495,11 @@ async fn run_step(
             run_webhook(shared, info, call, cancel, why_cancelled, steps_before).await
         }
     };
+    // Outcomes leave the engine (events, the report) with secret values masked.
+    let outcome = StepOutcome {
+        message: shared.masker.mask(&outcome.message),
+        ..outcome
+    };
     shared.finish(info, &outcome);
     outcome
 }

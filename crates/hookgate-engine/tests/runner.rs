@@ -1,0 +1,230 @@
+//! The runner with an in-memory mailbox standing in for the relay: relay outages are retried,
+//! deliveries that fail verification are reported and ignored, the verdict is the first verified
+//! one, and reporters hear every event in order with secrets masked.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use axum::body::Bytes;
+use futures::future::BoxFuture;
+use hookgate_config::Phase;
+use hookgate_engine::backoff::Backoff;
+use hookgate_engine::{
+    Conclusion, Event, Mailbox, MailboxError, OpenSlot, ReceivedCallback, Reporter, RunSettings,
+    Runner, SlotAuth, SlotRequest,
+};
+
+const SLOT_TOKEN: &str = "slot-token-7f3a9c";
+
+/// A mailbox whose `wait` answers from a script, one entry per call.
+struct ScriptedMailbox {
+    script: Mutex<Vec<Result<Vec<ReceivedCallback>, MailboxError>>>,
+    opened: Mutex<Vec<SlotRequest>>,
+    waited_after: Mutex<Vec<u64>>,
+}
+
+impl Mailbox for ScriptedMailbox {
+    fn open(&self, request: SlotRequest) -> BoxFuture<'_, Result<OpenSlot, MailboxError>> {
+        self.opened.lock().unwrap().push(request.clone());
+        Box::pin(async move {
+            Ok(OpenSlot {
+                id: "slot-1".into(),
+                callback_url: "https://relay.example/v1/callbacks/slot-1".into(),
+                token: Some(SLOT_TOKEN.into()),
+                deadline: request.deadline,
+            })
+        })
+    }
+
+    fn wait<'a>(
+        &'a self,
+        _slot: &'a OpenSlot,
+        after: u64,
+        _wait: Duration,
+    ) -> BoxFuture<'a, Result<Vec<ReceivedCallback>, MailboxError>> {
+        self.waited_after.lock().unwrap().push(after);
+        let next = {
+            let mut script = self.script.lock().unwrap();
+            if script.is_empty() {
+                None
+            } else {
+                Some(script.remove(0))
+            }
+        };
+        Box::pin(async move {
+            match next {
+                Some(answer) => answer,
+                None => {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    Ok(Vec::new())
+                }
+            }
+        })
+    }
+}
+
+fn delivery(sequence: u64, authorization: &str, body: &str) -> ReceivedCallback {
+    ReceivedCallback {
+        sequence,
+        received_at: SystemTime::now(),
+        headers: vec![("authorization".into(), authorization.into())],
+        body: body.as_bytes().to_vec(),
+    }
+}
+
+/// Keeps every event.
+#[derive(Clone, Default)]
+struct Recorder(Arc<Mutex<Vec<Event>>>);
+
+impl Reporter for Recorder {
+    fn report(&self, event: &Event) -> BoxFuture<'_, ()> {
+        self.0.lock().unwrap().push(event.clone());
+        Box::pin(async {})
+    }
+}
+
+/// A service that keeps the bodies it is sent.
+async fn service() -> (String, Arc<Mutex<Vec<String>>>) {
+    let bodies: Arc<Mutex<Vec<String>>> = Arc::default();
+    let kept = bodies.clone();
+    let app = axum::Router::new().fallback(move |body: Bytes| {
+        let kept = kept.clone();
+        async move {
+            kept.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&body).into_owned());
+            axum::http::StatusCode::ACCEPTED
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, bodies)
+}
+
+#[tokio::test]
+async fn a_callback_verdict_survives_relay_outages_and_ignores_forgeries() {
+    let (url, bodies) = service().await;
+    let yaml = format!(
+        r#"targets:
+  staging:
+    constraints:
+      afterDeployment:
+        - runWebhook: {{name: tests}}
+webhooks:
+  - name: tests
+    uriTemplate: {url}/run
+    bodyTemplate:
+      inline: '{{"callback": "{{{{ callback.uri }}}}", "token": "{{{{ callback.token }}}}"}}'
+"#
+    );
+    let loaded = hookgate_config::load_str("deploy.yml", &yaml).unwrap();
+    let plan = hookgate_config::plan(&loaded.file, "staging", Phase::AfterDeployment).unwrap();
+    let mailbox = Arc::new(ScriptedMailbox {
+        script: Mutex::new(vec![
+            Err(MailboxError::Transient("connection refused".into())),
+            Err(MailboxError::Transient("HTTP 503".into())),
+            Ok(vec![delivery(
+                1,
+                "Bearer someone-else",
+                r#"{"success": true}"#,
+            )]),
+            Ok(vec![delivery(
+                2,
+                &format!("Bearer {SLOT_TOKEN}"),
+                &format!(
+                    r#"{{"success": false, "mdMessage": "2 failed; token was {SLOT_TOKEN}"}}"#
+                ),
+            )]),
+        ]),
+        opened: Mutex::default(),
+        waited_after: Mutex::default(),
+    });
+    let recorder = Recorder::default();
+    let settings = RunSettings {
+        relay_backoff: Backoff {
+            base: Duration::from_millis(10),
+            max: Duration::from_millis(20),
+        },
+        ..RunSettings::default()
+    };
+    let report = Runner::new(plan, settings)
+        .with_mailbox(mailbox.clone())
+        .with_reporter(Box::new(recorder.clone()))
+        .run()
+        .await
+        .unwrap();
+
+    assert_eq!(report.conclusion, Conclusion::Failure);
+    assert_eq!(report.outcomes[0].1.message, "2 failed; token was ***");
+    let opened = mailbox.opened.lock().unwrap();
+    assert_eq!(opened.len(), 1);
+    assert_eq!(opened[0].auth, SlotAuth::Bearer);
+    assert_eq!(opened[0].label, "tests");
+    // The long poll asks only for what it has not seen.
+    assert_eq!(*mailbox.waited_after.lock().unwrap(), vec![0, 0, 0, 1]);
+    let sent: serde_json::Value = serde_json::from_str(&bodies.lock().unwrap()[0]).unwrap();
+    assert_eq!(
+        sent["callback"],
+        "https://relay.example/v1/callbacks/slot-1"
+    );
+    assert_eq!(sent["token"], SLOT_TOKEN);
+
+    let events = recorder.0.lock().unwrap();
+    let progress: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::StepProgress { message, .. } => Some(message.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        progress
+            .iter()
+            .filter(|m| m.starts_with("relay unavailable"))
+            .count(),
+        2,
+        "{progress:?}"
+    );
+    assert!(
+        progress
+            .iter()
+            .any(|m| m.contains("ignored callback #1: its bearer token is not this slot's")),
+        "{progress:?}"
+    );
+    let kinds: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::RunStarted { .. } => Some("run-started"),
+            Event::StepStarted { .. } => Some("step-started"),
+            Event::StepFinished { .. } => Some("step-finished"),
+            Event::RunFinished { .. } => Some("run-finished"),
+            Event::StepProgress { .. } => None,
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "run-started",
+            "step-started",
+            "step-finished",
+            "run-finished"
+        ]
+    );
+    let serialized = serde_json::to_string(&*events).unwrap();
+    assert!(!serialized.contains(SLOT_TOKEN), "{serialized}");
+}
+
+#[tokio::test]
+async fn a_run_without_a_mailbox_for_a_callback_step_does_not_start() {
+    let yaml = "targets:\n  t:\n    constraints:\n      beforeDeployment:\n        - runWebhook: {name: w}\nwebhooks:\n  - name: w\n    uriTemplate: http://127.0.0.1:9/\n";
+    let loaded = hookgate_config::load_str("deploy.yml", yaml).unwrap();
+    let plan = hookgate_config::plan(&loaded.file, "t", Phase::BeforeDeployment).unwrap();
+    let err = Runner::new(plan, RunSettings::default())
+        .run()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("`w`"), "{err}");
+}
