@@ -6,6 +6,7 @@ mod callback;
 mod common;
 mod config;
 mod engine;
+mod examples;
 mod fake_github;
 mod github;
 mod relay;
