@@ -33,6 +33,12 @@ pub fn json_schema() -> Value {
     value
 }
 
+/// The schema, generated once per process (validation walks it for every file it loads).
+pub(crate) fn shared() -> &'static Value {
+    static SCHEMA: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    SCHEMA.get_or_init(json_schema)
+}
+
 /// The schema as pretty JSON with a final newline, as committed in `schema/deploy.schema.json`.
 pub fn json_schema_text() -> String {
     let mut text = serde_json::to_string_pretty(&json_schema()).unwrap_or_default();

@@ -31,7 +31,7 @@ use crate::model::{
     CallbackAuthMode, DeploymentFile, NetworkMode, RunWebhook, StatusUrlResolution, WaitFor,
     Webhook,
 };
-use crate::schema::{SchemaView, json_schema};
+use crate::schema::SchemaView;
 
 /// GitHub's limit on a `repository_dispatch` event type.
 pub const MAX_EVENT_TYPE_CHARS: usize = 100;
@@ -56,11 +56,11 @@ pub(crate) fn check(tree: &mut Node, diags: &mut Diagnostics) -> Option<Deployme
     }
     repair_unquoted_templates(tree, &diags.source.clone(), diags);
     let original = tree.clone();
-    let schema = json_schema();
+    let schema = crate::schema::shared();
     let mut unknown = Vec::new();
     find_unknown_keys(
         tree,
-        SchemaView::root(&schema),
+        SchemaView::root(schema),
         &mut Vec::new(),
         &mut unknown,
     );
@@ -73,7 +73,7 @@ pub(crate) fn check(tree: &mut Node, diags: &mut Diagnostics) -> Option<Deployme
 
     let mut checker = Checker {
         tree,
-        schema: &schema,
+        schema,
         diags,
         webhooks: Vec::new(),
         pruned,
