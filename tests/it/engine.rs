@@ -702,20 +702,31 @@ strategies:
       steps:
         - setWeight: {{weight: 25}}
         - pause: {{duration: 1, unit: seconds}}
-        - runWebhook: {{name: health}}
+        - runWebhook: {{name: health, context: {{env: canary}}}}
         - pause: {{untilApproved: true}}
 webhooks:
   - name: health
-    uriTemplate: {url}/health
+    uriTemplate: "{url}/health/{{{{ context.env }}}}/{{{{ context.region }}}}/{{{{ github.repository }}}}"
     waitFor: none
 "#,
         url = server.url
     );
     let file = deployment(&yaml);
     let started = Instant::now();
-    let output = run(&file, &["--target", "staging", "--phase", "strategy"]);
+    let output = hookgate()
+        .arg("run")
+        .arg("--file")
+        .arg(&file.path)
+        .args(["--target", "staging", "--phase", "strategy"])
+        .args(["--context", "env=blue", "--context", "region=eu"])
+        .env("GITHUB_REPOSITORY", "octo/shop")
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
     let out = text(&output);
     assert_eq!(code(&output), 0, "{out}");
+    // The step's own context wins over --context; `github.*` comes from the environment.
+    assert_eq!(server.requests()[0].path, "/health/canary/eu/octo/shop");
     assert!(
         started.elapsed() >= Duration::from_secs(1),
         "the pause was honoured"
