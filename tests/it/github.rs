@@ -859,3 +859,39 @@ async fn hookgate_run_keeps_its_verdict_when_github_reporting_fails() {
     );
     assert_eq!(parse_outputs(&runner.output_path())["result"], "success");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hookgate_run_as_a_github_app_shares_one_installation_token() {
+    let fake = FakeGithub::start("not-used").await;
+    let service = service(200, json!({}));
+    let mut runner = Runner::pull_request(&fake);
+    runner
+        .unset("INPUT_GITHUB-TOKEN")
+        .set("INPUT_APP-ID", &APP_ID.to_string())
+        .set("INPUT_APP-PRIVATE-KEY", &app_private_key());
+    let file = gated_file(runner.dir.path(), &service.url);
+    let (code, out) = run_binary(&runner, &file).await;
+    assert_eq!(code, 0, "{out}");
+
+    fake.assert_no_problems();
+    assert_eq!(calls_to(&fake, "POST", "/access_tokens").len(), 1, "{out}");
+    let dispatch = &calls_to(&fake, "POST", "/dispatches")[0];
+    assert!(
+        dispatch
+            .authorization
+            .starts_with("Bearer ghs_installation")
+    );
+    assert!(
+        calls_to(&fake, "PATCH", "/check-runs/")
+            .iter()
+            .all(|c| c.authorization == dispatch.authorization)
+    );
+    let token = dispatch.authorization.trim_start_matches("Bearer ");
+    assert!(out.contains(&format!("::add-mask::{token}")), "{out}");
+    assert!(
+        out.lines()
+            .filter(|line| line.contains(token))
+            .all(|line| line.starts_with("::add-mask::")),
+        "{out}"
+    );
+}

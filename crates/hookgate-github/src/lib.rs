@@ -44,7 +44,7 @@ use crate::actions_log::ActionsLogReporter;
 use crate::auth::{AuthError, SharedTokens, token_source};
 use crate::checks::{CheckRunReporter, CheckRunSettings};
 use crate::client::{ApiError, GithubClient, RestClient, RetryPolicy};
-use crate::context::ContextError;
+use crate::context::{ContextError, Credentials};
 use crate::deployments::{DeploymentReporter, DeploymentSettings};
 use crate::summary::{JobSummaryReporter, SummaryFiles};
 use crate::workflow_commands::{emit, warning_line};
@@ -82,6 +82,17 @@ impl Actions {
 
     /// Sets up authentication for `context`, retrying API calls by `policy`.
     pub fn new(context: GithubContext, policy: RetryPolicy) -> Result<Self, Error> {
+        if context.actions
+            && let Some(Credentials::App { private_key, .. }) = &context.credentials
+        {
+            // The runner masks secrets it passes in, but a key typed into a variable is not one.
+            let body: Vec<&str> = private_key
+                .expose()
+                .lines()
+                .filter(|line| !line.starts_with("-----"))
+                .collect();
+            workflow_commands::add_mask(&body.join("\n"));
+        }
         let rest = RestClient::new(&context.api_url, policy)?;
         let tokens = match &context.credentials {
             Some(credentials) => Some(token_source(
