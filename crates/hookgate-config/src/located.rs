@@ -285,11 +285,22 @@ impl TreeBuilder {
             Event::Scalar(text, style, anchor, tag) => {
                 self.count(1, mark)?;
                 let len = scalar_width(&text, style);
+                let empty = text.is_empty() && style == TScalarStyle::Plain;
                 let value = resolve_scalar(text, style, tag.as_ref());
-                let node = Node {
-                    value,
-                    span: Span::at(mark, len),
+                // An empty value is marked at the token after it (often the next line): point
+                // at what owns it instead, the map key or the list.
+                let span = match (empty, self.stack.last()) {
+                    (
+                        true,
+                        Some(Open::Map {
+                            pending_key: Some(key),
+                            ..
+                        }),
+                    ) => key.span,
+                    (true, Some(Open::Seq { span, .. })) => *span,
+                    _ => Span::at(mark, len),
                 };
+                let node = Node { value, span };
                 if anchor > 0 {
                     self.anchors.push((anchor, node.clone()));
                 }

@@ -375,6 +375,18 @@ impl Checker<'_> {
         view.enum_values()
     }
 
+    /// Requires the node at `path`, when present, to be a map that is not empty.
+    fn filled_map_at(&mut self, path: &[PathSegment], what: &str, help: &str) -> bool {
+        if let Some(node) = self.tree.get(path)
+            && node.value == NodeValue::Null
+        {
+            let span = node.span;
+            self.error(span, format!("{what} is empty"), help.to_owned());
+            return false;
+        }
+        self.map_at(path, help)
+    }
+
     /// Requires the node at `path`, when present and not null, to be a map.
     fn map_at(&mut self, path: &[PathSegment], what: &str) -> bool {
         self.shape_at(path, what, |v| matches!(v, NodeValue::Map(_)), "a map")
@@ -422,8 +434,9 @@ impl Checker<'_> {
         ) {
             for (name, _) in tree.field("targets").map(Node::entries).unwrap_or_default() {
                 let path = [key("targets"), key(&name.text)];
-                if !self.map_at(
+                if !self.filled_map_at(
                     &path,
+                    &format!("target `{}`", name.text),
                     "a target holds `account`, `namespace`, `strategy` and `constraints`",
                 ) {
                     continue;
@@ -453,7 +466,11 @@ impl Checker<'_> {
                 .unwrap_or_default()
             {
                 let path = [key("strategies"), key(&name.text)];
-                if !self.map_at(&path, "a strategy holds `canary:` or `blueGreen:`") {
+                if !self.filled_map_at(
+                    &path,
+                    &format!("strategy `{}`", name.text),
+                    "a strategy holds `canary:` or `blueGreen:`",
+                ) {
                     continue;
                 }
                 let canary = join(&path, &[key("canary")]);
@@ -477,6 +494,13 @@ impl Checker<'_> {
         ) {
             for index in 0..tree.field("webhooks").map(|w| w.items().len()).unwrap_or(0) {
                 let path = [key("webhooks"), PathSegment::Index(index)];
+                if !self.filled_map_at(
+                    &path,
+                    &format!("webhook number {}", index + 1),
+                    "a webhook holds at least `name` and `uriTemplate`",
+                ) {
+                    continue;
+                }
                 if let Some(webhook) = self.typed::<Webhook>(&path) {
                     self.webhooks.push((index, webhook));
                 }
@@ -714,6 +738,22 @@ impl Checker<'_> {
                 key_at(&["agentIdentifier"]),
                 format!("`agentIdentifier` of webhook `{name}` is ignored: hookgate calls the URL directly from the runner"),
                 "remove `agentIdentifier`",
+            );
+        }
+
+        let zero = |d: &Option<crate::model::DurationSpec>| d.is_some_and(|d| d.0.is_zero());
+        if zero(&webhook.timeout) {
+            self.error(
+                at(&["timeout"]),
+                format!("`timeout` of webhook `{name}` is 0: the step would time out at once"),
+                "use a duration such as `30m`, or leave `timeout` out for 24h",
+            );
+        }
+        if webhook.poll.as_ref().is_some_and(|p| zero(&p.interval)) {
+            self.error(
+                at(&["poll", "interval"]),
+                format!("`interval` of webhook `{name}` is 0: it would poll without a pause"),
+                "use a duration such as `15s`, or leave `interval` out for Spinnaker's default",
             );
         }
 

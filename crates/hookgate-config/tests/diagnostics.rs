@@ -48,6 +48,7 @@ snapshot_tests! {
     invalid_yaml_is_located => "not-yaml",
     a_file_that_is_not_a_map_is_rejected => "not-a-map",
     a_repeated_key_is_reported_and_the_rest_checked => "duplicate-keys",
+    empty_values_and_zero_durations_are_reported => "empty-values",
 }
 
 #[test]
