@@ -964,6 +964,11 @@ fn wait_for_a_bearer_callback_through_the_embedded_relay() {
     assert_eq!(code(&output), 1, "{out}");
     assert!(out.contains("**smoke**: 1 test failed"), "{out}");
     assert!(out.contains("embedded relay"), "{out}");
+    // A JSON body without a declared type goes out as JSON.
+    assert_eq!(
+        service.requests()[0].header("content-type"),
+        Some("application/json")
+    );
     let sent = service.requests()[0].json();
     assert!(
         !out.contains(sent["token"].as_str().unwrap()),

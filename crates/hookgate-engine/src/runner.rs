@@ -1023,6 +1023,18 @@ fn render_request(webhook: &Webhook, vars: &Value) -> Result<HttpRequest, String
     let method = webhook
         .method
         .map_or(reqwest::Method::POST, |m| method_of(m.as_str()));
+    let mut headers = headers;
+    // A JSON body without a declared type is sent as JSON, which is what services expect.
+    let declares_type = headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
+    if !declares_type
+        && body
+            .as_deref()
+            .is_some_and(|b| serde_json::from_str::<Value>(b).is_ok())
+    {
+        headers.push(("Content-Type".to_owned(), "application/json".to_owned()));
+    }
     Ok(HttpRequest {
         method,
         url: url.trim().to_owned(),

@@ -96,7 +96,7 @@ impl Default for RunSettings {
             },
             request_timeouts: Timeouts::default(),
             cancel_timeout: Duration::from_secs(3),
-            reporter_grace: Duration::from_secs(3),
+            reporter_grace: Duration::from_secs(5),
         }
     }
 }
