@@ -607,29 +607,54 @@ async fn a_check_run_create_that_may_have_reached_github_is_not_sent_twice() {
 }
 
 #[tokio::test]
-async fn reporting_failures_leave_files_and_other_reporters_working() {
+async fn a_missing_permission_stops_check_runs_after_one_try() {
     let fake = FakeGithub::start(TOKEN).await;
-    for _ in 0..2 {
-        fake.script(Scripted::new(
-            "POST",
-            "/check-runs",
-            403,
-            json!({"message": "Resource not accessible by integration"}),
-        ));
-    }
+    fake.script(Scripted::new(
+        "POST",
+        "/check-runs",
+        403,
+        json!({"message": "Resource not accessible by integration"}),
+    ));
     let runner = Runner::pull_request(&fake);
     let reporters = runner.actions().reporters();
     deliver(&reporters, &one_passing_step()).await;
 
-    // A plain 403 is a missing permission, not a limit: each event tries once, so the check is
-    // only created when the step completes.
-    let creates = calls_to(&fake, "POST", "/check-runs");
-    let statuses: Vec<u16> = creates.iter().map(|c| c.status).collect();
-    assert_eq!(statuses, [403, 403, 201]);
-    assert_eq!(creates[2].body["status"], "completed");
-    assert_eq!(fake.check_runs()[0]["conclusion"], "success");
+    // A plain 403 is a missing permission, not a limit: not sent again, and nothing more is.
+    let statuses: Vec<u16> = fake.calls().iter().map(|c| c.status).collect();
+    assert_eq!(statuses, [403]);
+    assert!(fake.check_runs().is_empty());
     let outputs = parse_outputs(&runner.output_path());
     assert_eq!(outputs["result"], "success");
+}
+
+#[tokio::test]
+async fn a_pull_requests_deployment_is_also_looked_for_on_the_merge_commit() {
+    let fake = FakeGithub::start(TOKEN).await;
+    let deployment = fake.add_deployment(MERGE_SHA, "staging");
+    let mut runner = Runner::pull_request(&fake);
+    runner
+        .set("INPUT_DEPLOYMENT-STATUS", "true")
+        .set("INPUT_CHECK-RUNS", "false");
+    let reporters = runner.actions().reporters();
+    deliver(&reporters, &one_passing_step()).await;
+
+    fake.assert_no_problems();
+    let lookups = calls_to(&fake, "GET", "/deployments");
+    assert_eq!(lookups.len(), 2);
+    assert!(lookups[0].query.contains(HEAD_SHA));
+    assert!(lookups[1].query.contains(MERGE_SHA));
+    let states: Vec<(u64, String)> = fake
+        .statuses()
+        .iter()
+        .map(|(id, s)| (*id, s["state"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            (deployment, "in_progress".to_owned()),
+            (deployment, "success".to_owned())
+        ]
+    );
 }
 
 #[test]
@@ -836,27 +861,30 @@ async fn hookgate_run_never_dispatches_twice_after_a_502() {
 #[tokio::test(flavor = "multi_thread")]
 async fn hookgate_run_keeps_its_verdict_when_github_reporting_fails() {
     let fake = FakeGithub::start(TOKEN).await;
-    for _ in 0..6 {
-        fake.script(Scripted::new(
-            "POST",
-            "/check-runs",
-            403,
-            json!({"message": "Resource not accessible by integration"}),
-        ));
-    }
+    fake.script(Scripted::new(
+        "POST",
+        "/check-runs",
+        403,
+        json!({"message": "Resource not accessible by integration"}),
+    ));
     let service = service(200, json!({}));
     let runner = Runner::pull_request(&fake);
     let file = gated_file(runner.dir.path(), &service.url);
     let (code, out) = run_binary(&runner, &file).await;
     assert_eq!(code, 0, "{out}");
-    assert!(
-        out.contains("::warning title=hookgate reporting::"),
-        "{out}"
+    let warnings: Vec<&str> = out
+        .lines()
+        .filter(|line| line.starts_with("::warning title=hookgate reporting::"))
+        .collect();
+    assert_eq!(
+        warnings.len(),
+        1,
+        "one warning for one missing permission: {out}"
     );
-    assert!(
-        out.contains("Resource not accessible by integration"),
-        "{out}"
-    );
+    assert!(warnings[0].contains("Resource not accessible by integration"));
+    assert!(warnings[0].contains("checks: write"));
+    assert_eq!(calls_to(&fake, "POST", "/check-runs").len(), 1);
+    assert_eq!(fake.dispatches().len(), 1, "the gates ran as usual");
     assert_eq!(parse_outputs(&runner.output_path())["result"], "success");
 }
 

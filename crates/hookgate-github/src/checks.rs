@@ -15,10 +15,9 @@ use reqwest::Method;
 use serde_json::{Map, Value, json};
 use tokio::sync::Mutex;
 
-use crate::client::{ApiError, GithubClient, Resend};
+use crate::client::{ApiError, GithubClient, PermissionLatch, Resend};
 use crate::context::Repository;
 use crate::text::{CHECK_OUTPUT_LIMIT, cut_to_bytes, emoji, short_duration, table_cell, wait_mode};
-use crate::workflow_commands::reporting_warning;
 
 /// At most this many progress lines are kept per check.
 const PROGRESS_LINES: usize = 50;
@@ -78,6 +77,7 @@ pub struct CheckRunReporter {
     client: GithubClient,
     settings: CheckRunSettings,
     checks: Mutex<Checks>,
+    latch: PermissionLatch,
 }
 
 impl CheckRunReporter {
@@ -87,6 +87,7 @@ impl CheckRunReporter {
             client,
             settings,
             checks: Mutex::new(Checks::default()),
+            latch: PermissionLatch::default(),
         }
     }
 
@@ -99,6 +100,9 @@ impl CheckRunReporter {
 
     /// Creates the check when it has no id yet, else updates it.
     async fn send(&self, check: &mut CheckRun, mut body: Map<String, Value>) {
+        if self.latch.refused() {
+            return;
+        }
         let repo = &self.settings.repository;
         if let Some(details_url) = &self.settings.details_url {
             body.insert("details_url".into(), json!(details_url));
@@ -149,7 +153,11 @@ impl CheckRunReporter {
         };
         check.last_update = Some(Instant::now());
         if let Err(error) = result {
-            reporting_warning(&format!("check run `{}`", check.name), &error);
+            self.latch.warn(
+                &format!("check run `{}`", check.name),
+                &error,
+                "checks: write",
+            );
         }
     }
 

@@ -12,6 +12,7 @@
 //! Dispatches (`repository_dispatch`, `workflow_dispatch`) are sent by the engine, not here.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hookgate_engine::github_api::TokenSource;
@@ -267,6 +268,35 @@ fn error_message(body: &str) -> String {
         .ok()
         .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_owned))
         .unwrap_or_else(|| body.chars().take(200).collect())
+}
+
+/// Stops a reporter once GitHub refused it for want of a permission (401, 403 that is not a
+/// rate limit, 404), so one missing permission is one warning and not one per event.
+#[derive(Debug, Default)]
+pub struct PermissionLatch(AtomicBool);
+
+impl PermissionLatch {
+    /// Whether GitHub has refused already: send nothing more.
+    pub fn refused(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// Warns about `error` (`what` failed); a refusal also names `permission` and closes the latch.
+    pub fn warn(&self, what: &str, error: &ApiError, permission: &str) {
+        let refusal = matches!(
+            error.status(),
+            Some(StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::NOT_FOUND)
+        );
+        if refusal {
+            self.0.store(true, Ordering::Relaxed);
+            let hint = format!(
+                "{error}; the token needs `permissions: {permission}` (pull requests from forks get a read-only token), so no more is sent"
+            );
+            crate::workflow_commands::reporting_warning(what, &hint);
+        } else {
+            crate::workflow_commands::reporting_warning(what, error);
+        }
+    }
 }
 
 /// A [`RestClient`] with a token source: what the reporters use.

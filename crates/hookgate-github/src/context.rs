@@ -161,6 +161,8 @@ pub struct GithubContext {
     /// The commit being gated: the pull request's head for `pull_request` and
     /// `pull_request_target` events, else `GITHUB_SHA`.
     pub sha: Option<String>,
+    /// `GITHUB_SHA`: the commit the job checked out (for pull requests, the merge commit).
+    pub job_sha: Option<String>,
     /// `GITHUB_EVENT_NAME`.
     pub event_name: Option<String>,
     /// `GITHUB_RUN_ID`.
@@ -200,7 +202,8 @@ impl GithubContext {
             None => None,
         };
         let event_name = var("GITHUB_EVENT_NAME");
-        let mut sha = var("GITHUB_SHA");
+        let job_sha = var("GITHUB_SHA");
+        let mut sha = job_sha.clone();
         if matches!(
             event_name.as_deref(),
             Some("pull_request" | "pull_request_target")
@@ -272,6 +275,7 @@ impl GithubContext {
                 .to_owned(),
             repository,
             sha,
+            job_sha,
             event_name,
             run_id: var("GITHUB_RUN_ID"),
             run_attempt: var("GITHUB_RUN_ATTEMPT"),

@@ -13,10 +13,9 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
-use crate::client::{ApiError, GithubClient, Resend};
+use crate::client::{ApiError, GithubClient, PermissionLatch, Resend};
 use crate::context::Repository;
 use crate::text::{DEPLOYMENT_DESCRIPTION_LIMIT, cut_to_chars, first_line};
-use crate::workflow_commands::reporting_warning;
 
 /// What the deployment reporter needs besides the events.
 #[derive(Debug, Clone)]
@@ -25,6 +24,9 @@ pub struct DeploymentSettings {
     pub repository: Repository,
     /// The gated commit.
     pub sha: String,
+    /// Another commit the job's deployment may be on: `GITHUB_SHA` when it is not the gated
+    /// commit (for pull requests, the merge commit the job checked out).
+    pub job_sha: Option<String>,
     /// The environment; the target's name when `None`.
     pub environment: Option<String>,
     /// A deployment given by id.
@@ -49,6 +51,7 @@ pub struct DeploymentReporter {
     client: GithubClient,
     settings: DeploymentSettings,
     deployment: Mutex<Deployment>,
+    latch: PermissionLatch,
 }
 
 impl DeploymentReporter {
@@ -58,6 +61,7 @@ impl DeploymentReporter {
             client,
             settings,
             deployment: Mutex::new(Deployment::default()),
+            latch: PermissionLatch::default(),
         }
     }
 
@@ -70,19 +74,22 @@ impl DeploymentReporter {
         if let Some(id) = self.settings.deployment_id {
             return Ok(Some(id));
         }
-        let path = format!(
-            "{}/deployments?sha={}&environment={}&per_page=1",
-            self.repo_path(),
-            query_value(&self.settings.sha),
-            query_value(environment)
-        );
-        // GitHub lists the newest first.
-        let found = self
-            .client
-            .send(Method::GET, &path, None, Resend::Idempotent)
-            .await?;
-        if let Some(id) = found.pointer("/0/id").and_then(Value::as_u64) {
-            return Ok(Some(id));
+        let shas = std::iter::once(&self.settings.sha).chain(self.settings.job_sha.as_ref());
+        for sha in shas {
+            let path = format!(
+                "{}/deployments?sha={}&environment={}&per_page=1",
+                self.repo_path(),
+                query_value(sha),
+                query_value(environment)
+            );
+            // GitHub lists the newest first.
+            let found = self
+                .client
+                .send(Method::GET, &path, None, Resend::Idempotent)
+                .await?;
+            if let Some(id) = found.pointer("/0/id").and_then(Value::as_u64) {
+                return Ok(Some(id));
+            }
         }
         if !self.settings.create {
             return Ok(None);
@@ -116,6 +123,9 @@ impl DeploymentReporter {
         let Some(id) = deployment.id else {
             return;
         };
+        if self.latch.refused() {
+            return;
+        }
         let mut body = json!({
             "state": state,
             "description": cut_to_chars(description, DEPLOYMENT_DESCRIPTION_LIMIT),
@@ -134,7 +144,11 @@ impl DeploymentReporter {
             .send(Method::POST, &path, Some(&body), Resend::Idempotent)
             .await
         {
-            reporting_warning(&format!("deployment {id} status `{state}`"), &error);
+            self.latch.warn(
+                &format!("deployment {id} status `{state}`"),
+                &error,
+                "deployments: write",
+            );
         }
     }
 
@@ -155,9 +169,10 @@ impl DeploymentReporter {
                 );
             }
             Err(error) => {
-                reporting_warning(
+                self.latch.warn(
                     &format!("finding the deployment to `{environment}`"),
                     &error,
+                    "deployments: write",
                 );
             }
         }

@@ -199,6 +199,7 @@ impl Actions {
                     DeploymentSettings {
                         repository: repository.clone(),
                         sha: sha.clone(),
+                        job_sha: ctx.job_sha.clone().filter(|job_sha| job_sha != sha),
                         environment: settings.environment.clone(),
                         deployment_id: settings.deployment_id,
                         create: settings.create_deployment,
