@@ -1021,3 +1021,103 @@ fn hmac_callbacks_are_verified_and_forgeries_ignored() {
     assert!(out.contains("approved by the change board"), "{out}");
     assert!(!out.contains(secret), "{out}");
 }
+
+/// A `hookgate relay` process on a free port with a throw-away store; killed when dropped.
+struct RelayProcess {
+    child: std::process::Child,
+    url: String,
+}
+
+impl RelayProcess {
+    fn start(token: &str) -> Self {
+        use std::io::BufRead as _;
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin!("hookgate"))
+            .args([
+                "relay",
+                "--listen",
+                "127.0.0.1:0",
+                "--store",
+                "sqlite::memory:",
+            ])
+            .args(["--relay-token", token])
+            .env_remove("RUST_LOG")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = std::io::BufReader::new(stderr).lines();
+        let url = loop {
+            let line = lines.next().expect("the relay exited").unwrap();
+            if let Some(at) = line.find("public_url=") {
+                break line[at + "public_url=".len()..]
+                    .split_whitespace()
+                    .next()
+                    .unwrap()
+                    .to_owned();
+            }
+        };
+        // Keep draining stderr so the relay never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        RelayProcess { child, url }
+    }
+}
+
+impl Drop for RelayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn callbacks_through_a_relay_process_and_a_refused_relay_token() {
+    let relay = RelayProcess::start("relay-token-for-tests");
+    let service = calling_back(vec![vec![
+        "--token".into(),
+        "{token}".into(),
+        "--success".into(),
+        "true".into(),
+        "--message".into(),
+        "migrated 3 tables".into(),
+    ]]);
+    let file = deployment(&one_step(
+        "migrate",
+        &format!(
+            "    uriTemplate: {}/migrate\n    bodyTemplate:\n      inline: '{{\"callbackUri\": \"{{{{ callback.uri }}}}\", \"token\": \"{{{{ callback.token }}}}\"}}'\n",
+            service.url
+        ),
+    ));
+    let mut args = phase_args().to_vec();
+    args.extend([
+        "--relay",
+        &relay.url,
+        "--relay-token",
+        "relay-token-for-tests",
+    ]);
+    let output = run(&file, &args);
+    let out = text(&output);
+    assert_eq!(code(&output), 0, "{out}");
+    assert!(out.contains("migrated 3 tables"), "{out}");
+    assert!(
+        service.requests()[0].json()["callbackUri"]
+            .as_str()
+            .unwrap()
+            .starts_with(&relay.url)
+    );
+    assert!(!out.contains("relay-token-for-tests"), "{out}");
+
+    let mut args = phase_args().to_vec();
+    args.extend(["--relay", &relay.url, "--relay-token", "not-the-token"]);
+    let output = run(&file, &args);
+    let out = text(&output);
+    assert_eq!(code(&output), 1, "{out}");
+    assert!(
+        out.contains("the relay refused to open a callback slot"),
+        "{out}"
+    );
+    assert_eq!(
+        service.requests().len(),
+        1,
+        "nothing is called without a slot"
+    );
+}
