@@ -1121,3 +1121,30 @@ fn callbacks_through_a_relay_process_and_a_refused_relay_token() {
         "nothing is called without a slot"
     );
 }
+
+#[test]
+fn a_busy_status_endpoint_is_polled_again_after_its_retry_after() {
+    let (server, output, out) = run_poll(
+        vec![
+            Reply::status(503).with_header("Retry-After", "1"),
+            Reply::json(json!({"state": "SUCCEEDED"})),
+        ],
+        "      statusJsonPath: $.state\n      successStatuses: SUCCEEDED\n",
+    );
+    assert_eq!(code(&output), 0, "{out}");
+    let polls: Vec<Seen> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET")
+        .collect();
+    assert_eq!(polls.len(), 2);
+    let gap = polls[1].at.duration_since(polls[0].at);
+    assert!(
+        gap >= Duration::from_millis(950),
+        "polled again after {gap:?}"
+    );
+    assert!(
+        out.contains("status check answered HTTP 503, will retry"),
+        "{out}"
+    );
+}

@@ -13,6 +13,7 @@ use hookgate_config::model::{PollConfig, StatusUrlResolution};
 use serde_json::Value;
 use serde_json_path::JsonPath;
 
+use crate::backoff::parse_retry_after;
 use crate::event::Conclusion;
 use crate::request::{HttpRequest, HttpResponse, HttpSender, SendError, excerpt};
 
@@ -217,12 +218,19 @@ pub async fn monitor(
     };
     let mut last_note = String::new();
     loop {
+        // A busy status endpoint's `Retry-After` stretches the wait before the next poll.
+        let mut asked_to_wait = None;
         let note = match sender.send_once(&request).await {
             Ok(response) => match judge(&response, config, fail_fast, retry_status) {
                 Judgement::Final(result) => return result,
                 Judgement::Running { note, percent } => {
                     if note != last_note {
                         progress(note.clone(), percent);
+                    }
+                    if !response.is_success() {
+                        asked_to_wait = response
+                            .header("retry-after")
+                            .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
                     }
                     note
                 }
@@ -243,7 +251,8 @@ pub async fn monitor(
             }
         };
         last_note = note;
-        tokio::time::sleep(intervals.next(started.elapsed())).await;
+        let interval = intervals.next(started.elapsed());
+        tokio::time::sleep(asked_to_wait.map_or(interval, |wait| wait.max(interval))).await;
     }
 }
 
