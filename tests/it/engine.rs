@@ -1148,3 +1148,43 @@ fn a_busy_status_endpoint_is_polled_again_after_its_retry_after() {
         "{out}"
     );
 }
+
+#[test]
+fn a_rate_limited_dispatch_is_sent_again_after_retry_after() {
+    let github = TestServer::start(|_, earlier| {
+        if earlier.is_empty() {
+            Reply::status(403)
+                .with_header("Retry-After", "1")
+                .with_json(json!({"message": "You have exceeded a secondary rate limit"}))
+        } else {
+            Reply::status(204)
+        }
+    });
+    let file = deployment(&one_step(
+        "tests",
+        "    repositoryDispatch:\n      repository: o/tests\n      eventType: run-tests\n      clientPayload:\n        environment: \"{{ armory.environmentName }}\"\n    disableCallback: true\n    retryCount: 2\n",
+    ));
+    let output = hookgate()
+        .arg("run")
+        .arg("--file")
+        .arg(&file.path)
+        .args(phase_args())
+        .env("GITHUB_TOKEN", "ghs_testtoken")
+        .env("GITHUB_API_URL", &github.url)
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    let out = text(&output);
+    assert_eq!(code(&output), 0, "{out}");
+    let sent = github.requests_to("/repos/o/tests/dispatches");
+    assert_eq!(sent.len(), 2, "{out}");
+    assert!(sent[1].at.duration_since(sent[0].at) >= Duration::from_millis(950));
+    assert_eq!(
+        sent[1].json(),
+        json!({"event_type": "run-tests", "client_payload": {"environment": "staging"}})
+    );
+    assert!(
+        out.contains("none"),
+        "disableCallback: true waits for nothing: {out}"
+    );
+}

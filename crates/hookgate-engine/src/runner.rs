@@ -1099,3 +1099,22 @@ async fn send_cancel(shared: &Shared, webhook: &Webhook, vars: &Value) -> Option
         ),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use hookgate_config::model::Webhook;
+
+    use super::*;
+
+    #[test]
+    fn the_wait_mode_defaults_to_callback_and_disable_callback_means_none() {
+        let mut webhook = Webhook::default();
+        assert_eq!(wait_mode(&webhook), WaitFor::Callback);
+        webhook.disable_callback = Some(false);
+        assert_eq!(wait_mode(&webhook), WaitFor::Callback);
+        webhook.disable_callback = Some(true);
+        assert_eq!(wait_mode(&webhook), WaitFor::None);
+        webhook.wait_for = Some(WaitFor::Poll);
+        assert_eq!(wait_mode(&webhook), WaitFor::Poll);
+    }
+}
