@@ -198,6 +198,16 @@ fn one_passing_step() -> Vec<Event> {
     run_events("staging", "beforeDeployment", &steps)
 }
 
+/// A fake whose next matching request gets `scripted`, and one passing step reported to it.
+async fn one_step_after(scripted: Scripted) -> (FakeGithub, Runner) {
+    let fake = FakeGithub::start(TOKEN).await;
+    fake.script(scripted);
+    let runner = Runner::pull_request(&fake);
+    let reporters = runner.actions().reporters();
+    deliver(&reporters, &one_passing_step()).await;
+    (fake, runner)
+}
+
 fn check_named<'a>(runs: &'a [Value], name: &str) -> &'a Value {
     runs.iter()
         .find(|r| r["name"] == name)
@@ -578,10 +588,9 @@ async fn a_secondary_rate_limit_is_waited_out_as_github_asks() {
 }
 
 #[tokio::test]
-async fn a_check_run_create_that_may_have_reached_github_is_not_sent_twice() {
-    let fake = FakeGithub::start(TOKEN).await;
+async fn a_check_run_create_that_may_have_reached_github_is_found_not_sent_twice() {
     // GitHub created the check, then the answer was lost in a 502.
-    fake.script(
+    let (fake, _runner) = one_step_after(
         Scripted::new(
             "POST",
             "/check-runs",
@@ -589,35 +598,55 @@ async fn a_check_run_create_that_may_have_reached_github_is_not_sent_twice() {
             json!({"message": "Server Error"}),
         )
         .after_acting(),
-    );
-    let runner = Runner::pull_request(&fake);
-    let reporters = runner.actions().reporters();
-    deliver(
-        &reporters,
-        &[Event::RunStarted {
-            target: "staging".to_owned(),
-            phase: "beforeDeployment".to_owned(),
-            steps: vec![step("Approve", 0, "callback")],
-        }],
     )
     .await;
+
     fake.assert_no_problems();
     assert_eq!(calls_to(&fake, "POST", "/check-runs").len(), 1);
-    assert_eq!(fake.check_runs().len(), 1);
+    let lookup = &calls_to(&fake, "GET", "/check-runs")[0];
+    assert_eq!(
+        lookup.path,
+        format!("/repos/octo/app/commits/{HEAD_SHA}/check-runs")
+    );
+    assert!(
+        lookup
+            .query
+            .contains("check_name=hookgate%20%2F%20staging%20%2F%20Approve")
+    );
+    let runs = fake.check_runs();
+    assert_eq!(runs.len(), 1, "found by its external_id, not made again");
+    assert_eq!(runs[0]["conclusion"], "success");
+}
+
+#[tokio::test]
+async fn a_check_run_create_that_did_not_reach_github_is_made_on_the_next_event() {
+    let (fake, _runner) = one_step_after(Scripted::new(
+        "POST",
+        "/check-runs",
+        502,
+        json!({"message": "Server Error"}),
+    ))
+    .await;
+
+    fake.assert_no_problems();
+    let creates = calls_to(&fake, "POST", "/check-runs");
+    assert_eq!(creates.len(), 2);
+    assert_eq!(creates[1].body["status"], "in_progress");
+    assert_eq!(calls_to(&fake, "GET", "/check-runs").len(), 1);
+    let runs = fake.check_runs();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0]["conclusion"], "success");
 }
 
 #[tokio::test]
 async fn a_missing_permission_stops_check_runs_after_one_try() {
-    let fake = FakeGithub::start(TOKEN).await;
-    fake.script(Scripted::new(
+    let (fake, runner) = one_step_after(Scripted::new(
         "POST",
         "/check-runs",
         403,
         json!({"message": "Resource not accessible by integration"}),
-    ));
-    let runner = Runner::pull_request(&fake);
-    let reporters = runner.actions().reporters();
-    deliver(&reporters, &one_passing_step()).await;
+    ))
+    .await;
 
     // A plain 403 is a missing permission, not a limit: not sent again, and nothing more is.
     let statuses: Vec<u16> = fake.calls().iter().map(|c| c.status).collect();

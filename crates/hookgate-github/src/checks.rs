@@ -5,6 +5,11 @@
 //! starts (with the step's progress in the summary, at most one update per check every few
 //! seconds), and is `completed` with the step's conclusion when it ends. Checks of steps that
 //! never started are completed from the run's final outcomes.
+//!
+//! A create whose answer was lost (a 5xx, a timeout) may have made the check, and a second POST
+//! would leave a stale `queued` twin beside it. So it is not sent again at once: before the next
+//! write the commit's checks of that name are listed, and the one with this run's `external_id`
+//! is adopted; only when there is none is it created again.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
@@ -17,7 +22,9 @@ use tokio::sync::Mutex;
 
 use crate::client::{ApiError, GithubClient, PermissionLatch, Resend};
 use crate::context::Repository;
-use crate::text::{CHECK_OUTPUT_LIMIT, cut_to_bytes, emoji, short_duration, table_cell, wait_mode};
+use crate::text::{
+    CHECK_OUTPUT_LIMIT, cut_to_bytes, emoji, query_value, short_duration, table_cell, wait_mode,
+};
 
 /// At most this many progress lines are kept per check.
 const PROGRESS_LINES: usize = 50;
@@ -49,6 +56,8 @@ struct CheckRun {
     progress: Vec<String>,
     last_update: Option<Instant>,
     completed: bool,
+    /// A create got no answer that says whether GitHub made the check (a 5xx, a timeout).
+    maybe_created: bool,
 }
 
 impl CheckRun {
@@ -60,6 +69,7 @@ impl CheckRun {
             progress: Vec::new(),
             last_update: None,
             completed: false,
+            maybe_created: false,
         }
     }
 }
@@ -104,6 +114,22 @@ impl CheckRunReporter {
             return;
         }
         let repo = &self.settings.repository;
+        if check.id.is_none() && check.maybe_created {
+            match self.find_created(check).await {
+                Ok(found) => {
+                    check.id = found;
+                    check.maybe_created = false;
+                }
+                Err(error) => {
+                    self.latch.warn(
+                        &format!("check run `{}`", check.name),
+                        &error,
+                        "checks: write",
+                    );
+                    return;
+                }
+            }
+        }
         if let Some(details_url) = &self.settings.details_url {
             body.insert("details_url".into(), json!(details_url));
         }
@@ -124,8 +150,8 @@ impl CheckRunReporter {
                 body.insert("head_sha".into(), json!(self.settings.head_sha));
                 body.insert("external_id".into(), json!(check.external_id));
                 let path = format!("/repos/{}/{}/check-runs", repo.owner, repo.name);
-                // A second POST after an answer lost on the way would leave two checks of one
-                // name; GitHub shows the newer, so a lost one is better than a duplicate.
+                // Not resent blindly: a POST whose answer was lost may have made the check.
+                // The next event looks for it by `external_id` first (`find_created`).
                 let created = self
                     .client
                     .send(
@@ -147,7 +173,11 @@ impl CheckRunReporter {
                             detail: "no check run `id`".to_owned(),
                         }),
                     },
-                    Err(e) => Err(e),
+                    Err(e) => {
+                        check.maybe_created = matches!(&e, ApiError::Transport { .. })
+                            || e.status().is_some_and(|s| s.is_server_error());
+                        Err(e)
+                    }
                 }
             }
         };
@@ -159,6 +189,29 @@ impl CheckRunReporter {
                 "checks: write",
             );
         }
+    }
+
+    /// The id of this run's check if an earlier create made it after all.
+    async fn find_created(&self, check: &CheckRun) -> Result<Option<u64>, ApiError> {
+        let repo = &self.settings.repository;
+        let path = format!(
+            "/repos/{}/{}/commits/{}/check-runs?check_name={}&filter=all",
+            repo.owner,
+            repo.name,
+            self.settings.head_sha,
+            query_value(&check.name)
+        );
+        let answer = self
+            .client
+            .send(Method::GET, &path, None, Resend::Idempotent)
+            .await?;
+        Ok(answer
+            .get("check_runs")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .find(|run| run.get("external_id").and_then(Value::as_str) == Some(&check.external_id))
+            .and_then(|run| run.get("id").and_then(Value::as_u64)))
     }
 
     async fn run_started(&self, target: &str, phase: &str, steps: &[StepInfo]) {

@@ -15,7 +15,7 @@ use tokio::sync::Mutex;
 
 use crate::client::{ApiError, GithubClient, PermissionLatch, Resend};
 use crate::context::Repository;
-use crate::text::{DEPLOYMENT_DESCRIPTION_LIMIT, cut_to_chars, first_line};
+use crate::text::{DEPLOYMENT_DESCRIPTION_LIMIT, cut_to_chars, first_line, query_value};
 
 /// What the deployment reporter needs besides the events.
 #[derive(Debug, Clone)]
@@ -226,29 +226,5 @@ impl Reporter for DeploymentReporter {
                 _ => {}
             }
         })
-    }
-}
-
-/// Percent-encodes a query value (everything but RFC 3986's unreserved characters).
-fn query_value(text: &str) -> String {
-    let mut encoded = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            encoded.push(char::from(byte));
-        } else {
-            encoded.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    encoded
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn query_values_are_encoded() {
-        assert_eq!(query_value("prod eu/1"), "prod%20eu%2F1");
-        assert_eq!(query_value("é"), "%C3%A9");
     }
 }

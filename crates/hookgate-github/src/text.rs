@@ -1,6 +1,6 @@
 //! Fitting text into GitHub's limits and shared wording: check-run output fields (65535 bytes
-//! each), deployment-status descriptions (140 characters), table cells, durations, the emoji of
-//! a conclusion.
+//! each), deployment-status descriptions (140 characters), table cells, query values, durations,
+//! the emoji of a conclusion.
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -95,6 +95,19 @@ pub fn emoji(conclusion: Conclusion) -> &'static str {
     }
 }
 
+/// Percent-encodes a query value (everything but RFC 3986's unreserved characters).
+pub fn query_value(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,6 +128,12 @@ mod tests {
         assert!(matches!(cut_to_bytes("ok", 10), Cow::Borrowed("ok")));
         assert_eq!(cut_to_chars("abc", 3), "abc");
         assert_eq!(cut_to_chars("abcd", 3), "ab…");
+    }
+
+    #[test]
+    fn query_values_are_encoded() {
+        assert_eq!(query_value("prod eu/1"), "prod%20eu%2F1");
+        assert_eq!(query_value("é"), "%C3%A9");
     }
 
     #[test]

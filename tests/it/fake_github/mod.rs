@@ -10,8 +10,8 @@
 //! status and headers instead (a rate limit, a 502), and those answers are not checked against
 //! the description, which does not list them.
 //!
-//! `GET /repos/{owner}/{repo}/installation` is served but not in the subset, so neither side of
-//! it is checked against a schema.
+//! `GET /repos/{owner}/{repo}/installation` and `GET /repos/{owner}/{repo}/commits/{ref}/check-runs`
+//! are served but not in the subset, so neither side of them is checked against a schema.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
@@ -274,7 +274,8 @@ async fn handle(
                 problems.push(format!("{label} ({}): request: {error}", op.id));
             }
         }
-        None if method == "GET" && path.ends_with("/installation") => {}
+        None if method == "GET"
+            && (path.ends_with("/installation") || path.ends_with("/check-runs")) => {}
         None => problems.push(format!("{label}: not an operation of the subset")),
     }
 
@@ -406,6 +407,23 @@ fn act(
             merge_check_run(&mut run, body);
             store.check_runs.push(run.clone());
             (201, Some(run))
+        }
+        ("GET", ["repos", _, _, "commits", sha, "check-runs"]) => {
+            let name = query
+                .split('&')
+                .find_map(|pair| pair.strip_prefix("check_name="))
+                .map(percent_decode);
+            let runs: Vec<Value> = store
+                .check_runs
+                .iter()
+                .filter(|r| r["head_sha"] == *sha)
+                .filter(|r| name.as_deref().is_none_or(|n| r["name"] == n))
+                .cloned()
+                .collect();
+            (
+                200,
+                Some(json!({"total_count": runs.len(), "check_runs": runs})),
+            )
         }
         ("PATCH", ["repos", _, _, "check-runs", run_id]) => {
             let run_id: u64 = run_id.parse().unwrap_or_default();
