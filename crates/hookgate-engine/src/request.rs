@@ -407,7 +407,11 @@ fn rate_limit_reset(response: &HttpResponse) -> Option<Duration> {
 }
 
 fn classify(url: &str, err: &reqwest::Error) -> SendError {
-    let reason = error_chain(err);
+    // reqwest's own top line repeats the URL the message already names; its causes say why.
+    let reason = match std::error::Error::source(err) {
+        Some(cause) if !err.is_builder() && !err.is_redirect() => error_chain(cause),
+        _ => error_chain(err),
+    };
     if err.is_builder() || err.is_redirect() {
         SendError::Invalid(format!("cannot send to {url}: {reason}"))
     } else if err.is_connect() {
