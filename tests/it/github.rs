@@ -707,21 +707,11 @@ fn outside_actions_there_are_no_reporters_but_dispatches_still_authenticate() {
 /// A deployment file whose `staging` target has two before-deployment gates: `Migrate`, a
 /// webhook to `service` that the answer decides, and `Start tests`, a `repository_dispatch`.
 fn gated_file(dir: &Path, service: &str) -> PathBuf {
-    let path = dir.join("deploy.yml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"application: shop
-targets:
-  staging:
-    account: staging-cluster
-    namespace: shop-staging
-    constraints:
-      beforeDeployment:
-        - runWebhook:
-            name: Migrate
-        - runWebhook:
-            name: Start tests
+    staging_file(
+        dir,
+        &format!(
+            r#"        - runWebhook: {{name: Migrate}}
+        - runWebhook: {{name: Start tests}}
 webhooks:
   - name: Migrate
     method: POST
@@ -740,7 +730,14 @@ webhooks:
 "#
         ),
     )
-    .unwrap();
+}
+
+/// Writes `deploy.yml` in `dir`: the `staging` target's before-deployment gates, then `rest`
+/// (the gates' `runWebhook` lines and the `webhooks:`).
+fn staging_file(dir: &Path, rest: &str) -> PathBuf {
+    let path = dir.join("deploy.yml");
+    let head = "application: shop\ntargets:\n  staging:\n    account: staging-cluster\n    namespace: shop-staging\n    constraints:\n      beforeDeployment:\n";
+    std::fs::write(&path, format!("{head}{rest}")).unwrap();
     path
 }
 
@@ -756,12 +753,16 @@ async fn run_binary(runner: &Runner, file: &Path) -> (i32, String) {
     let output = tokio::task::spawn_blocking(move || cmd.output().unwrap())
         .await
         .unwrap();
-    let text = format!(
+    (output.status.code().unwrap_or(-1), combined(&output))
+}
+
+/// What a process wrote, stdout then stderr.
+fn combined(output: &std::process::Output) -> String {
+    format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.code().unwrap_or(-1), text)
+    )
 }
 
 fn service(status: u16, body: Value) -> crate::support::TestServer {
@@ -951,4 +952,77 @@ async fn hookgate_run_as_a_github_app_shares_one_installation_token() {
             .all(|line| line.starts_with("::add-mask::")),
         "{out}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancelled_job_marks_its_checks_cancelled() {
+    let fake = FakeGithub::start(TOKEN).await;
+    let service = service(200, json!({"state": "RUNNING"}));
+    let runner = Runner::pull_request(&fake);
+    let file = staging_file(
+        runner.dir.path(),
+        &format!(
+            r#"        - runWebhook: {{name: Soak}}
+        - runWebhook: {{name: Later}}
+webhooks:
+  - name: Soak
+    uriTemplate: {url}/soak
+    waitFor: poll
+    poll: {{statusJsonPath: $.state, interval: 50ms}}
+  - name: Later
+    uriTemplate: {url}/later
+    waitFor: none
+"#,
+            url = service.url
+        ),
+    );
+    let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin!("hookgate"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(&runner.vars)
+        .arg("run")
+        .arg("--file")
+        .arg(&file)
+        .args(["--target", "staging", "--phase", "before-deployment"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = command.spawn().unwrap();
+    // Wait until the Soak check is in progress and its webhook is being polled.
+    let mut started = false;
+    for _ in 0..400 {
+        let in_progress = fake
+            .check_runs()
+            .iter()
+            .any(|r| r["name"] == "hookgate / staging / Soak" && r["status"] == "in_progress");
+        if in_progress && service.requests().len() >= 2 {
+            started = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        started,
+        "the run never started polling: {:#?}",
+        fake.calls()
+    );
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let out = combined(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+
+    fake.assert_no_problems();
+    let runs = fake.check_runs();
+    for name in ["hookgate / staging / Soak", "hookgate / staging / Later"] {
+        let run = check_named(&runs, name);
+        assert_eq!(run["status"], "completed", "{run:#?}");
+        assert_eq!(run["conclusion"], "cancelled", "{run:#?}");
+    }
+    assert_eq!(parse_outputs(&runner.output_path())["result"], "cancelled");
 }
