@@ -8,15 +8,16 @@ use crate::cmd::validate::write_stdout;
 /// Arguments of `hookgate schema`.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_long_help = "The schema is generated from the same model that `hookgate validate` uses. A copy is committed \
-as schema/deploy.schema.json; editors that use yaml-language-server pick it up from a first line \
+    after_long_help = "The schema follows JSON Schema draft 2020-12 and is generated from the same model that \
+`hookgate validate` uses. A copy is committed as schema/deploy.schema.json; editors that use yaml-language-server pick it up from a first line \
 such as:
 
   # yaml-language-server: $schema=https://raw.githubusercontent.com/hookgate/hookgate/main/schema/deploy.schema.json
 
 Examples:
   hookgate schema > deploy.schema.json
-  hookgate schema | jq '.[\"$defs\"].Webhook.properties | keys'"
+  hookgate schema | jq '.[\"$defs\"].Webhook.properties | keys'
+  cargo run -- schema > schema/deploy.schema.json   # refresh the committed copy"
 )]
 pub struct Args {}
 

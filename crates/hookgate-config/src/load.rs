@@ -82,45 +82,46 @@ pub fn load_str(name: &str, text: &str) -> Result<Loaded, Diagnostics> {
     }
 }
 
-/// Parses `text`. When YAML refuses it and the reason is an unquoted value starting with `{{`
-/// (as Armory's documentation prints them), each such value is reported and quoted, and the
-/// repaired text is parsed so the rest of the file is still checked.
+/// Parses `text`. When YAML refuses it at a value that starts with `{{` without quotes (as
+/// Armory's documentation prints some), that value is reported, quoted, and the text parsed
+/// again, so the rest of the file is still checked. Only the value on the line YAML stumbles on
+/// is touched each time, so text inside block scalars that merely looks similar is left alone.
 fn parse_repairing(text: &str, diags: &mut Diagnostics) -> Option<Node> {
-    let err = match located::parse_lenient(text) {
-        Ok((tree, duplicates)) => {
-            report_duplicates(&duplicates, diags);
-            return Some(tree);
-        }
-        Err(err) => err,
-    };
-    let unquoted = find_unquoted_templates(text);
-    if unquoted.is_empty() {
-        diags.push(parse_error(&err));
-        return None;
-    }
+    let candidates = find_unquoted_templates(text);
     let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
-    for (span, raw) in &unquoted {
-        diags.push(validate::unquoted_template(*span, raw));
-        if let Some(line) = lines.get_mut(span.line - 1) {
-            let start: usize = line.chars().take(span.col - 1).map(char::len_utf8).sum();
-            let end = start + raw.len();
-            if line.get(start..end) == Some(raw.as_str()) {
-                line.replace_range(start..end, &validate::quote(raw));
+    let mut current = text.to_owned();
+    // Each round repairs one line, so there are at most that many rounds.
+    for _ in 0..=candidates.len() {
+        let err = match located::parse_lenient(&current) {
+            Ok((tree, duplicates)) => {
+                report_duplicates(&duplicates, diags);
+                return Some(tree);
             }
-        }
-    }
-    let repaired = lines.join("\n");
-    match located::parse_lenient(&repaired) {
-        Ok((tree, duplicates)) => {
-            report_duplicates(&duplicates, diags);
-            Some(tree)
-        }
-        Err(err) => {
-            // Lines are unchanged in number, so the place still holds.
+            Err(err) => err,
+        };
+        let Some((span, raw)) = candidates
+            .iter()
+            .find(|(span, _)| span.line == err.span.line)
+        else {
+            // Lines keep their number through repairs, so the place still holds.
             diags.push(parse_error(&err));
-            None
+            return None;
+        };
+        diags.push(validate::unquoted_template(*span, raw));
+        let Some(line) = lines.get_mut(span.line - 1) else {
+            diags.push(parse_error(&err));
+            return None;
+        };
+        let start: usize = line.chars().take(span.col - 1).map(char::len_utf8).sum();
+        let end = start + raw.len();
+        if line.get(start..end) != Some(raw.as_str()) {
+            diags.push(parse_error(&err));
+            return None;
         }
+        line.replace_range(start..end, &validate::quote(raw));
+        current = lines.join("\n");
     }
+    None
 }
 
 fn report_duplicates(duplicates: &[located::YamlError], diags: &mut Diagnostics) {

@@ -40,6 +40,7 @@ snapshot_tests! {
     depends_on_cycles_are_printed => "depends-on-cycle",
     unquoted_template_that_breaks_yaml_is_repaired_and_reported => "unquoted-template-parse-error",
     unquoted_template_read_as_a_map_is_reported => "unquoted-template-flow-map",
+    block_text_that_looks_like_a_template_is_left_alone => "unquoted-template-in-block",
     remote_network_agent_is_explained => "remote-network-agent",
     a_webhook_calls_exactly_one_thing => "webhook-targets",
     wait_mode_settings_must_agree => "wait-modes",
