@@ -265,6 +265,17 @@ mod tests {
     }
 
     #[test]
+    fn values_can_be_url_encoded() {
+        let out = render(
+            "https://h/?q={{ context.q | urlencode }}",
+            &json!({"context": {"q": "a b&c"}}),
+            &site(),
+        )
+        .unwrap();
+        assert_eq!(out, "https://h/?q=a%20b%26c");
+    }
+
+    #[test]
     fn html_characters_are_not_escaped() {
         let out = render("{{ v }}", &json!({"v": "<a&b>\"'"}), &site()).unwrap();
         assert_eq!(out, "<a&b>\"'");
