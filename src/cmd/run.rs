@@ -20,7 +20,7 @@ use indexmap::IndexMap;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::cmd::{EXIT_GATE_FAILED, EXIT_OK, EXIT_USAGE};
+use crate::cmd::{EXIT_GATE_FAILED, EXIT_OK, EXIT_USAGE, string_map};
 
 /// Arguments of `hookgate run`.
 #[derive(Debug, clap::Args)]
@@ -286,59 +286,7 @@ async fn cancel_on_signal(cancel: CancellationToken) {
 fn read_secrets_file(path: &Path) -> anyhow::Result<IndexMap<String, String>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the secrets file {}", path.display()))?;
-    let not_a_map = || {
-        anyhow::anyhow!(
-            "the secrets file {} must be a JSON object or YAML map of names to values",
-            path.display()
-        )
-    };
-    if let Ok(Value::Object(map)) = serde_json::from_str::<Value>(&text) {
-        return map
-            .into_iter()
-            .map(|(key, value)| match value {
-                Value::String(s) => Ok((key, s)),
-                Value::Number(n) => Ok((key, n.to_string())),
-                Value::Bool(b) => Ok((key, b.to_string())),
-                _ => Err(anyhow::anyhow!(
-                    "secret `{key}` in {} must be text, a number or a boolean",
-                    path.display()
-                )),
-            })
-            .collect();
-    }
-    // Not JSON: YAML. The parser's message may quote the file's text, so it is not shown.
-    let docs = yaml_rust2::YamlLoader::load_from_str(&text).map_err(|err| {
-        let marker = err.marker();
-        anyhow::anyhow!(
-            "the secrets file {} is neither JSON nor YAML (YAML error at line {}, column {})",
-            path.display(),
-            marker.line(),
-            marker.col() + 1
-        )
-    })?;
-    let Some(yaml_rust2::Yaml::Hash(hash)) = docs.into_iter().next() else {
-        return Err(not_a_map());
-    };
-    let mut values = IndexMap::new();
-    for (key, value) in hash {
-        let key = match key {
-            yaml_rust2::Yaml::String(s) => s,
-            _ => return Err(not_a_map()),
-        };
-        let value = match value {
-            yaml_rust2::Yaml::String(s) | yaml_rust2::Yaml::Real(s) => s,
-            yaml_rust2::Yaml::Integer(i) => i.to_string(),
-            yaml_rust2::Yaml::Boolean(b) => b.to_string(),
-            _ => {
-                anyhow::bail!(
-                    "secret `{key}` in {} must be text, a number or a boolean",
-                    path.display()
-                )
-            }
-        };
-        values.insert(key, value);
-    }
-    Ok(values)
+    string_map::parse(&text, &format!("the secrets file {}", path.display()))
 }
 
 fn usage_error(message: &str) -> anyhow::Result<ExitCode> {
