@@ -30,14 +30,17 @@ fn deployment(yaml: &str) -> Deployment {
 
 /// Runs `hookgate run` on `file` with `args`; returns the output.
 fn run(file: &Deployment, args: &[&str]) -> Output {
-    hookgate()
-        .arg("run")
-        .arg("--file")
-        .arg(&file.path)
-        .args(args)
-        .timeout(Duration::from_secs(60))
-        .output()
-        .unwrap()
+    run_env(file, args, &[])
+}
+
+/// Runs `hookgate run` on `file` with `args` and environment variables `env`.
+fn run_env(file: &Deployment, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = hookgate();
+    command.arg("run").arg("--file").arg(&file.path).args(args);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.timeout(Duration::from_secs(60)).output().unwrap()
 }
 
 fn text(output: &Output) -> String {
@@ -185,11 +188,7 @@ fn retries_back_off_exponentially_with_one_idempotency_key() {
         .collect();
     assert!(keys[0].is_some());
     assert!(keys.iter().all(|k| *k == keys[0]), "{keys:?}");
-    assert!(
-        out.contains("attempt 1 of 4 failed (HTTP 503)"),
-        "{}",
-        text(&output)
-    );
+    assert!(out.contains("attempt 1 of 4 failed (HTTP 503)"), "{out}");
 }
 
 #[test]
@@ -216,7 +215,7 @@ fn retries_run_out() {
     let out = text(&output);
     assert_eq!(code(&output), 1);
     assert_eq!(server.requests().len(), 3);
-    assert!(out.contains("after 3 attempts"), "{}", text(&output));
+    assert!(out.contains("after 3 attempts"), "{out}");
 }
 
 #[test]
@@ -277,7 +276,7 @@ fn fail_fast_status_codes_end_at_once() {
     let out = text(&output);
     assert_eq!(code(&output), 1);
     assert_eq!(server.requests().len(), 1);
-    assert!(out.contains("failFastStatusCodes"), "{}", text(&output));
+    assert!(out.contains("failFastStatusCodes"), "{out}");
 }
 
 #[test]
@@ -353,22 +352,18 @@ fn secrets_never_reach_the_output() {
     // In GitHub Actions the runner is told to mask it before anything else is printed.
     let secrets_file = file.path.with_file_name("secrets.yml");
     std::fs::write(&secrets_file, format!("api: {SECRET}\n")).unwrap();
-    let output = hookgate()
-        .arg("run")
-        .arg("--file")
-        .arg(&file.path)
-        .args([
+    let output = run_env(
+        &file,
+        &[
             "--target",
             "staging",
             "--phase",
             "before-deployment",
             "--secrets-file",
-        ])
-        .arg(&secrets_file)
-        .env("GITHUB_ACTIONS", "true")
-        .timeout(Duration::from_secs(60))
-        .output()
-        .unwrap();
+            secrets_file.to_str().unwrap(),
+        ],
+        &[("GITHUB_ACTIONS", "true")],
+    );
     let out = text(&output);
     assert_eq!(code(&output), 1, "{out}");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -376,12 +371,7 @@ fn secrets_never_reach_the_output() {
         stdout.starts_with(&format!("::add-mask::{SECRET}\n")),
         "{stdout}"
     );
-    assert_eq!(
-        text(&output).matches(SECRET).count(),
-        1,
-        "{}",
-        text(&output)
-    );
+    assert_eq!(text(&output).matches(SECRET).count(), 1, "{out}");
 }
 
 fn two_step_file(first: &str, second: &str, condition: &str, url: &str) -> String {
@@ -543,7 +533,7 @@ fn a_status_path_that_finds_nothing_fails_and_says_so() {
         "      statusJsonPath: $.state\n",
     );
     assert_eq!(code(&output), 1);
-    assert!(out.contains("`$.state` found nothing"), "{}", text(&output));
+    assert!(out.contains("`$.state` found nothing"), "{out}");
 }
 
 #[test]
@@ -713,16 +703,20 @@ webhooks:
     );
     let file = deployment(&yaml);
     let started = Instant::now();
-    let output = hookgate()
-        .arg("run")
-        .arg("--file")
-        .arg(&file.path)
-        .args(["--target", "staging", "--phase", "strategy"])
-        .args(["--context", "env=blue", "--context", "region=eu"])
-        .env("GITHUB_REPOSITORY", "octo/shop")
-        .timeout(Duration::from_secs(60))
-        .output()
-        .unwrap();
+    let output = run_env(
+        &file,
+        &[
+            "--target",
+            "staging",
+            "--phase",
+            "strategy",
+            "--context",
+            "env=blue",
+            "--context",
+            "region=eu",
+        ],
+        &[("GITHUB_REPOSITORY", "octo/shop")],
+    );
     let out = text(&output);
     assert_eq!(code(&output), 0, "{out}");
     // The step's own context wins over --context; `github.*` comes from the environment.
@@ -808,18 +802,18 @@ fn in_actions_a_callback_step_without_a_relay_is_a_configuration_error() {
         "approve",
         "    uriTemplate: http://127.0.0.1:9/a\n",
     ));
-    let output = hookgate()
-        .arg("run")
-        .arg("--file")
-        .arg(&file.path)
-        .args(phase_args())
-        .env("GITHUB_ACTIONS", "true")
-        .timeout(Duration::from_secs(60))
-        .output()
-        .unwrap();
+    let output = run_env(&file, &phase_args(), &[("GITHUB_ACTIONS", "true")]);
     let out = text(&output);
     assert_eq!(code(&output), 2, "{out}");
     assert!(out.contains("no relay is configured"), "{out}");
+}
+
+/// The environment that points `hookgate run` at a stand-in for GitHub's API.
+fn github_env(api_url: &str) -> [(&str, &str); 2] {
+    [
+        ("GITHUB_TOKEN", "ghs_testtoken"),
+        ("GITHUB_API_URL", api_url),
+    ]
 }
 
 /// A stand-in for GitHub's REST API.
@@ -854,16 +848,7 @@ fn workflow_dispatch_follows_the_run_to_its_conclusion() {
         "load-test",
         "    workflowDispatch:\n      repository: o/tests\n      workflow: load.yml\n      ref: main\n      inputs:\n        target: \"{{ armory.environmentName }}\"\n    waitFor: workflowRun\n    poll: {interval: 50ms}\n",
     ));
-    let output = hookgate()
-        .arg("run")
-        .arg("--file")
-        .arg(&file.path)
-        .args(phase_args())
-        .env("GITHUB_TOKEN", "ghs_testtoken")
-        .env("GITHUB_API_URL", &github.url)
-        .timeout(Duration::from_secs(60))
-        .output()
-        .unwrap();
+    let output = run_env(&file, &phase_args(), &github_env(&github.url));
     let out = text(&output);
     assert_eq!(code(&output), 0, "{out}");
     let requests = github.requests();
@@ -900,16 +885,7 @@ fn a_repository_dispatch_is_never_sent_twice_after_a_server_error() {
         "tests",
         "    repositoryDispatch:\n      repository: o/tests\n      eventType: run-tests\n    waitFor: none\n    retryCount: 3\n",
     ));
-    let output = hookgate()
-        .arg("run")
-        .arg("--file")
-        .arg(&file.path)
-        .args(phase_args())
-        .env("GITHUB_TOKEN", "ghs_testtoken")
-        .env("GITHUB_API_URL", &github.url)
-        .timeout(Duration::from_secs(60))
-        .output()
-        .unwrap();
+    let output = run_env(&file, &phase_args(), &github_env(&github.url));
     let out = text(&output);
     assert_eq!(code(&output), 1, "{out}");
     assert_eq!(github.requests_to("/repos/o/tests/dispatches").len(), 1);
@@ -1164,16 +1140,7 @@ fn a_rate_limited_dispatch_is_sent_again_after_retry_after() {
         "tests",
         "    repositoryDispatch:\n      repository: o/tests\n      eventType: run-tests\n      clientPayload:\n        environment: \"{{ armory.environmentName }}\"\n    disableCallback: true\n    retryCount: 2\n",
     ));
-    let output = hookgate()
-        .arg("run")
-        .arg("--file")
-        .arg(&file.path)
-        .args(phase_args())
-        .env("GITHUB_TOKEN", "ghs_testtoken")
-        .env("GITHUB_API_URL", &github.url)
-        .timeout(Duration::from_secs(60))
-        .output()
-        .unwrap();
+    let output = run_env(&file, &phase_args(), &github_env(&github.url));
     let out = text(&output);
     assert_eq!(code(&output), 0, "{out}");
     let sent = github.requests_to("/repos/o/tests/dispatches");
