@@ -491,6 +491,12 @@ async fn a_given_deployment_id_is_used_without_a_lookup() {
 
     fake.assert_no_problems();
     assert!(calls_to(&fake, "GET", "/deployments").is_empty());
+    for call in calls_to(&fake, "POST", "/statuses") {
+        assert!(
+            call.body.get("environment").is_none(),
+            "a given deployment keeps its environment"
+        );
+    }
     let states: Vec<String> = fake
         .statuses()
         .iter()

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures::future::BoxFuture;
 use hookgate_engine::github_api::{StaticToken, TokenSource};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use reqwest::Method;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
@@ -128,7 +128,17 @@ impl AppTokens {
         let answer = self
             .rest
             .send(Method::GET, &path, jwt, None, Resend::Idempotent)
-            .await?;
+            .await
+            .map_err(|error| match error.status() {
+                Some(StatusCode::NOT_FOUND) => ApiError::Token(format!(
+                    "the GitHub App {} is not installed on {} ({error})",
+                    self.app_id, self.repository
+                )),
+                Some(StatusCode::UNAUTHORIZED) => ApiError::Token(format!(
+                    "GitHub did not accept the App's JWT: check `app-id` and `app-private-key` ({error})"
+                )),
+                _ => error,
+            })?;
         let id = answer
             .get("id")
             .and_then(Value::as_u64)

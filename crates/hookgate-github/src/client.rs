@@ -271,7 +271,8 @@ fn error_message(body: &str) -> String {
 }
 
 /// Stops a reporter once GitHub refused it for want of a permission (401, 403 that is not a
-/// rate limit, 404), so one missing permission is one warning and not one per event.
+/// rate limit, 404) or no token could be had, so one missing permission is one warning and not
+/// one per event.
 #[derive(Debug, Default)]
 pub struct PermissionLatch(AtomicBool);
 
@@ -283,19 +284,23 @@ impl PermissionLatch {
 
     /// Warns about `error` (`what` failed); a refusal also names `permission` and closes the latch.
     pub fn warn(&self, what: &str, error: &ApiError, permission: &str) {
-        let refusal = matches!(
+        let refused = matches!(
             error.status(),
             Some(StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::NOT_FOUND)
         );
-        if refusal {
-            self.0.store(true, Ordering::Relaxed);
-            let hint = format!(
-                "{error}; the token needs `permissions: {permission}` (pull requests from forks get a read-only token), so no more is sent"
-            );
-            crate::workflow_commands::reporting_warning(what, &hint);
+        let message = if refused {
+            format!(
+                "{error}; the token needs `permissions: {permission}` (pull requests from forks get a read-only token), so nothing more is sent"
+            )
+        } else if matches!(error, ApiError::Token(_)) {
+            // Without a token nothing can be sent.
+            format!("{error}; nothing more is sent")
         } else {
             crate::workflow_commands::reporting_warning(what, error);
-        }
+            return;
+        };
+        self.0.store(true, Ordering::Relaxed);
+        crate::workflow_commands::reporting_warning(what, &message);
     }
 }
 

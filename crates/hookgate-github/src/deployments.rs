@@ -42,7 +42,6 @@ pub struct DeploymentSettings {
 #[derive(Debug, Default)]
 struct Deployment {
     id: Option<u64>,
-    environment: String,
     phase: String,
 }
 
@@ -126,10 +125,11 @@ impl DeploymentReporter {
         if self.latch.refused() {
             return;
         }
+        // No `environment`: a status that names one moves the deployment to it, and a
+        // deployment given by id keeps the environment it was made for.
         let mut body = json!({
             "state": state,
             "description": cut_to_chars(description, DEPLOYMENT_DESCRIPTION_LIMIT),
-            "environment": deployment.environment,
         });
         if let Some(url) = &self.settings.log_url {
             body["log_url"] = json!(url);
@@ -176,7 +176,6 @@ impl DeploymentReporter {
                 );
             }
         }
-        deployment.environment = environment;
         let description = format!("hookgate: {} {phase} gate(s) running", steps.len());
         self.set_status(&deployment, "in_progress", &description)
             .await;

@@ -112,6 +112,10 @@ pub fn summary_markdown(
         table_cell(phase, 100),
         conclusion
     );
+    if outcomes.is_empty() {
+        md.push_str("No webhooks are named for this target and phase.\n\n");
+        return md;
+    }
     md.push_str("| Webhook | Wait mode | Result | Duration | Message |\n");
     md.push_str("|---|---|---|---|---|\n");
     for (step, outcome) in outcomes {
@@ -211,6 +215,13 @@ mod tests {
             started_at: None,
             duration: Duration::from_millis(2_500),
         }
+    }
+
+    #[test]
+    fn an_empty_run_says_so() {
+        let md = summary_markdown("staging", "strategy", Conclusion::Success, &[], None);
+        assert!(md.contains("No webhooks are named"));
+        assert!(!md.contains("| Webhook |"));
     }
 
     #[test]

@@ -469,13 +469,16 @@ fn act(
         }
         ("POST", ["repos", owner, repo, "deployments", deployment, "statuses"]) => {
             let deployment: u64 = deployment.parse().unwrap_or_default();
-            if !store
+            let Some(environment) = store
                 .deployments
                 .iter()
-                .any(|d| d["id"].as_u64() == Some(deployment))
-            {
+                .find(|d| d["id"].as_u64() == Some(deployment))
+                .map(|d| d["environment"].clone())
+            else {
                 return (404, Some(json!({"message": "Not Found"})));
-            }
+            };
+            // A status that names an environment moves the deployment there.
+            let environment = body.get("environment").cloned().unwrap_or(environment);
             let url = format!("{base}/repos/{owner}/{repo}/deployments/{deployment}");
             let log_url = body["log_url"].as_str().unwrap_or_default();
             let mut status = json!({
@@ -485,7 +488,7 @@ fn act(
                 "state": body["state"],
                 "creator": null,
                 "description": body["description"].as_str().unwrap_or_default(),
-                "environment": body["environment"].as_str().unwrap_or_default(),
+                "environment": environment,
                 "target_url": log_url,
                 "log_url": log_url,
                 "created_at": now_rfc3339(),
