@@ -594,6 +594,46 @@ async fn a_secondary_rate_limit_is_waited_out_as_github_asks() {
 }
 
 #[tokio::test]
+async fn a_spent_primary_rate_limit_is_waited_out_until_its_reset() {
+    let fake = FakeGithub::start(TOKEN).await;
+    let reset = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1;
+    fake.script(
+        Scripted::new(
+            "GET",
+            "/deployments",
+            403,
+            json!({"message": "API rate limit exceeded for installation."}),
+        )
+        .header("x-ratelimit-remaining", "0")
+        .header("x-ratelimit-reset", &reset.to_string()),
+    );
+    let deployment = fake.add_deployment(HEAD_SHA, "staging");
+    let mut runner = Runner::pull_request(&fake);
+    runner
+        .set("INPUT_DEPLOYMENT-STATUS", "true")
+        .set("INPUT_CHECK-RUNS", "false");
+    let reporters = runner.actions().reporters();
+    deliver(&reporters, &one_passing_step()).await;
+
+    fake.assert_no_problems();
+    let lookups = calls_to(&fake, "GET", "/deployments");
+    assert_eq!(lookups.len(), 2);
+    assert_eq!((lookups[0].status, lookups[1].status), (403, 200));
+    let after = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(after >= reset, "the second lookup waited for the reset");
+    assert!(lookups[1].at.duration_since(lookups[0].at) >= Duration::from_secs(1));
+    assert_eq!(fake.statuses().len(), 2);
+    assert_eq!(fake.statuses()[0].0, deployment);
+}
+
+#[tokio::test]
 async fn a_check_run_create_that_may_have_reached_github_is_found_not_sent_twice() {
     // GitHub created the check, then the answer was lost in a 502.
     let (fake, _runner) = one_step_after(
