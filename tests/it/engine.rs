@@ -125,18 +125,12 @@ fn wait_none_renders_templates_and_succeeds_on_2xx() {
 #[test]
 fn a_4xx_fails_without_retry() {
     let server = TestServer::start(|_, _| Reply::status(404).with_body("no such hook"));
-    let file = deployment(&one_step(
+    let (output, out) = run_one(
+        &server,
         "hook",
-        &format!(
-            "    uriTemplate: {}/hook\n    waitFor: none\n    retryCount: 3\n",
-            server.url
-        ),
-    ));
-    let output = run(
-        &file,
-        &["--target", "staging", "--phase", "before-deployment"],
+        "    waitFor: none\n    retryCount: 3\n",
+        &[],
     );
-    let out = text(&output);
     assert_eq!(code(&output), 1, "{out}");
     assert_eq!(server.requests().len(), 1);
     assert!(out.contains("HTTP 404"), "{out}");
@@ -151,25 +145,12 @@ fn retries_back_off_exponentially_with_one_idempotency_key() {
             Reply::status(200)
         }
     });
-    let file = deployment(&one_step(
+    let (output, out) = run_one(
+        &server,
         "flaky",
-        &format!(
-            "    uriTemplate: {}/flaky\n    waitFor: none\n    retryCount: 3\n",
-            server.url
-        ),
-    ));
-    let output = run(
-        &file,
-        &[
-            "--target",
-            "staging",
-            "--phase",
-            "before-deployment",
-            "--retry-backoff",
-            "100ms",
-        ],
+        "    waitFor: none\n    retryCount: 3\n",
+        &["--retry-backoff", "100ms"],
     );
-    let out = text(&output);
     assert_eq!(code(&output), 0, "{out}");
     let requests = server.requests();
     assert_eq!(requests.len(), 4);
@@ -194,25 +175,12 @@ fn retries_back_off_exponentially_with_one_idempotency_key() {
 #[test]
 fn retries_run_out() {
     let server = TestServer::start(|_, _| Reply::status(500));
-    let file = deployment(&one_step(
+    let (output, out) = run_one(
+        &server,
         "down",
-        &format!(
-            "    uriTemplate: {}/down\n    waitFor: none\n    retryCount: 2\n",
-            server.url
-        ),
-    ));
-    let output = run(
-        &file,
-        &[
-            "--target",
-            "staging",
-            "--phase",
-            "before-deployment",
-            "--retry-backoff",
-            "10ms",
-        ],
+        "    waitFor: none\n    retryCount: 2\n",
+        &["--retry-backoff", "10ms"],
     );
-    let out = text(&output);
     assert_eq!(code(&output), 1);
     assert_eq!(server.requests().len(), 3);
     assert!(out.contains("after 3 attempts"), "{out}");
@@ -225,25 +193,12 @@ fn retry_status_codes_are_retried_and_retry_after_is_honoured() {
         1 => Reply::status(429).with_header("Retry-After", "1"),
         _ => Reply::status(200),
     });
-    let file = deployment(&one_step(
+    let (output, out) = run_one(
+        &server,
         "busy",
-        &format!(
-            "    uriTemplate: {}/busy\n    waitFor: none\n    retryCount: 2\n    retryStatusCodes: [409]\n",
-            server.url
-        ),
-    ));
-    let output = run(
-        &file,
-        &[
-            "--target",
-            "staging",
-            "--phase",
-            "before-deployment",
-            "--retry-backoff",
-            "10ms",
-        ],
+        "    waitFor: none\n    retryCount: 2\n    retryStatusCodes: [409]\n",
+        &["--retry-backoff", "10ms"],
     );
-    let out = text(&output);
     assert_eq!(code(&output), 0, "{out}");
     let gaps = gaps(&server.requests());
     assert_eq!(gaps.len(), 2);
@@ -262,18 +217,12 @@ fn retry_status_codes_are_retried_and_retry_after_is_honoured() {
 #[test]
 fn fail_fast_status_codes_end_at_once() {
     let server = TestServer::start(|_, _| Reply::status(503));
-    let file = deployment(&one_step(
+    let (output, out) = run_one(
+        &server,
         "gate",
-        &format!(
-            "    uriTemplate: {}/gate\n    waitFor: none\n    retryCount: 5\n    failFastStatusCodes: [503]\n",
-            server.url
-        ),
-    ));
-    let output = run(
-        &file,
-        &["--target", "staging", "--phase", "before-deployment"],
+        "    waitFor: none\n    retryCount: 5\n    failFastStatusCodes: [503]\n",
+        &[],
     );
-    let out = text(&output);
     assert_eq!(code(&output), 1);
     assert_eq!(server.requests().len(), 1);
     assert!(out.contains("failFastStatusCodes"), "{out}");
@@ -282,25 +231,12 @@ fn fail_fast_status_codes_end_at_once() {
 #[test]
 fn an_undefined_variable_names_webhook_field_and_variable() {
     let server = TestServer::start(|_, _| Reply::status(200));
-    let file = deployment(&one_step(
+    let (output, out) = run_one(
+        &server,
         "migrate",
-        &format!(
-            "    uriTemplate: {}/m\n    waitFor: none\n    headers:\n      - key: X-Token\n        value: \"{{{{ secrets.tokn }}}}\"\n",
-            server.url
-        ),
-    ));
-    let output = run(
-        &file,
-        &[
-            "--target",
-            "staging",
-            "--phase",
-            "before-deployment",
-            "--secret",
-            "token=x",
-        ],
+        "    waitFor: none\n    headers:\n      - key: X-Token\n        value: \"{{ secrets.tokn }}\"\n",
+        &["--secret", "token=x"],
     );
-    let out = text(&output);
     assert_eq!(code(&output), 1);
     assert!(
         out.contains("webhook `migrate`, field `headers.X-Token`: `secrets.tokn` is not defined (defined: token)"),
@@ -455,6 +391,20 @@ fn poll_server(answers: Vec<Reply>) -> TestServer {
         let polls = earlier.iter().filter(|r| r.method == "GET").count();
         answers[polls.min(answers.len() - 1)].clone()
     })
+}
+
+/// Runs a one-step file whose webhook `name` calls `{server}/{name}` and has the YAML `fields`
+/// (indented by 4), with the phase's arguments and `extra` ones.
+fn run_one(server: &TestServer, name: &str, fields: &str, extra: &[&str]) -> (Output, String) {
+    let file = deployment(&one_step(
+        name,
+        &format!("    uriTemplate: {}/{name}\n{fields}", server.url),
+    ));
+    let mut args = phase_args().to_vec();
+    args.extend(extra);
+    let output = run(&file, &args);
+    let out = text(&output);
+    (output, out)
 }
 
 fn phase_args() -> [&'static str; 4] {
