@@ -9,5 +9,6 @@ mod engine;
 mod examples;
 mod fake_github;
 mod github;
+mod readme;
 mod relay;
 mod support;
