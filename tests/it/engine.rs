@@ -685,6 +685,17 @@ webhooks:
 
 #[test]
 fn sigterm_during_a_wait_cancels_and_exits_promptly() {
+    signal_during_a_wait("-TERM");
+}
+
+#[test]
+fn sigint_during_a_wait_cancels_and_exits_promptly() {
+    signal_during_a_wait("-INT");
+}
+
+/// Sends `signal` (as `kill` spells it) to a run that is polling, and checks that pending steps
+/// end `cancelled`, the cancel request goes out and the process exits within 10 s.
+fn signal_during_a_wait(signal: &str) {
     let server = TestServer::start(|seen, _| {
         if seen.method == "GET" {
             Reply::json(json!({"state": "RUNNING"}))
@@ -730,7 +741,7 @@ webhooks:
     );
     let signalled = Instant::now();
     let killed = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args([signal, &child.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
