@@ -208,6 +208,23 @@ async fn one_step_after(scripted: Scripted) -> (FakeGithub, Runner) {
     (fake, runner)
 }
 
+/// One passing step reported as deployment statuses only.
+async fn report_one_step_to_deployments(fake: &FakeGithub) {
+    let mut runner = Runner::pull_request(fake);
+    runner
+        .set("INPUT_DEPLOYMENT-STATUS", "true")
+        .set("INPUT_CHECK-RUNS", "false");
+    let reporters = runner.actions().reporters();
+    deliver(&reporters, &one_passing_step()).await;
+}
+
+fn unix_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
 fn check_named<'a>(runs: &'a [Value], name: &str) -> &'a Value {
     runs.iter()
         .find(|r| r["name"] == name)
@@ -596,11 +613,7 @@ async fn a_secondary_rate_limit_is_waited_out_as_github_asks() {
 #[tokio::test]
 async fn a_spent_primary_rate_limit_is_waited_out_until_its_reset() {
     let fake = FakeGithub::start(TOKEN).await;
-    let reset = SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 1;
+    let reset = unix_seconds() + 1;
     fake.script(
         Scripted::new(
             "GET",
@@ -612,22 +625,16 @@ async fn a_spent_primary_rate_limit_is_waited_out_until_its_reset() {
         .header("x-ratelimit-reset", &reset.to_string()),
     );
     let deployment = fake.add_deployment(HEAD_SHA, "staging");
-    let mut runner = Runner::pull_request(&fake);
-    runner
-        .set("INPUT_DEPLOYMENT-STATUS", "true")
-        .set("INPUT_CHECK-RUNS", "false");
-    let reporters = runner.actions().reporters();
-    deliver(&reporters, &one_passing_step()).await;
+    report_one_step_to_deployments(&fake).await;
 
     fake.assert_no_problems();
     let lookups = calls_to(&fake, "GET", "/deployments");
     assert_eq!(lookups.len(), 2);
     assert_eq!((lookups[0].status, lookups[1].status), (403, 200));
-    let after = SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    assert!(after >= reset, "the second lookup waited for the reset");
+    assert!(
+        unix_seconds() >= reset,
+        "the second lookup waited for the reset"
+    );
     assert!(lookups[1].at.duration_since(lookups[0].at) >= Duration::from_secs(1));
     assert_eq!(fake.statuses().len(), 2);
     assert_eq!(fake.statuses()[0].0, deployment);
@@ -706,12 +713,7 @@ async fn a_missing_permission_stops_check_runs_after_one_try() {
 async fn a_pull_requests_deployment_is_also_looked_for_on_the_merge_commit() {
     let fake = FakeGithub::start(TOKEN).await;
     let deployment = fake.add_deployment(MERGE_SHA, "staging");
-    let mut runner = Runner::pull_request(&fake);
-    runner
-        .set("INPUT_DEPLOYMENT-STATUS", "true")
-        .set("INPUT_CHECK-RUNS", "false");
-    let reporters = runner.actions().reporters();
-    deliver(&reporters, &one_passing_step()).await;
+    report_one_step_to_deployments(&fake).await;
 
     fake.assert_no_problems();
     let lookups = calls_to(&fake, "GET", "/deployments");
