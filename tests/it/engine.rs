@@ -685,23 +685,33 @@ webhooks:
 
 #[test]
 fn sigterm_during_a_wait_cancels_and_exits_promptly() {
-    signal_during_a_wait("-TERM");
+    let out = signal_during_a_wait("-TERM", Duration::ZERO);
+    assert!(out.contains("cancel request answered HTTP 202"), "{out}");
 }
 
 #[test]
 fn sigint_during_a_wait_cancels_and_exits_promptly() {
-    signal_during_a_wait("-INT");
+    let out = signal_during_a_wait("-INT", Duration::ZERO);
+    assert!(out.contains("cancel request answered HTTP 202"), "{out}");
+}
+
+#[test]
+fn a_hanging_cancel_endpoint_does_not_hold_the_exit() {
+    let out = signal_during_a_wait("-TERM", Duration::from_secs(30));
+    assert!(
+        out.contains("cancel request had no answer within 3s"),
+        "{out}"
+    );
 }
 
 /// Sends `signal` (as `kill` spells it) to a run that is polling, and checks that pending steps
-/// end `cancelled`, the cancel request goes out and the process exits within 10 s.
-fn signal_during_a_wait(signal: &str) {
-    let server = TestServer::start(|seen, _| {
-        if seen.method == "GET" {
-            Reply::json(json!({"state": "RUNNING"}))
-        } else {
-            Reply::status(202)
-        }
+/// end `cancelled`, the cancel request goes out and the process exits within 10 s, even when the
+/// cancel endpoint takes `cancel_delay` to answer. Returns the run's output.
+fn signal_during_a_wait(signal: &str, cancel_delay: Duration) -> String {
+    let server = TestServer::start(move |seen, _| match seen.method.as_str() {
+        "GET" => Reply::json(json!({"state": "RUNNING"})),
+        _ if seen.path == "/cancel" => Reply::status(202).after(cancel_delay),
+        _ => Reply::status(202),
     });
     let yaml = format!(
         r#"targets:
@@ -752,9 +762,9 @@ webhooks:
     assert_eq!(code(&output), 1, "{out}");
     assert!(out.contains("cancelled: the run was cancelled"), "{out}");
     assert!(out.contains("not run: `tests` ended `cancelled`"), "{out}");
-    assert!(out.contains("cancel request answered HTTP 202"), "{out}");
     assert_eq!(server.requests_to("/cancel").len(), 1);
     assert!(server.requests_to("/never").is_empty());
+    out
 }
 
 #[test]
