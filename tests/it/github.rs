@@ -578,6 +578,26 @@ async fn a_github_app_authenticates_with_a_jwt_and_one_installation_token() {
 }
 
 #[tokio::test]
+async fn an_installation_token_near_its_expiry_is_replaced() {
+    let fake = FakeGithub::start("not-used").await;
+    // Four minutes left is inside the five-minute margin: every use fetches a new token.
+    fake.set_token_lifetime(Duration::from_secs(240));
+    let mut runner = Runner::pull_request(&fake);
+    runner
+        .unset("INPUT_GITHUB-TOKEN")
+        .set("INPUT_APP-ID", &APP_ID.to_string())
+        .set("INPUT_APP-PRIVATE-KEY", &app_private_key());
+    let api = runner.actions().github_api().unwrap();
+    let first = api.tokens.token().await.unwrap();
+    let second = api.tokens.token().await.unwrap();
+    assert_ne!(first, second);
+    fake.assert_no_problems();
+    assert_eq!(calls_to(&fake, "POST", "/access_tokens").len(), 2);
+    // The installation is looked up once.
+    assert_eq!(calls_to(&fake, "GET", "/installation").len(), 1);
+}
+
+#[tokio::test]
 async fn a_secondary_rate_limit_is_waited_out_as_github_asks() {
     let fake = FakeGithub::start(TOKEN).await;
     fake.script(

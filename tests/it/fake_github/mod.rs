@@ -96,6 +96,8 @@ struct Store {
     deployments: Vec<Value>,
     statuses: Vec<(u64, Value)>,
     dispatches: Vec<(String, Value)>,
+    /// How long installation tokens last (GitHub: an hour).
+    token_lifetime: Option<Duration>,
 }
 
 struct Shared {
@@ -157,6 +159,11 @@ impl FakeGithub {
             .unwrap()
             .scripts
             .push_back(scripted);
+    }
+
+    /// Makes installation tokens expire `lifetime` after they are issued.
+    pub fn set_token_lifetime(&self, lifetime: Duration) {
+        self.shared.store.lock().unwrap().token_lifetime = Some(lifetime);
     }
 
     /// Adds a deployment, as a job's `environment:` would have created it.
@@ -392,7 +399,8 @@ fn act(
         ("POST", ["app", "installations", _, "access_tokens"]) => {
             let token = format!("ghs_installation{id}");
             store.tokens.push(token.clone());
-            let expires = SystemTime::now() + Duration::from_secs(3600);
+            let lifetime = store.token_lifetime.unwrap_or(Duration::from_secs(3600));
+            let expires = SystemTime::now() + lifetime;
             (
                 201,
                 Some(json!({
