@@ -8,13 +8,14 @@
 //!
 //! ## Why reqwest and not octocrab
 //!
-//! The calls go through [`client::RestClient`], a thin layer over reqwest, rather than octocrab:
-//! hookgate must decide per request whether it may be sent again (a PATCH of a check run may, a
-//! POST that creates one only when GitHub surely did not act on it) and must read the
-//! rate-limit headers (`Retry-After`, `x-ratelimit-remaining`, `x-ratelimit-reset`) of each
-//! answer. octocrab hides the headers of error answers and retries with a fixed policy of its
-//! own. The nine endpoints used need only a few fields of each answer, so typed models would
-//! add little. The JWT of a GitHub App is signed with jsonwebtoken (RS256), as octocrab does.
+//! The calls go through [`client::RestClient`], a thin layer over reqwest, rather than octocrab.
+//! hookgate must decide per request whether it may be sent again: a PATCH of a check run may be,
+//! a POST that creates something only when GitHub surely did not act on it. octocrab 0.54 sets
+//! its retry policy (`RetryConfig`) for the whole client, inside a tower layer: its default
+//! (`Simple(3)`) sends any method again at once on a 5xx or a transport error, POSTs included,
+//! and its rate-limit mode is equally blind to the method. The eight endpoints used need only
+//! a few fields of each answer, so octocrab's typed models would add little; the JWT of a
+//! GitHub App is signed with jsonwebtoken (RS256), as octocrab does.
 //!
 //! ## Failures
 //!
