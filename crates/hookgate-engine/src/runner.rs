@@ -725,91 +725,22 @@ async fn execute(
     let progress = |message: String| shared.progress(info, message, None);
 
     // A callback slot first: its URL and token go into the request.
-    let mut check = None;
-    let mut slot = None;
-    if mode == WaitFor::Callback {
-        let Some(mailbox) = shared.mailbox.as_deref() else {
-            return (Conclusion::Failure, "no relay is configured".to_owned());
-        };
-        let (auth, hmac) = match &webhook.callback {
-            Some(config) if config.auth == CallbackAuthMode::Hmac => {
-                let Some(secret_template) = &config.secret else {
-                    return (
-                        Conclusion::Failure,
-                        format!(
-                            "webhook `{}` has `callback.auth: hmac` but no `callback.secret`",
-                            webhook.name
-                        ),
-                    );
-                };
-                let vars = lock(state).vars.clone();
-                let secret = match template::render(
-                    secret_template,
-                    &vars,
-                    &TemplateSite {
-                        webhook: &webhook.name,
-                        field: "callback.secret",
-                    },
-                ) {
-                    Ok(secret) => secret,
-                    Err(err) => return (Conclusion::Failure, err.to_string()),
-                };
-                shared.masker.add(&secret);
-                let (slot_auth, scheme) = match config.scheme {
-                    HmacScheme::Standard => {
-                        (SlotAuth::HmacStandard, hookgate_auth::Scheme::Standard)
-                    }
-                    HmacScheme::Github => (SlotAuth::HmacGithub, hookgate_auth::Scheme::Github),
-                };
-                (slot_auth, Some(CallbackCheck::Hmac { scheme, secret }))
-            }
-            _ => (SlotAuth::Bearer, None),
-        };
-        let request = SlotRequest {
-            auth,
-            deadline,
-            label: info.name.clone(),
-        };
-        let opened = match open_slot(shared, mailbox, request, &progress).await {
-            Ok(opened) => opened,
-            Err(reason) => return (Conclusion::Failure, reason),
-        };
-        if let Some(token) = &opened.token {
-            shared.masker.add(token);
+    let (slot, check) = if mode == WaitFor::Callback {
+        match open_callback(shared, info, webhook, state, deadline).await {
+            Ok((slot, check)) => (Some(slot), Some(check)),
+            Err(message) => return (Conclusion::Failure, message),
         }
-        check = match hmac {
-            Some(check) => Some(check),
-            None => match &opened.token {
-                Some(token) => Some(CallbackCheck::Bearer {
-                    token: token.clone(),
-                }),
-                None => {
-                    return (
-                        Conclusion::Failure,
-                        "the relay opened a bearer slot without a token".to_owned(),
-                    );
-                }
-            },
-        };
-        {
-            let mut state = lock(state);
-            let token = opened.token.clone().unwrap_or_default();
-            if let Some(vars) = state.vars.as_object_mut() {
-                vars.insert(
-                    "callback".to_owned(),
-                    json!({"uri": opened.callback_url, "token": token}),
-                );
-                if let Some(armory) = vars.get_mut("armory").and_then(Value::as_object_mut) {
-                    armory.insert("callbackUri".to_owned(), json!(opened.callback_url));
-                }
-            }
-        }
-        slot = Some(opened);
-    }
+    } else {
+        (None, None)
+    };
 
+    // The request: a GitHub dispatch, or the webhook's own URL.
     let vars = lock(state).vars.clone();
-    let on_retry = |message: String| shared.progress(info, message, None);
-    let policy = |rule| RetryPolicy {
+    let (request, rule, dispatch_repo) = match build_request(shared, webhook, &vars).await {
+        Ok(built) => built,
+        Err(message) => return (Conclusion::Failure, message),
+    };
+    let policy = RetryPolicy {
         retry_count: webhook.retry_count.unwrap_or(0),
         retry_status_codes: webhook.retry_status_codes.clone(),
         fail_fast_status_codes: webhook.fail_fast_status_codes.clone(),
@@ -817,61 +748,8 @@ async fn execute(
         rule,
     };
 
-    // The request: a GitHub dispatch, or the webhook's own URL.
-    let (request, rule, dispatch_repo) =
-        if webhook.repository_dispatch.is_some() || webhook.workflow_dispatch.is_some() {
-            let Some(api) = shared.github.as_deref() else {
-                return (
-                    Conclusion::Failure,
-                    "no GitHub token is available".to_owned(),
-                );
-            };
-            let rendered = match (&webhook.repository_dispatch, &webhook.workflow_dispatch) {
-                (Some(spec), _) => dispatch::repository_dispatch(api, spec, &vars, &webhook.name),
-                (None, Some(spec)) => dispatch::workflow_dispatch(api, spec, &vars, &webhook.name),
-                (None, None) => Err("no dispatch".to_owned()),
-            };
-            let mut rendered = match rendered {
-                Ok(rendered) => rendered,
-                Err(message) => return (Conclusion::Failure, message),
-            };
-            let token = match api.tokens.token().await {
-                Ok(token) => token,
-                Err(reason) => {
-                    return (
-                        Conclusion::Failure,
-                        format!("cannot get a GitHub token: {reason}"),
-                    );
-                }
-            };
-            shared.masker.add(&token);
-            rendered.request.headers = dispatch::api_headers(&token);
-            (
-                rendered.request,
-                RetryRule::Dispatch,
-                Some(rendered.repository),
-            )
-        } else {
-            match render_request(webhook, &vars) {
-                Ok(mut request) => {
-                    if !request
-                        .headers
-                        .iter()
-                        .any(|(n, _)| n.eq_ignore_ascii_case("idempotency-key"))
-                    {
-                        request.headers.push((
-                            "Idempotency-Key".to_owned(),
-                            uuid::Uuid::new_v4().to_string(),
-                        ));
-                    }
-                    (request, RetryRule::Idempotent, None)
-                }
-                Err(message) => return (Conclusion::Failure, message),
-            }
-        };
-
     lock(state).sent = true;
-    let response = match shared.sender.send(&request, &policy(rule), &on_retry).await {
+    let response = match shared.sender.send(&request, &policy, &progress).await {
         Ok(response) => response,
         Err(failure) => {
             let note = match &failure {
@@ -968,6 +846,117 @@ async fn execute(
             .await
         }
     }
+}
+
+/// Opens the callback slot of a `waitFor: callback` step and puts its URL and token into the
+/// step's template variables (`callback.*`, `armory.callbackUri`).
+async fn open_callback(
+    shared: &Shared,
+    info: &StepInfo,
+    webhook: &Webhook,
+    state: &Mutex<StepState>,
+    deadline: SystemTime,
+) -> Result<(OpenSlot, CallbackCheck), String> {
+    let Some(mailbox) = shared.mailbox.as_deref() else {
+        return Err("no relay is configured".to_owned());
+    };
+    let (auth, hmac) = match &webhook.callback {
+        Some(config) if config.auth == CallbackAuthMode::Hmac => {
+            let Some(secret_template) = &config.secret else {
+                return Err(format!(
+                    "webhook `{}` has `callback.auth: hmac` but no `callback.secret`",
+                    webhook.name
+                ));
+            };
+            let vars = lock(state).vars.clone();
+            let site = TemplateSite {
+                webhook: &webhook.name,
+                field: "callback.secret",
+            };
+            let secret =
+                template::render(secret_template, &vars, &site).map_err(|e| e.to_string())?;
+            shared.masker.add(&secret);
+            let (slot_auth, scheme) = match config.scheme {
+                HmacScheme::Standard => (SlotAuth::HmacStandard, hookgate_auth::Scheme::Standard),
+                HmacScheme::Github => (SlotAuth::HmacGithub, hookgate_auth::Scheme::Github),
+            };
+            (slot_auth, Some(CallbackCheck::Hmac { scheme, secret }))
+        }
+        _ => (SlotAuth::Bearer, None),
+    };
+    let request = SlotRequest {
+        auth,
+        deadline,
+        label: info.name.clone(),
+    };
+    let progress = |message: String| shared.progress(info, message, None);
+    let opened = open_slot(shared, mailbox, request, &progress).await?;
+    if let Some(token) = &opened.token {
+        shared.masker.add(token);
+    }
+    let check = match (hmac, &opened.token) {
+        (Some(check), _) => check,
+        (None, Some(token)) => CallbackCheck::Bearer {
+            token: token.clone(),
+        },
+        (None, None) => return Err("the relay opened a bearer slot without a token".to_owned()),
+    };
+    let mut state = lock(state);
+    let token = opened.token.clone().unwrap_or_default();
+    if let Some(vars) = state.vars.as_object_mut() {
+        vars.insert(
+            "callback".to_owned(),
+            json!({"uri": opened.callback_url, "token": token}),
+        );
+        if let Some(armory) = vars.get_mut("armory").and_then(Value::as_object_mut) {
+            armory.insert("callbackUri".to_owned(), json!(opened.callback_url));
+        }
+    }
+    Ok((opened, check))
+}
+
+/// The step's request and how it may be retried: a GitHub dispatch (with a token, never sent
+/// twice), or the webhook's own URL with an `Idempotency-Key`. For dispatches, also the
+/// repository (for `waitFor: workflowRun`).
+async fn build_request(
+    shared: &Shared,
+    webhook: &Webhook,
+    vars: &Value,
+) -> Result<(HttpRequest, RetryRule, Option<String>), String> {
+    if webhook.repository_dispatch.is_none() && webhook.workflow_dispatch.is_none() {
+        let mut request = render_request(webhook, vars)?;
+        if !request
+            .headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("idempotency-key"))
+        {
+            request.headers.push((
+                "Idempotency-Key".to_owned(),
+                uuid::Uuid::new_v4().to_string(),
+            ));
+        }
+        return Ok((request, RetryRule::Idempotent, None));
+    }
+    let Some(api) = shared.github.as_deref() else {
+        return Err("no GitHub token is available".to_owned());
+    };
+    let mut rendered = match (&webhook.repository_dispatch, &webhook.workflow_dispatch) {
+        (Some(spec), _) => dispatch::repository_dispatch(api, spec, vars, &webhook.name)?,
+        (None, Some(spec)) => dispatch::workflow_dispatch(api, spec, vars, &webhook.name)?,
+        (None, None) => return Err("no dispatch".to_owned()),
+    };
+    let token = api
+        .tokens
+        .token()
+        .await
+        .map_err(|reason| format!("cannot get a GitHub token: {reason}"))?;
+    shared.masker.add(&token);
+    rendered.request.headers = dispatch::api_headers(&token);
+    Ok((
+        rendered.request,
+        RetryRule::Dispatch,
+        Some(rendered.repository),
+    ))
 }
 
 /// Opens a slot, retrying while the relay is unavailable (the step's deadline bounds it).
