@@ -408,6 +408,7 @@ async fn after_deployment_statuses_go_on_the_environments_deployment() {
     runner
         .set("INPUT_DEPLOYMENT-STATUS", "true")
         .set("INPUT_CHECK-RUNS", "false")
+        .set("INPUT_JOB-SUMMARY", "false")
         .set("INPUT_ENVIRONMENT-URL", "https://staging.example.com");
     let reporters = runner.actions().reporters();
     let steps = vec![(
@@ -444,6 +445,9 @@ async fn after_deployment_statuses_go_on_the_environments_deployment() {
         statuses[1].1["description"],
         "hookgate: 1 afterDeployment gate(s) passed"
     );
+    // `job-summary: false` leaves the summary alone but still writes the outputs.
+    assert_eq!(std::fs::read_to_string(runner.summary_path()).unwrap(), "");
+    assert_eq!(parse_outputs(&runner.output_path())["result"], "success");
 }
 
 #[tokio::test]

@@ -112,7 +112,7 @@ pub struct ReportSettings {
     pub environment: Option<String>,
     /// The environment's URL shown on the deployment (`environment-url`).
     pub environment_url: Option<String>,
-    /// Write the job summary and step outputs (`job-summary`, default true).
+    /// Write the job summary (`job-summary`, default true). Outputs are written regardless.
     pub job_summary: bool,
 }
 

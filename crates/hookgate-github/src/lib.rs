@@ -142,13 +142,12 @@ impl Actions {
         let mut warnings: Vec<String> = ctx.warnings.clone();
         let mut reporters: Vec<Box<dyn Reporter>> = vec![Box::new(ActionsLogReporter::new())];
         let settings = &ctx.settings;
-        if settings.job_summary {
-            reporters.push(Box::new(JobSummaryReporter::new(SummaryFiles {
-                step_summary: ctx.step_summary.clone(),
-                output: ctx.output.clone(),
-                run_url: ctx.run_url(),
-            })));
-        }
+        // Outputs are always written: later steps may read them even without a summary.
+        reporters.push(Box::new(JobSummaryReporter::new(SummaryFiles {
+            step_summary: ctx.step_summary.clone().filter(|_| settings.job_summary),
+            output: ctx.output.clone(),
+            run_url: ctx.run_url(),
+        })));
         let wants_api = settings.check_runs || settings.deployment_status;
         let api = match (&self.tokens, &ctx.repository, &ctx.sha) {
             (Some(tokens), Some(repository), Some(sha)) => Some((
