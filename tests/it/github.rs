@@ -1098,3 +1098,44 @@ webhooks:
     }
     assert_eq!(parse_outputs(&runner.output_path())["result"], "cancelled");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hookgate_run_dispatches_a_workflow_and_waits_for_its_run() {
+    let fake = FakeGithub::start(TOKEN).await;
+    let runner = Runner::pull_request(&fake);
+    let file = staging_file(
+        runner.dir.path(),
+        r#"        - runWebhook: {name: Load test}
+webhooks:
+  - name: Load test
+    workflowDispatch:
+      workflow: load.yml
+      ref: main
+      inputs:
+        target: "{{ armory.environmentName }}"
+    waitFor: workflowRun
+    poll: {interval: 50ms}
+"#,
+    );
+    let (code, out) = run_binary(&runner, &file).await;
+    assert_eq!(code, 0, "{out}");
+
+    // The engine's dispatch body passed GitHub's schema for the operation.
+    fake.assert_no_problems();
+    let dispatches = fake.dispatches();
+    assert_eq!(dispatches.len(), 1);
+    assert_eq!(
+        dispatches[0].0,
+        "/repos/octo/app/actions/workflows/load.yml/dispatches"
+    );
+    assert_eq!(dispatches[0].1["return_run_details"], true);
+    let runs = fake.check_runs();
+    let check = check_named(&runs, "hookgate / staging / Load test");
+    assert_eq!(check["conclusion"], "success");
+    assert!(
+        check["output"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("waits by `workflowRun`")
+    );
+}

@@ -10,8 +10,9 @@
 //! status and headers instead (a rate limit, a 502), and those answers are not checked against
 //! the description, which does not list them.
 //!
-//! `GET /repos/{owner}/{repo}/installation` and `GET /repos/{owner}/{repo}/commits/{ref}/check-runs`
-//! are served but not in the subset, so neither side of them is checked against a schema.
+//! `GET /repos/{owner}/{repo}/installation`, `GET /repos/{owner}/{repo}/commits/{ref}/check-runs`
+//! and `GET /repos/{owner}/{repo}/actions/runs/{id}` (a dispatched run: completed, success) are
+//! served but not in the subset, so neither side of them is checked against a schema.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
@@ -282,7 +283,9 @@ async fn handle(
             }
         }
         None if method == "GET"
-            && (path.ends_with("/installation") || path.ends_with("/check-runs")) => {}
+            && (path.ends_with("/installation")
+                || path.ends_with("/check-runs")
+                || path.contains("/actions/runs/")) => {}
         None => problems.push(format!("{label}: not an operation of the subset")),
     }
 
@@ -433,6 +436,15 @@ fn act(
                 Some(json!({"total_count": runs.len(), "check_runs": runs})),
             )
         }
+        ("GET", ["repos", owner, repo, "actions", "runs", run_id]) => (
+            200,
+            Some(json!({
+                "id": run_id.parse::<u64>().unwrap_or_default(),
+                "status": "completed",
+                "conclusion": "success",
+                "html_url": format!("https://github.com/{owner}/{repo}/actions/runs/{run_id}"),
+            })),
+        ),
         ("PATCH", ["repos", _, _, "check-runs", run_id]) => {
             let run_id: u64 = run_id.parse().unwrap_or_default();
             match store
