@@ -59,9 +59,13 @@ pub fn first_line(text: &str) -> &str {
         .unwrap_or("")
 }
 
-/// A table cell: pipes escaped, line breaks as `<br>`, at most `max` characters.
+/// A table cell: pipes and HTML tags escaped (an error page's `<html>` must not end the table),
+/// line breaks as `<br>`, at most `max` characters.
 pub fn table_cell(text: &str, max: usize) -> String {
     cut_to_chars(text.trim(), max)
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
         .replace('|', "\\|")
         .replace("\r\n", "<br>")
         .replace('\n', "<br>")
@@ -139,6 +143,10 @@ mod tests {
     #[test]
     fn cells_stay_in_their_column() {
         assert_eq!(table_cell("a|b\nc", 100), "a\\|b<br>c");
+        assert_eq!(
+            table_cell("<html><body>x & y</body>", 100),
+            "&lt;html&gt;&lt;body&gt;x &amp; y&lt;/body&gt;"
+        );
         assert_eq!(short_duration(Duration::from_millis(850)), "850ms");
         assert_eq!(short_duration(Duration::from_millis(184_400)), "3m 4s");
     }
