@@ -215,6 +215,38 @@ async fn concurrent_deliveries_get_distinct_sequences(backend: Backend) {
     assert_eq!(sequences, (1..=40).collect::<Vec<_>>());
 }
 
+async fn concurrent_repeats_are_stored_once(backend: Backend) {
+    let store = backend.open().await;
+    let slot = slot(Duration::from_secs(600));
+    store.create_slot(&slot).await.unwrap();
+    // The same delivery many times at once, between distinct ones: likely in one write batch.
+    let adds = (0..30).map(|n| {
+        let store = store.clone();
+        let key = if n % 2 == 0 {
+            "same".to_owned()
+        } else {
+            format!("other-{n}")
+        };
+        let mut callback = delivery(&slot, &key, b"{\"success\":true}");
+        callback.max_per_slot = 1000;
+        tokio::spawn(async move { store.add_callback(callback).await.unwrap() })
+    });
+    let outcomes = futures::future::join_all(adds).await;
+    let stored = outcomes
+        .iter()
+        .filter(|outcome| matches!(outcome.as_ref().unwrap(), AddOutcome::Stored { .. }))
+        .count();
+    let repeats = outcomes
+        .iter()
+        .filter(|outcome| matches!(outcome.as_ref().unwrap(), AddOutcome::Duplicate { .. }))
+        .count();
+    assert_eq!((stored, repeats), (16, 14));
+    assert_eq!(
+        store.callbacks_after(&slot.id, 0, 100).await.unwrap().len(),
+        16
+    );
+}
+
 async fn retention_removes_expired_slots(backend: Backend) {
     let store = backend.open().await;
     let expired = slot(Duration::ZERO);
@@ -311,6 +343,7 @@ per_backend!(
     callbacks_in_order_and_untouched,
     repeats_stored_once_and_slots_bounded,
     concurrent_deliveries_get_distinct_sequences,
+    concurrent_repeats_are_stored_once,
     retention_removes_expired_slots,
     first_secret_wins,
     committed_callbacks_survive_reopening,

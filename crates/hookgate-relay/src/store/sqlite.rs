@@ -24,6 +24,20 @@ use super::{
 
 /// How many queued writes one transaction takes at most.
 const MAX_BATCH: usize = 512;
+/// How many callbacks one multi-statement insert stores at most.
+const INSERT_CHUNK: usize = 32;
+
+/// Stores one callback if it is new and its slot has room, answering its sequence number and its
+/// place `{index}` in the chunk. The trigger of migration 0002 moves the slot's count along, so the
+/// next statement of the chunk sees it. Parameters, in order: dedup key, received at, headers,
+/// body, slot id, the slot's maximum, dedup key.
+const INSERT_ONE: &str = "INSERT INTO callbacks \
+     (slot_id, sequence, dedup_key, received_at_ms, headers, body) \
+     SELECT id, callback_count + 1, ?, ?, ?, ? FROM slots \
+     WHERE id = ? AND callback_count < ? \
+     AND NOT EXISTS (SELECT 1 FROM callbacks AS earlier \
+     WHERE earlier.slot_id = slots.id AND earlier.dedup_key = ?) \
+     RETURNING sequence, {index};";
 
 /// The SQLite store.
 pub struct SqliteStore {
@@ -238,12 +252,25 @@ async fn write_loop(mut connection: SqliteConnection, mut queue: mpsc::Receiver<
             sqlx::query("BEGIN IMMEDIATE")
                 .execute(&mut connection)
                 .await?;
+            // Callbacks go in chunks of one multi-statement insert each: one round trip to the
+            // database thread per chunk instead of one per callback.
+            let mut callbacks = Vec::with_capacity(INSERT_CHUNK);
             for write in batch.drain(..) {
                 match write {
                     Write::Close(reply) => close_reply = Some(reply),
-                    Write::Op(op) => applied.push(apply(&mut connection, op).await?),
+                    Write::Op(Op::AddCallback(callback, reply)) => {
+                        callbacks.push((callback, reply));
+                        if callbacks.len() == INSERT_CHUNK {
+                            add_callbacks(&mut connection, &mut callbacks, &mut applied).await?;
+                        }
+                    }
+                    Write::Op(op) => {
+                        add_callbacks(&mut connection, &mut callbacks, &mut applied).await?;
+                        applied.push(apply(&mut connection, op).await?);
+                    }
                 }
             }
+            add_callbacks(&mut connection, &mut callbacks, &mut applied).await?;
             sqlx::query("COMMIT").execute(&mut connection).await?;
             Ok::<_, sqlx::Error>(())
         }
@@ -286,8 +313,10 @@ async fn apply(connection: &mut SqliteConnection, op: Op) -> Result<Applied, sql
             Applied::Unit(reply)
         }
         Op::AddCallback(callback, reply) => {
-            let outcome = add_callback(connection, &callback).await?;
-            Applied::Added(outcome, reply)
+            let mut one = vec![(callback, reply)];
+            let mut applied = Vec::with_capacity(1);
+            add_callbacks(connection, &mut one, &mut applied).await?;
+            return applied.pop().ok_or(sqlx::Error::RowNotFound);
         }
         Op::RemoveBefore(cutoff, reply) => {
             sqlx::query(
@@ -323,34 +352,57 @@ async fn apply(connection: &mut SqliteConnection, op: Op) -> Result<Applied, sql
     })
 }
 
-async fn add_callback(
+type PendingCallback = (NewCallback, oneshot::Sender<Result<AddOutcome, StoreError>>);
+
+/// Stores the pending callbacks (emptying the list) and queues their answers.
+async fn add_callbacks(
+    connection: &mut SqliteConnection,
+    pending: &mut Vec<PendingCallback>,
+    applied: &mut Vec<Applied>,
+) -> Result<(), sqlx::Error> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let sql: String = (0..pending.len())
+        .map(|index| INSERT_ONE.replace("{index}", &index.to_string()))
+        .collect();
+    // Built from the constant statement and integers only; every value is a bound parameter.
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for (callback, _) in pending.iter() {
+        query = query
+            .bind(callback.dedup_key.as_str())
+            .bind(to_millis(callback.received_at))
+            .bind(encode_headers(&callback.headers))
+            .bind(callback.body.as_slice())
+            .bind(callback.slot_id.as_str())
+            .bind(i64::try_from(callback.max_per_slot).unwrap_or(i64::MAX))
+            .bind(callback.dedup_key.as_str());
+    }
+    let rows = query.fetch_all(&mut *connection).await?;
+    let mut stored = vec![None; pending.len()];
+    for row in &rows {
+        let sequence: i64 = row.try_get(0)?;
+        let index: i64 = row.try_get(1)?;
+        if let Some(place) = usize::try_from(index).ok().and_then(|i| stored.get_mut(i)) {
+            *place = Some(sequence.unsigned_abs());
+        }
+    }
+    for ((callback, reply), stored) in pending.drain(..).zip(stored) {
+        let outcome = match stored {
+            Some(sequence) => AddOutcome::Stored { sequence },
+            None => unstored_outcome(connection, &callback).await?,
+        };
+        applied.push(Applied::Added(outcome, reply));
+    }
+    Ok(())
+}
+
+/// Why a callback was not stored: a repeat, a full slot, or no slot.
+async fn unstored_outcome(
     connection: &mut SqliteConnection,
     callback: &NewCallback,
 ) -> Result<AddOutcome, sqlx::Error> {
     let slot = callback.slot_id.as_str();
-    // The common case in one statement: a new delivery to a slot with room. The trigger of
-    // migration 0002 moves the slot's count along.
-    let stored: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO callbacks (slot_id, sequence, dedup_key, received_at_ms, headers, body) \
-         SELECT id, callback_count + 1, ?2, ?3, ?4, ?5 FROM slots \
-         WHERE id = ?1 AND callback_count < ?6 \
-         AND NOT EXISTS (SELECT 1 FROM callbacks WHERE slot_id = ?1 AND dedup_key = ?2) \
-         RETURNING sequence",
-    )
-    .bind(slot)
-    .bind(&callback.dedup_key)
-    .bind(to_millis(callback.received_at))
-    .bind(encode_headers(&callback.headers))
-    .bind(&callback.body)
-    .bind(i64::try_from(callback.max_per_slot).unwrap_or(i64::MAX))
-    .fetch_optional(&mut *connection)
-    .await?;
-    if let Some(sequence) = stored {
-        return Ok(AddOutcome::Stored {
-            sequence: sequence.unsigned_abs(),
-        });
-    }
-    // Nothing stored: say why.
     let earlier: Option<i64> =
         sqlx::query_scalar("SELECT sequence FROM callbacks WHERE slot_id = ?1 AND dedup_key = ?2")
             .bind(slot)
