@@ -6,6 +6,9 @@
 //! Start with [`Actions::from_env`], then take [`Actions::reporters`] and [`Actions::github_api`];
 //! both share one token source, so a GitHub App's installation token is fetched once.
 //!
+//! The reporters that call GitHub run [`detached`], in tasks of their own, so an API call or a
+//! rate-limit wait never delays the job's log; the run's end waits until they are done.
+//!
 //! ## Why reqwest and not octocrab
 //!
 //! The calls go through [`client::RestClient`], a thin layer over reqwest, rather than octocrab.
@@ -29,6 +32,7 @@ pub mod checks;
 pub mod client;
 pub mod context;
 pub mod deployments;
+pub mod detached;
 pub mod summary;
 pub mod text;
 pub mod workflow_commands;
@@ -47,6 +51,7 @@ use crate::checks::{CheckRunReporter, CheckRunSettings};
 use crate::client::{ApiError, GithubClient, RestClient, RetryPolicy};
 use crate::context::{ContextError, Credentials};
 use crate::deployments::{DeploymentReporter, DeploymentSettings};
+use crate::detached::Detached;
 use crate::summary::{JobSummaryReporter, SummaryFiles};
 use crate::workflow_commands::{emit, warning_line};
 
@@ -178,7 +183,7 @@ impl Actions {
                     ctx.run_id.as_deref().unwrap_or("local"),
                     ctx.run_attempt.as_deref().unwrap_or("1")
                 );
-                reporters.push(Box::new(CheckRunReporter::new(
+                reporters.push(Box::new(Detached::new(CheckRunReporter::new(
                     client.clone(),
                     CheckRunSettings {
                         repository: repository.clone(),
@@ -191,10 +196,10 @@ impl Actions {
                         run_key,
                         progress_interval: self.progress_interval,
                     },
-                )));
+                ))));
             }
             if settings.deployment_status {
-                reporters.push(Box::new(DeploymentReporter::new(
+                reporters.push(Box::new(Detached::new(DeploymentReporter::new(
                     client,
                     DeploymentSettings {
                         repository: repository.clone(),
@@ -206,7 +211,7 @@ impl Actions {
                         environment_url: settings.environment_url.clone(),
                         log_url: ctx.run_url(),
                     },
-                )));
+                ))));
             }
         }
         let lines: Vec<String> = warnings
