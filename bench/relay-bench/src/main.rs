@@ -100,7 +100,8 @@ async fn bench() -> anyhow::Result<()> {
         );
         let latency = latency(&relay_url).await?;
         let intake = intake(&relay_url, &baseline_url).await?;
-        let memory = memory(&relay_url, relay.id(), relay_address).await?;
+        let mut memory = memory(&relay_url, relay.id(), relay_address).await?;
+        memory.baseline_kib = baseline_memory(baseline.id(), baseline_address).await?;
         report(&latency, &intake, &memory);
         anyhow::Ok(())
     }
@@ -339,6 +340,8 @@ struct Memory {
     idle_kib: u64,
     waiting_kib: u64,
     waiters: u64,
+    /// The trivial axum handler holding as many open connections, each after one request.
+    baseline_kib: u64,
 }
 
 fn rss_kib(pid: u32) -> anyhow::Result<u64> {
@@ -429,7 +432,36 @@ async fn memory(relay_url: &str, pid: u32, address: SocketAddr) -> anyhow::Resul
         idle_kib,
         waiting_kib,
         waiters: waiters.min(still),
+        baseline_kib: 0,
     })
+}
+
+/// For scale: the trivial axum handler's resident memory with `WAITERS` open keep-alive
+/// connections that have each been answered once (what hyper keeps per connection).
+async fn baseline_memory(pid: u32, address: SocketAddr) -> anyhow::Result<u64> {
+    let mut connections = Vec::with_capacity(WAITERS);
+    for n in 0..WAITERS {
+        connections.push(tokio::spawn(async move {
+            let mut socket = tokio::net::TcpStream::connect(address).await?;
+            socket
+                .write_all(format!("GET /healthz HTTP/1.1\r\nhost: {address}\r\n\r\n").as_bytes())
+                .await?;
+            let mut answer = [0u8; 256];
+            let read = socket.read(&mut answer).await?;
+            anyhow::Ok((socket, read))
+        }));
+        if n % 500 == 499 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let mut open = Vec::with_capacity(WAITERS);
+    for connection in connections {
+        open.push(connection.await??);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let kib = rss_kib(pid)?;
+    drop(open);
+    Ok(kib)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -462,10 +494,12 @@ fn report(latency: &Latency, intake: &Intake, memory: &Memory) {
     );
     let mib = |kib: u64| kib as f64 / 1024.0;
     println!(
-        "3. {} waiting long polls: relay RSS {:.1} MiB (idle before: {:.1} MiB) (target < 150 MB) {}",
+        "3. {} waiting long polls: relay RSS {:.1} MiB (idle before: {:.1} MiB) (target < 150 MB) {}; \
+         for scale, the trivial axum handler with {WAITERS} open connections answered once: {:.1} MiB",
         memory.waiters,
         mib(memory.waiting_kib),
         mib(memory.idle_kib),
         verdict(memory.waiters >= WAITERS as u64 && memory.waiting_kib * 1024 < 150 * 1000 * 1000),
+        mib(memory.baseline_kib),
     );
 }

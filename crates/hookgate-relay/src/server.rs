@@ -10,7 +10,7 @@
 //!   callbacks after sequence N, at once if there are any, else when one arrives or the wait ends.
 //! - `/healthz`, `/metrics`.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -130,28 +130,87 @@ pub async fn serve(
 
     tracing::info!(%address, public_url = %relay.public_url, "relay listening");
     let app = router(relay.clone());
-    let trigger = stop.clone();
-    let server = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            tokio::select! {
-                () = shutdown => {},
-                () = trigger.cancelled() => {},
-            }
-            tracing::info!("shutting down: answering waiters, finishing requests in flight");
-            trigger.cancel();
-        })
-        .into_future();
     let drain_limit = relay.config.shutdown_timeout;
-    let result = tokio::select! {
-        result = server => result.map_err(RelayError::Serve),
-        () = async { stop.cancelled().await; tokio::time::sleep(drain_limit).await } => {
-            tracing::warn!(?drain_limit, "requests still in flight at the shutdown timeout");
-            Ok(())
+    let stopping = stop.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = shutdown => {},
+            () = stopping.cancelled() => {},
         }
-    };
+        tracing::info!("shutting down: answering waiters, finishing requests in flight");
+        stopping.cancel();
+    });
+    let result = accept_loop(listener, app, stop, drain_limit).await;
     store.close().await;
     tracing::info!("relay stopped");
     result
+}
+
+/// Serves HTTP/1.1 connections until `stop`, then lets each connection finish its request in
+/// flight and close, for at most `drain_limit`.
+///
+/// The connections are set up here rather than by `axum::serve` to allow half-closed connections:
+/// hyper then does not read from a connection while its request is in flight. Otherwise it
+/// allocates a fresh 8 KiB read buffer for every waiting long poll (the first still holds the
+/// request's headers), which made up a third of the memory a waiting poll costs. The price: a
+/// client that hangs up during a long poll is noticed when the poll is answered, not before.
+async fn accept_loop(
+    listener: TcpListener,
+    app: Router,
+    stop: CancellationToken,
+    drain_limit: Duration,
+) -> Result<(), RelayError> {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of file descriptors and the like: pause rather than spin.
+                    tracing::warn!(error = %err, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = stop.cancelled() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let stopping = stop.clone();
+        connections.spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .half_close(true)
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(30))
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                () = stopping.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(err) = result {
+                tracing::debug!(error = %err, "connection ended with an error");
+            }
+        });
+        // Reap finished connections so the set holds only live ones.
+        while connections.try_join_next().is_some() {}
+    }
+    drop(listener);
+    let drained = tokio::time::timeout(drain_limit, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            ?drain_limit,
+            "requests still in flight at the shutdown timeout"
+        );
+        connections.abort_all();
+    }
+    Ok(())
 }
 
 fn router(relay: Shared) -> Router {
