@@ -105,13 +105,23 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         masker.add(value);
     }
 
+    // Diagnostics go to stderr, and inside Actions also as annotations on the file; warnings
+    // (settings the wait mode ignores) are shown and the run goes on.
+    let report = |diagnostics: &hookgate_config::Diagnostics| {
+        if in_actions {
+            print_stdout(&masker.mask(&diagnostics.github_annotations()));
+        }
+        eprintln!("{}", masker.mask(&diagnostics.to_string()));
+    };
     let loaded = match hookgate_config::load(&args.file) {
-        Ok(loaded) => loaded,
-        Err(diagnostics) => {
-            if in_actions {
-                print_stdout(&diagnostics.github_annotations());
+        Ok(loaded) => {
+            if !loaded.warnings.is_empty() {
+                report(&loaded.warnings);
             }
-            eprintln!("{}", masker.mask(&diagnostics.to_string()));
+            loaded
+        }
+        Err(diagnostics) => {
+            report(&diagnostics);
             return Ok(ExitCode::from(EXIT_USAGE));
         }
     };

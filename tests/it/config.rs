@@ -321,3 +321,38 @@ fn help_explains_each_command_with_examples() {
         format!("hookgate {}", env!("CARGO_PKG_VERSION"))
     );
 }
+
+/// `hookgate run` shows the loader's warnings (a setting hookgate ignores) and still runs.
+#[test]
+fn run_prints_warnings_and_goes_on() {
+    let service = crate::support::TestServer::start(|_, _| crate::support::Reply::status(200));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("deploy.yml");
+    std::fs::write(
+        &file,
+        format!(
+            "targets:\n  staging:\n    constraints:\n      beforeDeployment:\n        - runWebhook:\n            name: ping\nwebhooks:\n  - name: ping\n    uriTemplate: {}/ping\n    agentIdentifier: my-agent\n    waitFor: none\n",
+            service.url
+        ),
+    )
+    .unwrap();
+    let output = hookgate()
+        .args([
+            "run",
+            "--target",
+            "staging",
+            "--phase",
+            "before-deployment",
+            "--file",
+        ])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("`agentIdentifier` of webhook `ping` is ignored"),
+        "{stderr}"
+    );
+    assert_eq!(service.requests_to("/ping").len(), 1);
+}
