@@ -229,6 +229,20 @@ fn fail_fast_status_codes_end_at_once() {
 }
 
 #[test]
+fn time_limits_too_long_for_the_clock_mean_no_limit() {
+    let server = TestServer::start(|_, _| Reply::status(204));
+    let (output, out) = run_one(
+        &server,
+        "gate",
+        "    waitFor: none\n    timeout: 500000000000y\n",
+        &["--timeout", "500000000000y"],
+    );
+    assert_eq!(code(&output), 0, "{out}");
+    assert!(!out.contains("panicked"), "{out}");
+    assert_eq!(server.requests_to("/gate").len(), 1);
+}
+
+#[test]
 fn an_undefined_variable_names_webhook_field_and_variable() {
     let server = TestServer::start(|_, _| Reply::status(200));
     let (output, out) = run_one(

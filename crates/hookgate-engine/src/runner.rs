@@ -33,6 +33,15 @@ use crate::template::{self, TemplateSite};
 /// How long reporters may take to catch up at the end of a run that was not cancelled.
 const REPORTER_DRAIN: Duration = Duration::from_secs(60);
 
+/// The latest deadline the engine keeps: a time limit longer than this never ends a step.
+const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// `start + limit`, or [`FOREVER`] after `start` when the limit is longer (a `timeout:` of a
+/// billion years must not overflow the clock).
+fn deadline_after(start: Instant, limit: Duration) -> Instant {
+    start + limit.min(FOREVER)
+}
+
 /// How a webhook's result is known: `waitFor`, with Armory's `disableCallback: true` meaning
 /// `none` and `callback` the default.
 pub fn wait_mode(webhook: &Webhook) -> WaitFor {
@@ -247,7 +256,10 @@ impl Runner {
                 }
             }
         });
-        let run_deadline = self.settings.run_timeout.map(|t| Instant::now() + t);
+        let run_deadline = self
+            .settings
+            .run_timeout
+            .map(|t| deadline_after(Instant::now(), t));
         let shared = Arc::new(Shared {
             settings: self.settings,
             masker: self.masker,
@@ -514,8 +526,9 @@ async fn run_pause(
     let started_at = SystemTime::now();
     let start = Instant::now();
     shared.emit(Event::StepStarted { step: info.clone() });
-    let far = start + Duration::from_secs(100 * 365 * 24 * 3600);
-    let run_deadline = shared.run_deadline.unwrap_or(far);
+    let run_deadline = shared
+        .run_deadline
+        .unwrap_or_else(|| deadline_after(start, FOREVER));
     let shown = humantime::format_duration(duration);
     let (conclusion, message) = tokio::select! {
         () = tokio::time::sleep(duration) => (Conclusion::Success, format!("paused {shown}")),
@@ -586,7 +599,7 @@ async fn run_webhook(
     let step_timeout = webhook
         .timeout
         .map_or(shared.settings.default_step_timeout, |t| t.0);
-    let step_deadline = start + step_timeout;
+    let step_deadline = deadline_after(start, step_timeout);
     let (deadline, limit) = match shared.run_deadline {
         Some(run) if run < step_deadline => (run, "the run's --timeout".to_owned()),
         _ => (
