@@ -63,11 +63,12 @@ async fn run_args(file: PathBuf) -> anyhow::Result<run::Args> {
     let secrets = match input("secrets") {
         Some(text) => string_map::parse(&text, "the `secrets` input")?
             .into_iter()
+            .map(|(key, value)| (key, Redacted(value)))
             .collect(),
         None => Vec::new(),
     };
     let relay = input("relay-url");
-    let relay_token = input("relay-token");
+    let relay_token = input("relay-token").map(Redacted);
     if relay.is_some() && relay_token.is_none() && !flag("use-oidc")? {
         bail!(
             "the relay needs a credential: set the `relay-token` input, or `use-oidc: true` with `permissions: id-token: write`"

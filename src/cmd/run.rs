@@ -20,7 +20,7 @@ use indexmap::IndexMap;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::cmd::{EXIT_GATE_FAILED, EXIT_OK, EXIT_USAGE, string_map};
+use crate::cmd::{EXIT_GATE_FAILED, EXIT_OK, EXIT_USAGE, Redacted, string_map};
 
 /// Arguments of `hookgate run`.
 #[derive(Debug, clap::Args)]
@@ -38,8 +38,8 @@ pub struct Args {
     #[arg(long = "context", value_name = "KEY=VALUE", value_parser = parse_pair)]
     pub context: Vec<(String, String)>,
     /// A `{{ secrets.KEY }}` value. Masked in all output. Repeatable.
-    #[arg(long = "secret", value_name = "KEY=VALUE", value_parser = parse_pair)]
-    pub secrets: Vec<(String, String)>,
+    #[arg(long = "secret", value_name = "KEY=VALUE", value_parser = parse_secret)]
+    pub secrets: Vec<(String, Redacted)>,
     /// A JSON or YAML file holding a map of secret names to values.
     #[arg(long, value_name = "PATH")]
     pub secrets_file: Option<PathBuf>,
@@ -53,7 +53,7 @@ pub struct Args {
         env = "HOOKGATE_RELAY_TOKEN",
         hide_env_values = true
     )]
-    pub relay_token: Option<String>,
+    pub relay_token: Option<Redacted>,
     /// A time limit for the whole run, such as `30m`; steps still running then are `timed_out`.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Option<Duration>,
@@ -79,6 +79,16 @@ fn parse_pair(text: &str) -> Result<(String, String), String> {
     }
 }
 
+/// `--secret KEY=VALUE`; the error names the key only, never the value.
+fn parse_secret(text: &str) -> Result<(String, Redacted), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_owned(), Redacted(value.to_owned())))
+        }
+        _ => Err("a --secret is not KEY=VALUE".to_owned()),
+    }
+}
+
 /// Runs `hookgate run`.
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let in_actions = std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
@@ -96,12 +106,17 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             Err(err) => return usage_error(&format!("{err:#}")),
         }
     }
-    secrets.extend(args.secrets.iter().cloned());
+    secrets.extend(
+        args.secrets
+            .iter()
+            .map(|(key, value)| (key.clone(), value.0.clone())),
+    );
     for value in secrets.values() {
         masker.add(value);
     }
     let github_token = std::env::var("GITHUB_TOKEN").ok().filter(|t| !t.is_empty());
-    for value in [&github_token, &args.relay_token].into_iter().flatten() {
+    let relay_token = args.relay_token.as_ref().map(|token| &token.0);
+    for value in [github_token.as_ref(), relay_token].into_iter().flatten() {
         masker.add(value);
     }
 
@@ -225,8 +240,8 @@ async fn open_mailbox(
 /// What authenticates this run to the relay: `--relay-token`, or in GitHub Actions the job's
 /// OIDC token for the relay's URL (the workflow needs `permissions: id-token: write`).
 async fn relay_credential(args: &Args, url: &str, masker: &Masker) -> anyhow::Result<String> {
-    if let Some(token) = args.relay_token.as_deref().filter(|t| !t.is_empty()) {
-        return Ok(token.to_owned());
+    if let Some(Redacted(token)) = args.relay_token.as_ref().filter(|t| !t.0.is_empty()) {
+        return Ok(token.clone());
     }
     let (Ok(request_url), Ok(request_token)) = (
         std::env::var("ACTIONS_ID_TOKEN_REQUEST_URL"),
@@ -309,4 +324,39 @@ fn print_stdout(text: &str) {
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes());
     let _ = out.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    #[test]
+    fn secret_values_stay_out_of_debug_output_and_parse_errors() {
+        let cli = Cli::try_parse_from([
+            "run",
+            "--target",
+            "staging",
+            "--phase",
+            "before-deployment",
+            "--secret",
+            "token=s3cret-value",
+            "--relay-token",
+            "relay-s3cret",
+        ])
+        .expect("valid arguments");
+        let debug = format!("{:?}", cli.args);
+        assert!(debug.contains("token"), "{debug}");
+        assert!(!debug.contains("s3cret"), "{debug}");
+
+        let error = parse_secret("s3cret-without-a-key").expect_err("no `=`");
+        assert!(!error.contains("s3cret"), "{error}");
+    }
 }
