@@ -1111,6 +1111,28 @@ fn a_busy_status_endpoint_is_polled_again_after_its_retry_after() {
 }
 
 #[test]
+fn a_rate_limited_dispatch_is_sent_again_even_without_retry_count() {
+    let github = TestServer::start(|_, earlier| {
+        if earlier.is_empty() {
+            Reply::status(429).with_header("Retry-After", "1")
+        } else {
+            Reply::status(204)
+        }
+    });
+    let file = deployment(&one_step(
+        "tests",
+        "    repositoryDispatch:\n      repository: o/tests\n      eventType: run-tests\n    waitFor: none\n",
+    ));
+    let output = run_env(&file, &phase_args(), &github_env(&github.url));
+    let out = text(&output);
+    assert_eq!(code(&output), 0, "{out}");
+    let sent = github.requests_to("/repos/o/tests/dispatches");
+    assert_eq!(sent.len(), 2, "{out}");
+    assert!(sent[1].at.duration_since(sent[0].at) >= Duration::from_millis(950));
+    assert!(out.contains("rate limited"), "{out}");
+}
+
+#[test]
 fn a_rate_limited_dispatch_is_sent_again_after_retry_after() {
     let github = TestServer::start(|_, earlier| {
         if earlier.is_empty() {

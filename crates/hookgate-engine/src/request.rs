@@ -309,6 +309,10 @@ impl HttpSender {
 
     /// Sends `request` until it succeeds or `policy` says stop. `on_retry` hears why and how
     /// long the wait is before each retry.
+    ///
+    /// A GitHub dispatch that is rate limited was not acted on, so it is sent again after the
+    /// wait GitHub asks for, up to [`RATE_LIMIT_RETRIES`] times besides `retryCount` (which
+    /// counts the other failures): a busy API does not fail a gate that set no retries.
     pub async fn send(
         &self,
         request: &HttpRequest,
@@ -317,10 +321,12 @@ impl HttpSender {
     ) -> Result<HttpResponse, RequestFailure> {
         let attempts_allowed = policy.retry_count.saturating_add(1);
         let mut attempt: u32 = 0;
+        let mut retries: u32 = 0;
+        let mut rate_limit_retries: u32 = 0;
         loop {
             attempt += 1;
             let result = self.send_once(request).await;
-            let (retry_reason, retry_after) = match result {
+            let (retry_reason, retry_after, rate_limited) = match result {
                 Ok(response) if response.is_success() => return Ok(response),
                 Ok(response) => {
                     let status = response.status;
@@ -328,22 +334,21 @@ impl HttpSender {
                     let retry_after = response
                         .header("retry-after")
                         .and_then(|v| parse_retry_after(v, SystemTime::now()));
-                    let retriable = !fail_fast
-                        && match policy.rule {
-                            RetryRule::Idempotent => {
-                                status >= 500
-                                    || status == 429
-                                    || policy.retry_status_codes.contains(&status)
-                            }
-                            RetryRule::Dispatch => {
-                                status == 429
-                                    || (status == 403
-                                        && (retry_after.is_some()
-                                            || response.header("x-ratelimit-remaining")
-                                                == Some("0")))
-                            }
-                        };
-                    if !retriable || attempt >= attempts_allowed {
+                    let rate_limit = match policy.rule {
+                        RetryRule::Dispatch => github_rate_limit_wait(&response, retry_after),
+                        RetryRule::Idempotent => None,
+                    };
+                    let may_retry = match (policy.rule, rate_limit) {
+                        (RetryRule::Dispatch, Some(_)) => rate_limit_retries < RATE_LIMIT_RETRIES,
+                        (RetryRule::Dispatch, None) => false,
+                        (RetryRule::Idempotent, _) => {
+                            (status >= 500
+                                || status == 429
+                                || policy.retry_status_codes.contains(&status))
+                                && retries < policy.retry_count
+                        }
+                    };
+                    if fail_fast || !may_retry {
                         return Err(RequestFailure::Status {
                             method: request.method.to_string(),
                             url: request.url.clone(),
@@ -354,10 +359,10 @@ impl HttpSender {
                             response: Box::new(response),
                         });
                     }
-                    let reset = (policy.rule == RetryRule::Dispatch)
-                        .then(|| rate_limit_reset(&response))
-                        .flatten();
-                    (format!("HTTP {status}"), retry_after.or(reset))
+                    match rate_limit {
+                        Some(wait) => (format!("HTTP {status}, rate limited"), Some(wait), true),
+                        None => (format!("HTTP {status}"), retry_after, false),
+                    }
                 }
                 Err(error) => {
                     let retriable = match (&error, policy.rule) {
@@ -366,25 +371,62 @@ impl HttpSender {
                         (SendError::Transport { .. }, RetryRule::Idempotent) => true,
                         (SendError::Transport { .. }, RetryRule::Dispatch) => false,
                     };
-                    if !retriable || attempt >= attempts_allowed {
+                    if !retriable || retries >= policy.retry_count {
                         return Err(RequestFailure::Send {
                             error,
                             attempts: attempt,
                         });
                     }
-                    (error.to_string(), None)
+                    (error.to_string(), None, false)
                 }
             };
-            let delay = retry_after.unwrap_or_else(|| policy.backoff.delay(attempt - 1));
-            on_retry(format!(
-                "attempt {attempt} of {attempts_allowed} failed ({retry_reason}); retrying in {}",
-                humantime::format_duration(Duration::from_millis(
-                    u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)
-                ))
+            let delay = retry_after.unwrap_or_else(|| policy.backoff.delay(retries));
+            if rate_limited {
+                rate_limit_retries += 1;
+            } else {
+                retries += 1;
+            }
+            let shown = humantime::format_duration(Duration::from_millis(
+                u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
             ));
+            on_retry(if rate_limited {
+                format!("attempt {attempt} was refused ({retry_reason}); sending again in {shown}")
+            } else {
+                format!(
+                    "attempt {attempt} of {attempts_allowed} failed ({retry_reason}); retrying in {shown}"
+                )
+            });
             tokio::time::sleep(delay).await;
         }
     }
+}
+
+/// How many times a rate-limited GitHub dispatch is sent again, besides `retryCount`.
+pub const RATE_LIMIT_RETRIES: u32 = 3;
+
+/// GitHub's advice for a secondary rate limit that names no wait: at least a minute.
+const SECONDARY_RATE_LIMIT_WAIT: Duration = Duration::from_secs(60);
+
+/// The wait GitHub asks for when `response` is a rate limit (so GitHub did not act on the
+/// request): a 429 or 403 with `Retry-After` (`retry_after`, already parsed), a spent primary
+/// limit until `x-ratelimit-reset`, or a secondary limit without either. `None` for any other
+/// answer, such as a 403 for a missing permission.
+fn github_rate_limit_wait(
+    response: &HttpResponse,
+    retry_after: Option<Duration>,
+) -> Option<Duration> {
+    if response.status != 403 && response.status != 429 {
+        return None;
+    }
+    if let Some(wait) = retry_after.or_else(|| rate_limit_reset(response)) {
+        return Some(wait);
+    }
+    let spent = response.header("x-ratelimit-remaining") == Some("0");
+    let secondary = response
+        .text()
+        .to_ascii_lowercase()
+        .contains("secondary rate limit");
+    (response.status == 429 || spent || secondary).then_some(SECONDARY_RATE_LIMIT_WAIT)
 }
 
 /// GitHub's `x-ratelimit-reset` (epoch seconds) as a wait from now, when the limit is spent.
@@ -453,6 +495,57 @@ mod tests {
     fn excerpts_are_flat_and_short() {
         assert_eq!(excerpt("a\nb", 10), "a b");
         assert_eq!(excerpt("abcdef", 3), "abc…");
+    }
+
+    fn answer(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResponse {
+        HttpResponse {
+            status,
+            headers: headers
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                .collect(),
+            body: body.as_bytes().to_vec(),
+            truncated: false,
+            url: "https://api.github.example/repos/o/r/dispatches".to_owned(),
+        }
+    }
+
+    #[test]
+    fn github_rate_limits_are_told_from_refusals() {
+        let seven = Some(Duration::from_secs(7));
+        assert_eq!(github_rate_limit_wait(&answer(403, &[], ""), seven), seven);
+        assert_eq!(github_rate_limit_wait(&answer(429, &[], ""), seven), seven);
+        assert_eq!(
+            github_rate_limit_wait(
+                &answer(
+                    403,
+                    &[],
+                    r#"{"message":"You have exceeded a secondary rate limit"}"#
+                ),
+                None
+            ),
+            Some(SECONDARY_RATE_LIMIT_WAIT)
+        );
+        assert_eq!(
+            github_rate_limit_wait(&answer(429, &[], ""), None),
+            Some(SECONDARY_RATE_LIMIT_WAIT)
+        );
+        let past_reset = [
+            ("x-ratelimit-remaining", "0"),
+            ("x-ratelimit-reset", "1000"),
+        ];
+        assert_eq!(
+            github_rate_limit_wait(&answer(403, &past_reset, ""), None),
+            Some(Duration::ZERO)
+        );
+        // A missing permission is not a reason to wait, nor is a server error.
+        let forbidden = answer(
+            403,
+            &[("x-ratelimit-remaining", "4999")],
+            r#"{"message":"Resource not accessible by integration"}"#,
+        );
+        assert_eq!(github_rate_limit_wait(&forbidden, None), None);
+        assert_eq!(github_rate_limit_wait(&answer(502, &[], ""), seven), None);
     }
 
     #[test]
