@@ -1110,18 +1110,23 @@ fn a_busy_status_endpoint_is_polled_again_after_its_retry_after() {
     );
 }
 
-#[test]
-fn a_rate_limited_dispatch_is_sent_again_even_without_retry_count() {
-    let github = TestServer::start(|_, earlier| {
-        if earlier.is_empty() {
-            Reply::status(429).with_header("Retry-After", "1")
-        } else {
-            Reply::status(204)
-        }
+/// A one-step repository dispatch (webhook lines `fields`) whose first send GitHub refuses with
+/// `refusal`, and which succeeds after: checks it is sent twice, a second apart, and returns the
+/// requests GitHub saw and the run's output.
+fn dispatch_after_a_rate_limit(refusal: Reply, fields: &str) -> (Vec<Seen>, String) {
+    let refusal = std::sync::Mutex::new(Some(refusal));
+    let github = TestServer::start(move |_, _| {
+        refusal
+            .lock()
+            .unwrap()
+            .take()
+            .unwrap_or_else(|| Reply::status(204))
     });
     let file = deployment(&one_step(
         "tests",
-        "    repositoryDispatch:\n      repository: o/tests\n      eventType: run-tests\n    waitFor: none\n",
+        &format!(
+            "    repositoryDispatch:\n      repository: o/tests\n      eventType: run-tests\n{fields}"
+        ),
     ));
     let output = run_env(&file, &phase_args(), &github_env(&github.url));
     let out = text(&output);
@@ -1129,36 +1134,32 @@ fn a_rate_limited_dispatch_is_sent_again_even_without_retry_count() {
     let sent = github.requests_to("/repos/o/tests/dispatches");
     assert_eq!(sent.len(), 2, "{out}");
     assert!(sent[1].at.duration_since(sent[0].at) >= Duration::from_millis(950));
-    assert!(out.contains("rate limited"), "{out}");
+    (sent, out)
 }
 
 #[test]
 fn a_rate_limited_dispatch_is_sent_again_after_retry_after() {
-    let github = TestServer::start(|_, earlier| {
-        if earlier.is_empty() {
-            Reply::status(403)
-                .with_header("Retry-After", "1")
-                .with_json(json!({"message": "You have exceeded a secondary rate limit"}))
-        } else {
-            Reply::status(204)
-        }
-    });
-    let file = deployment(&one_step(
-        "tests",
-        "    repositoryDispatch:\n      repository: o/tests\n      eventType: run-tests\n      clientPayload:\n        environment: \"{{ armory.environmentName }}\"\n    disableCallback: true\n    retryCount: 2\n",
-    ));
-    let output = run_env(&file, &phase_args(), &github_env(&github.url));
-    let out = text(&output);
-    assert_eq!(code(&output), 0, "{out}");
-    let sent = github.requests_to("/repos/o/tests/dispatches");
-    assert_eq!(sent.len(), 2, "{out}");
-    assert!(sent[1].at.duration_since(sent[0].at) >= Duration::from_millis(950));
+    let (sent, out) = dispatch_after_a_rate_limit(
+        Reply::status(403)
+            .with_header("Retry-After", "1")
+            .with_json(json!({"message": "You have exceeded a secondary rate limit"})),
+        "      clientPayload:\n        environment: \"{{ armory.environmentName }}\"\n    disableCallback: true\n    retryCount: 2\n",
+    );
     assert_eq!(
         sent[1].json(),
         json!({"event_type": "run-tests", "client_payload": {"environment": "staging"}})
     );
     assert!(
-        out.contains("none"),
+        out.contains("tests started (waiting by none)"),
         "disableCallback: true waits for nothing: {out}"
     );
+}
+
+#[test]
+fn a_rate_limited_dispatch_is_sent_again_even_without_retry_count() {
+    let (_, out) = dispatch_after_a_rate_limit(
+        Reply::status(429).with_header("Retry-After", "1"),
+        "    waitFor: none\n",
+    );
+    assert!(out.contains("rate limited"), "{out}");
 }

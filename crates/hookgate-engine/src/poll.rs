@@ -449,16 +449,7 @@ mod tests {
     }
 
     fn answer(status: u16, headers: &[(&str, &str)], body: &str, url: &str) -> HttpResponse {
-        HttpResponse {
-            status,
-            headers: headers
-                .iter()
-                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
-                .collect(),
-            body: body.as_bytes().to_vec(),
-            truncated: false,
-            url: url.to_owned(),
-        }
+        HttpResponse::answered(status, headers, body, url)
     }
 
     fn request(url: &str) -> HttpRequest {

@@ -73,6 +73,23 @@ impl HttpResponse {
     }
 }
 
+#[cfg(test)]
+impl HttpResponse {
+    /// An answer as if `url` had sent it, for tests.
+    pub(crate) fn answered(status: u16, headers: &[(&str, &str)], body: &str, url: &str) -> Self {
+        HttpResponse {
+            status,
+            headers: headers
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                .collect(),
+            body: body.as_bytes().to_vec(),
+            truncated: false,
+            url: url.to_owned(),
+        }
+    }
+}
+
 /// Cuts `text` to at most `max` characters on one line.
 pub fn excerpt(text: &str, max: usize) -> String {
     let flat: String = text
@@ -498,16 +515,12 @@ mod tests {
     }
 
     fn answer(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResponse {
-        HttpResponse {
+        HttpResponse::answered(
             status,
-            headers: headers
-                .iter()
-                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
-                .collect(),
-            body: body.as_bytes().to_vec(),
-            truncated: false,
-            url: "https://api.github.example/repos/o/r/dispatches".to_owned(),
-        }
+            headers,
+            body,
+            "https://api.example/repos/o/r/dispatches",
+        )
     }
 
     #[test]
