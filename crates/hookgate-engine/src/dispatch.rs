@@ -83,10 +83,16 @@ fn render_value(
     })
 }
 
+/// Whether `part` may stand as one segment of an API path: not empty, not `.` or `..` (which a
+/// URL parser folds into the segment before, sending the request elsewhere).
+fn is_path_segment(part: &str) -> bool {
+    !part.is_empty() && part != "." && part != ".."
+}
+
 fn check_repository(repository: &str) -> Result<(), String> {
     let valid = repository.split_once('/').is_some_and(|(owner, name)| {
-        !owner.is_empty()
-            && !name.is_empty()
+        is_path_segment(owner)
+            && is_path_segment(name)
             && !name.contains('/')
             && repository
                 .chars()
@@ -169,7 +175,8 @@ pub fn workflow_dispatch(
     check_repository(&repository)?;
     let workflow = template::render(&spec.workflow, vars, &site("workflowDispatch.workflow"))
         .map_err(|e| e.to_string())?;
-    if workflow.is_empty() || workflow.contains('/') {
+    let breaks_the_path = |c: char| c.is_whitespace() || c.is_control() || "/\\?#%".contains(c);
+    if !is_path_segment(&workflow) || workflow.contains(breaks_the_path) {
         return Err(format!(
             "workflowDispatch.workflow `{workflow}` must be a workflow file name (such as tests.yml) or id"
         ));
@@ -362,8 +369,41 @@ mod tests {
                 .contains("10")
         );
         spec.client_payload.clear();
-        spec.repository = "not-a-repo".into();
-        assert!(repository_dispatch(&api(), &spec, &json!({}), "w").is_err());
+        for repository in ["not-a-repo", "org/..", "../x", "org/.", "a/b/c"] {
+            spec.repository = repository.into();
+            assert!(
+                repository_dispatch(&api(), &spec, &json!({}), "w").is_err(),
+                "{repository}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_workflow_name_cannot_leave_its_path() {
+        let mut spec = WorkflowDispatch {
+            repository: None,
+            workflow: String::new(),
+            git_ref: "main".into(),
+            inputs: IndexMap::new(),
+        };
+        for workflow in [
+            "",
+            "..",
+            ".",
+            "a/b.yml",
+            "t.yml?x=1",
+            "t.yml#x",
+            "t%2F.yml",
+            "t .yml",
+        ] {
+            spec.workflow = workflow.into();
+            assert!(
+                workflow_dispatch(&api(), &spec, &json!({}), "w").is_err(),
+                "{workflow:?}"
+            );
+        }
+        spec.workflow = "1234".into();
+        assert!(workflow_dispatch(&api(), &spec, &json!({}), "w").is_ok());
     }
 
     #[test]
