@@ -758,8 +758,8 @@ async fn a_pull_requests_deployment_is_also_looked_for_on_the_merge_commit() {
     );
 }
 
-#[test]
-fn outside_actions_there_are_no_reporters_but_dispatches_still_authenticate() {
+#[tokio::test]
+async fn outside_actions_there_are_no_reporters_but_dispatches_still_authenticate() {
     let vars: HashMap<&str, &str> = [
         ("GITHUB_TOKEN", "ghp_local"),
         ("GITHUB_REPOSITORY", "octo/app"),
@@ -771,6 +771,8 @@ fn outside_actions_there_are_no_reporters_but_dispatches_still_authenticate() {
     assert!(actions.reporters().is_empty());
     let api = actions.github_api().unwrap();
     assert_eq!(api.base_url, "https://api.github.com");
+    assert_eq!(api.repository.as_deref(), Some("octo/app"));
+    assert_eq!(api.tokens.token().await.unwrap(), "ghp_local");
 }
 
 // ---------------------------------------------------------------------------------------------
