@@ -477,7 +477,8 @@ fn poll_the_url_in_the_response_until_cancelled() {
     );
     assert_eq!(code(&output), 1, "{out}");
     assert_eq!(server.requests_to("/elsewhere/1").len(), 1);
-    assert!(out.contains("cancelled"), "{out}");
+    assert!(out.contains("status `canceled`"), "{out}");
+    assert!(out.contains("result: cancelled"), "{out}");
 }
 
 #[test]
@@ -487,7 +488,8 @@ fn terminal_wins_over_success_when_both_list_a_status() {
         "      statusJsonPath: $.state\n      successStatuses: [STOPPED]\n      terminalStatuses: [stopped]\n",
     );
     assert_eq!(code(&output), 1, "{out}");
-    assert!(out.contains("failure"), "{out}");
+    assert!(out.contains("status `STOPPED`"), "{out}");
+    assert!(out.contains("result: failure"), "{out}");
 }
 
 #[test]
