@@ -731,6 +731,7 @@ async fn a_missing_permission_stops_check_runs_after_one_try() {
     assert!(fake.check_runs().is_empty());
     let outputs = parse_outputs(&runner.output_path());
     assert_eq!(outputs["result"], "success");
+    fake.assert_no_problems();
 }
 
 #[tokio::test]
@@ -990,6 +991,7 @@ async fn hookgate_run_keeps_its_verdict_when_github_reporting_fails() {
     assert_eq!(calls_to(&fake, "POST", "/check-runs").len(), 1);
     assert_eq!(fake.dispatches().len(), 1, "the gates ran as usual");
     assert_eq!(parse_outputs(&runner.output_path())["result"], "success");
+    fake.assert_no_problems();
 }
 
 #[tokio::test(flavor = "multi_thread")]
