@@ -241,6 +241,17 @@ mod tests {
     }
 
     #[test]
+    fn debug_output_of_a_delivery_leaves_out_its_token() {
+        let d = delivery(
+            vec![("authorization", "Bearer slot-s3cret".into())],
+            r#"{"success": true}"#,
+        );
+        let debug = format!("{d:?}");
+        assert!(debug.contains("authorization"), "{debug}");
+        assert!(!debug.contains("slot-s3cret"), "{debug}");
+    }
+
+    #[test]
     fn hmac_callbacks_verify_from_the_raw_body() {
         let secret = "it's a secret".to_owned();
         let body = r#"{"success":true,"mdMessage":"ok"}"#;

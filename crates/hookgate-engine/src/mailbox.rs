@@ -53,8 +53,9 @@ impl std::fmt::Debug for OpenSlot {
     }
 }
 
-/// One delivery as the relay stored it: raw bytes and headers, untouched.
-#[derive(Debug, Clone)]
+/// One delivery as the relay stored it: raw bytes and headers, untouched. A header may carry
+/// the slot's token, so `Debug` shows header names only.
+#[derive(Clone)]
 pub struct ReceivedCallback {
     /// The relay's sequence number of this delivery within its slot (increasing from 1).
     pub sequence: u64,
@@ -64,6 +65,24 @@ pub struct ReceivedCallback {
     pub headers: Vec<(String, String)>,
     /// The raw body.
     pub body: Vec<u8>,
+}
+
+impl std::fmt::Debug for ReceivedCallback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReceivedCallback")
+            .field("sequence", &self.sequence)
+            .field("received_at", &self.received_at)
+            .field(
+                "headers",
+                &self
+                    .headers
+                    .iter()
+                    .map(|(name, _)| name)
+                    .collect::<Vec<_>>(),
+            )
+            .field("body_len", &self.body.len())
+            .finish()
+    }
 }
 
 /// Why a mailbox call failed.

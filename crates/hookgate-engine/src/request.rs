@@ -15,8 +15,10 @@ use crate::backoff::{Backoff, parse_retry_after};
 /// Largest response body kept; the rest is dropped (a status or verdict is never that large).
 pub const BODY_LIMIT: usize = 1024 * 1024;
 
-/// A request, fully rendered.
-#[derive(Debug, Clone)]
+/// A request, fully rendered. Its URL, header values and body may hold secrets (a token in a
+/// header, a secret webhook URL such as Slack's), so `Debug` shows only the method, the URL's
+/// origin, the header names and the body's length.
+#[derive(Clone)]
 pub struct HttpRequest {
     /// The method.
     pub method: reqwest::Method,
@@ -26,6 +28,27 @@ pub struct HttpRequest {
     pub headers: Vec<(String, String)>,
     /// The body, if any.
     pub body: Option<String>,
+}
+
+impl std::fmt::Debug for HttpRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let origin = reqwest::Url::parse(&self.url)
+            .map(|url| url.origin().ascii_serialization())
+            .unwrap_or_else(|_| "(not a URL)".to_owned());
+        f.debug_struct("HttpRequest")
+            .field("method", &self.method)
+            .field("origin", &origin)
+            .field(
+                "headers",
+                &self
+                    .headers
+                    .iter()
+                    .map(|(name, _)| name)
+                    .collect::<Vec<_>>(),
+            )
+            .field("body_len", &self.body.as_ref().map(String::len))
+            .finish_non_exhaustive()
+    }
 }
 
 /// An answer, with its body read (up to [`BODY_LIMIT`]).
@@ -559,6 +582,23 @@ mod tests {
         );
         assert_eq!(github_rate_limit_wait(&forbidden, None), None);
         assert_eq!(github_rate_limit_wait(&answer(502, &[], ""), seven), None);
+    }
+
+    #[test]
+    fn debug_output_leaves_out_secret_parts_of_a_request() {
+        let request = HttpRequest {
+            method: reqwest::Method::POST,
+            url: "https://hooks.example/services/T0/B0/url-s3cret?token=query-s3cret".to_owned(),
+            headers: vec![(
+                "Authorization".to_owned(),
+                "Bearer header-s3cret".to_owned(),
+            )],
+            body: Some(r#"{"key":"body-s3cret"}"#.to_owned()),
+        };
+        let debug = format!("{request:?}");
+        assert!(debug.contains("https://hooks.example"), "{debug}");
+        assert!(debug.contains("Authorization"), "{debug}");
+        assert!(!debug.contains("s3cret"), "{debug}");
     }
 
     #[test]
