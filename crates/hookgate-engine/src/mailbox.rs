@@ -7,6 +7,8 @@ use std::time::{Duration, SystemTime};
 
 use futures::future::BoxFuture;
 
+use crate::request::header_names;
+
 /// How the service that is called must authenticate its callback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SlotAuth {
@@ -72,14 +74,7 @@ impl std::fmt::Debug for ReceivedCallback {
         f.debug_struct("ReceivedCallback")
             .field("sequence", &self.sequence)
             .field("received_at", &self.received_at)
-            .field(
-                "headers",
-                &self
-                    .headers
-                    .iter()
-                    .map(|(name, _)| name)
-                    .collect::<Vec<_>>(),
-            )
+            .field("headers", &header_names(&self.headers))
             .field("body_len", &self.body.len())
             .finish()
     }

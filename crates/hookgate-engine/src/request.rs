@@ -38,17 +38,15 @@ impl std::fmt::Debug for HttpRequest {
         f.debug_struct("HttpRequest")
             .field("method", &self.method)
             .field("origin", &origin)
-            .field(
-                "headers",
-                &self
-                    .headers
-                    .iter()
-                    .map(|(name, _)| name)
-                    .collect::<Vec<_>>(),
-            )
+            .field("headers", &header_names(&self.headers))
             .field("body_len", &self.body.as_ref().map(String::len))
             .finish_non_exhaustive()
     }
+}
+
+/// The names of `headers`, for `Debug` output that must not show their values.
+pub(crate) fn header_names(headers: &[(String, String)]) -> Vec<&str> {
+    headers.iter().map(|(name, _)| name.as_str()).collect()
 }
 
 /// An answer, with its body read (up to [`BODY_LIMIT`]).
