@@ -67,7 +67,7 @@ impl Masker {
             if self.inner.announce && !part.contains('\n') {
                 let mut out = std::io::stdout().lock();
                 // A failed write to stdout cannot be reported anywhere better; masking still works.
-                let _ = writeln!(out, "::add-mask::{part}");
+                let _ = writeln!(out, "{}", add_mask_command(part));
                 let _ = out.flush();
             }
             values.push(part.to_owned());
@@ -113,6 +113,16 @@ impl Masker {
     }
 }
 
+/// The runner's `::add-mask::` command for one line. The runner unescapes `%25`, `%0D` and
+/// `%0A` in a command's value, so a value with a `%` is escaped to be masked as it is.
+fn add_mask_command(value: &str) -> String {
+    let escaped = value
+        .replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A");
+    format!("::add-mask::{escaped}")
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -134,6 +144,12 @@ mod tests {
         masker.add("q\"uote");
         assert_eq!(masker.mask("saw line-two"), "saw ***");
         assert_eq!(masker.mask(r#"{"a":"q\"uote"}"#), r#"{"a":"***"}"#);
+    }
+
+    #[test]
+    fn announced_values_are_escaped_as_the_runner_unescapes_them() {
+        assert_eq!(add_mask_command("plain"), "::add-mask::plain");
+        assert_eq!(add_mask_command("a%0Ab%"), "::add-mask::a%250Ab%25");
     }
 
     #[test]
