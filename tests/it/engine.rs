@@ -300,8 +300,11 @@ fn secrets_never_reach_the_output() {
     assert!(out.contains("bad token Bearer ***"), "{out}");
 
     // In GitHub Actions the runner is told to mask it before anything else is printed.
+    // Nor does it reach the job summary or the step outputs.
     let secrets_file = file.path.with_file_name("secrets.yml");
     std::fs::write(&secrets_file, format!("api: {SECRET}\n")).unwrap();
+    let summary = file.path.with_file_name("summary.md");
+    let outputs = file.path.with_file_name("outputs.txt");
     let output = run_env(
         &file,
         &[
@@ -312,7 +315,11 @@ fn secrets_never_reach_the_output() {
             "--secrets-file",
             secrets_file.to_str().unwrap(),
         ],
-        &[("GITHUB_ACTIONS", "true")],
+        &[
+            ("GITHUB_ACTIONS", "true"),
+            ("GITHUB_STEP_SUMMARY", summary.to_str().unwrap()),
+            ("GITHUB_OUTPUT", outputs.to_str().unwrap()),
+        ],
     );
     let out = text(&output);
     assert_eq!(code(&output), 1, "{out}");
@@ -322,6 +329,11 @@ fn secrets_never_reach_the_output() {
         "{stdout}"
     );
     assert_eq!(text(&output).matches(SECRET).count(), 1, "{out}");
+    for written in [&summary, &outputs] {
+        let written = std::fs::read_to_string(written).unwrap();
+        assert!(written.contains("bad token Bearer ***"), "{written}");
+        assert!(!written.contains(SECRET), "the secret leaked:\n{written}");
+    }
 }
 
 fn two_step_file(first: &str, second: &str, condition: &str, url: &str) -> String {
