@@ -505,6 +505,42 @@ fn terminal_wins_over_success_when_both_list_a_status() {
 }
 
 #[test]
+fn later_steps_see_the_last_status_answer_of_a_poll() {
+    let server = poll_server(vec![
+        Reply::json(json!({"state": "RUNNING"})),
+        Reply::json(json!({"state": "SUCCEEDED", "report": 42})),
+    ]);
+    let yaml = format!(
+        r#"targets:
+  staging:
+    constraints:
+      beforeDeployment:
+        - runWebhook: {{name: job}}
+        - runWebhook: {{name: publish}}
+webhooks:
+  - name: job
+    uriTemplate: {url}/job
+    waitFor: poll
+    poll: {{statusJsonPath: $.state, successStatuses: [SUCCEEDED], interval: 50ms}}
+  - name: publish
+    uriTemplate: "{url}/publish?report={{{{ steps['job'].poll.report }}}}"
+    waitFor: none
+"#,
+        url = server.url
+    );
+    let file = deployment(&yaml);
+    let output = run(&file, &phase_args());
+    let out = text(&output);
+    assert_eq!(code(&output), 0, "{out}");
+    assert_eq!(
+        server.requests_to("/publish?report=42").len(),
+        1,
+        "{:?}",
+        server.requests()
+    );
+}
+
+#[test]
 fn a_status_path_that_finds_nothing_fails_and_says_so() {
     let (_server, output, out) = run_poll(
         vec![Reply::json(json!({"other": 1}))],

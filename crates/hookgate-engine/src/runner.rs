@@ -555,6 +555,8 @@ struct StepState {
     sent: bool,
     response: Option<HttpResponse>,
     callback_body: Option<Value>,
+    /// `waitFor: poll`: the last status answer's body.
+    poll_body: Option<Value>,
 }
 
 async fn run_webhook(
@@ -661,7 +663,7 @@ fn record(shared: &Shared, name: &str, conclusion: Conclusion, message: &str, st
 }
 
 /// `steps['NAME']`: `status`, `headers`, `body` (JSON when it is JSON), `message`,
-/// `conclusion` and the accepted `callback` body.
+/// `conclusion`, the accepted `callback` body and the last `poll` status answer's body.
 fn result_entry(conclusion: Conclusion, message: &str, state: &StepState) -> Value {
     let (status, headers, body) = match &state.response {
         Some(response) => {
@@ -684,6 +686,7 @@ fn result_entry(conclusion: Conclusion, message: &str, state: &StepState) -> Val
         "message": message,
         "conclusion": conclusion.as_str(),
         "callback": state.callback_body.clone().unwrap_or(Value::Null),
+        "poll": state.poll_body.clone().unwrap_or(Value::Null),
     })
 }
 
@@ -810,6 +813,7 @@ async fn execute(
                 &progress,
             )
             .await;
+            lock(state).poll_body = result.last_body;
             (result.conclusion, result.message)
         }
         WaitFor::Callback => {
