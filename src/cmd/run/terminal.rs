@@ -9,6 +9,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use hookgate_engine::request::excerpt;
 use hookgate_engine::{Conclusion, Event, Reporter, StepInfo, StepOutcome};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -175,7 +176,7 @@ pub fn table(outcomes: &[(StepInfo, StepOutcome)]) -> String {
                 },
                 outcome.conclusion.to_string(),
                 short_duration(outcome.duration),
-                one_line(&outcome.message, 100),
+                excerpt(&outcome.message, 100),
             ]
         })
         .collect();
@@ -200,16 +201,4 @@ pub fn table(outcomes: &[(StepInfo, StepOutcome)]) -> String {
         out.push('\n');
     }
     out.trim_end().to_owned()
-}
-
-fn one_line(text: &str, max: usize) -> String {
-    let flat: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if flat.chars().count() <= max {
-        flat
-    } else {
-        format!("{}…", flat.chars().take(max).collect::<String>())
-    }
 }
