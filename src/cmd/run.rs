@@ -16,6 +16,7 @@ use hookgate_engine::backoff::Backoff;
 use hookgate_engine::relay_mailbox::RelayMailbox;
 use hookgate_engine::settings::github_values;
 use hookgate_engine::{ArmoryValues, Mailbox, Masker, RunSettings, Runner, needs_mailbox};
+use hookgate_github::context::Credentials;
 use indexmap::IndexMap;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -179,6 +180,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Ok(github) => github,
         Err(err) => return usage_error(&masker.mask(&err.to_string())),
     };
+    // The `github-token` input is a secret too, like GITHUB_TOKEN above.
+    if let Some(Credentials::Token(token)) = &github.context().credentials {
+        masker.add(token.expose());
+    }
     if let Some(api) = github.github_api() {
         runner = runner.with_github(api);
     }

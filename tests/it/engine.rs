@@ -359,6 +359,30 @@ webhooks:
 }
 
 #[test]
+fn the_github_token_input_is_masked_like_a_secret() {
+    const TOKEN: &str = "ghs_input-t0ken-55";
+    let server = TestServer::start(|seen, _| {
+        Reply::status(400).with_body(&format!("unknown path {}", seen.path))
+    });
+    let file = deployment(&one_step(
+        "echo",
+        &format!(
+            "    uriTemplate: \"{}/echo/{{{{ context.value }}}}\"\n    waitFor: none\n",
+            server.url
+        ),
+    ));
+    let value = format!("value={TOKEN}");
+    let mut args = phase_args().to_vec();
+    args.extend(["--context", &value]);
+    let output = run_env(&file, &args, &[("INPUT_GITHUB-TOKEN", TOKEN)]);
+    let out = text(&output);
+    assert_eq!(code(&output), 1, "{out}");
+    assert_eq!(server.requests_to(&format!("/echo/{TOKEN}")).len(), 1);
+    assert!(out.contains("unknown path /echo/***"), "{out}");
+    assert!(!out.contains(TOKEN), "the token leaked:\n{out}");
+}
+
+#[test]
 fn if_conditions_see_earlier_results() {
     let server =
         TestServer::start(|_, _| Reply::json(json!({"deployment": {"success": true, "id": 7}})));
