@@ -8,6 +8,8 @@
 use std::time::Duration;
 
 use hookgate_config::model::{RepositoryDispatch, WorkflowDispatch};
+// GitHub's limits, which validation checks too; checked again once templates are rendered.
+use hookgate_config::{MAX_CLIENT_PAYLOAD_KEYS, MAX_EVENT_TYPE_CHARS, MAX_WORKFLOW_INPUTS};
 use serde_json::{Map, Value, json};
 
 use crate::event::Conclusion;
@@ -15,13 +17,6 @@ use crate::github_api::GithubApi;
 use crate::poll::PollIntervals;
 use crate::request::{HttpRequest, HttpSender, SendError, excerpt};
 use crate::template::{self, TemplateSite};
-
-/// GitHub's limit on `event_type`.
-pub const EVENT_TYPE_MAX: usize = 100;
-/// GitHub's limit on the top-level keys of `client_payload`.
-pub const CLIENT_PAYLOAD_MAX_KEYS: usize = 10;
-/// GitHub's limit on workflow inputs.
-pub const WORKFLOW_INPUTS_MAX: usize = 25;
 
 /// The headers GitHub's REST API expects, with `token`.
 pub fn api_headers(token: &str) -> Vec<(String, String)> {
@@ -128,15 +123,15 @@ pub fn repository_dispatch(
         &site("repositoryDispatch.eventType"),
     )
     .map_err(|e| e.to_string())?;
-    if event_type.is_empty() || event_type.chars().count() > EVENT_TYPE_MAX {
+    if event_type.is_empty() || event_type.chars().count() > MAX_EVENT_TYPE_CHARS {
         return Err(format!(
-            "repositoryDispatch.eventType must be 1 to {EVENT_TYPE_MAX} characters, it is {}",
+            "repositoryDispatch.eventType must be 1 to {MAX_EVENT_TYPE_CHARS} characters, it is {}",
             event_type.chars().count()
         ));
     }
-    if spec.client_payload.len() > CLIENT_PAYLOAD_MAX_KEYS {
+    if spec.client_payload.len() > MAX_CLIENT_PAYLOAD_KEYS {
         return Err(format!(
-            "repositoryDispatch.clientPayload has {} top-level keys; GitHub allows {CLIENT_PAYLOAD_MAX_KEYS}",
+            "repositoryDispatch.clientPayload has {} top-level keys; GitHub allows {MAX_CLIENT_PAYLOAD_KEYS}",
             spec.client_payload.len()
         ));
     }
@@ -183,9 +178,9 @@ pub fn workflow_dispatch(
     }
     let git_ref = template::render(&spec.git_ref, vars, &site("workflowDispatch.ref"))
         .map_err(|e| e.to_string())?;
-    if spec.inputs.len() > WORKFLOW_INPUTS_MAX {
+    if spec.inputs.len() > MAX_WORKFLOW_INPUTS {
         return Err(format!(
-            "workflowDispatch.inputs has {} inputs; GitHub allows {WORKFLOW_INPUTS_MAX}",
+            "workflowDispatch.inputs has {} inputs; GitHub allows {MAX_WORKFLOW_INPUTS}",
             spec.inputs.len()
         ));
     }
