@@ -188,6 +188,9 @@ pub enum StoreError {
     /// The transaction holding this write failed and was rolled back.
     #[error("writing to the store: {0}")]
     Write(String),
+    /// The SQLite writer's thread could not be started.
+    #[error("starting the SQLite writer: {0}")]
+    Writer(#[source] std::io::Error),
     /// The store's writer task has stopped.
     #[error("the store is shut down")]
     Closed,

@@ -4,6 +4,7 @@
 //! share it. Reads use a small pool of their own connections, which WAL lets run beside the writer.
 //! `sqlite::memory:` is served by a private temporary file (removed on drop) so that readers and
 //! the writer see one database; it skips the fsyncs, since nothing is meant to survive.
+//! The writer runs on a thread of its own (see [`SqliteStore::open`]).
 
 use std::path::Path;
 use std::str::FromStr;
@@ -134,8 +135,18 @@ impl SqliteStore {
             .await
             .map_err(StoreError::database("opening SQLite readers"))?;
 
+        // The writer gets a thread and a runtime of its own: each of its round trips to the
+        // database thread then resumes at once instead of queueing behind every request task on
+        // the server's runtime, which held a batch for milliseconds under load.
         let (writes, queue) = mpsc::channel(4096);
-        tokio::spawn(write_loop(writer, queue));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(StoreError::Writer)?;
+        std::thread::Builder::new()
+            .name("hookgate-sqlite-writer".to_owned())
+            .spawn(move || runtime.block_on(write_loop(writer, queue)))
+            .map_err(StoreError::Writer)?;
         Ok(Self {
             readers,
             writes,
