@@ -938,6 +938,35 @@ fn workflow_dispatch_follows_the_run_to_its_conclusion() {
 }
 
 #[test]
+fn a_rate_limited_read_of_the_workflow_run_waits_as_github_asks() {
+    let github = TestServer::start(|seen, earlier| {
+        if seen.path.ends_with("/dispatches") {
+            return Reply::json(json!({"workflow_run_id": 4242}));
+        }
+        if count_to(earlier, &seen.path) == 0 {
+            return Reply::status(403)
+                .with_header("Retry-After", "1")
+                .with_json(json!({"message": "You have exceeded a secondary rate limit"}));
+        }
+        Reply::json(json!({"status": "completed", "conclusion": "success"}))
+    });
+    let file = deployment(&one_step(
+        "load-test",
+        "    workflowDispatch:\n      repository: o/tests\n      workflow: load.yml\n      ref: main\n    waitFor: workflowRun\n    poll: {interval: 50ms}\n",
+    ));
+    let output = run_env(&file, &phase_args(), &github_env(&github.url));
+    let out = text(&output);
+    assert_eq!(code(&output), 0, "{out}");
+    let reads = github.requests_to("/repos/o/tests/actions/runs/4242");
+    assert_eq!(reads.len(), 2, "{out}");
+    let gap = reads[1].at.duration_since(reads[0].at);
+    assert!(
+        gap >= Duration::from_millis(950),
+        "read again after {gap:?}"
+    );
+}
+
+#[test]
 fn a_repository_dispatch_is_never_sent_twice_after_a_server_error() {
     let github = github_server(vec![]);
     let file = deployment(&one_step(

@@ -5,17 +5,18 @@
 //! GitHub has no idempotency key for dispatches, so these requests use
 //! [`RetryRule::Dispatch`]: sent again only when GitHub certainly did not act.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use hookgate_config::model::{RepositoryDispatch, WorkflowDispatch};
 // GitHub's limits, which validation checks too; checked again once templates are rendered.
 use hookgate_config::{MAX_CLIENT_PAYLOAD_KEYS, MAX_EVENT_TYPE_CHARS, MAX_WORKFLOW_INPUTS};
 use serde_json::{Map, Value, json};
 
+use crate::backoff::parse_retry_after;
 use crate::event::Conclusion;
 use crate::github_api::GithubApi;
 use crate::poll::PollIntervals;
-use crate::request::{HttpRequest, HttpSender, SendError, excerpt};
+use crate::request::{HttpRequest, HttpSender, SendError, excerpt, github_rate_limit_wait};
 use crate::template::{self, TemplateSite};
 
 /// The headers GitHub's REST API expects, with `token`.
@@ -232,6 +233,8 @@ pub async fn await_workflow_run(
     let started = tokio::time::Instant::now();
     let mut last_note = String::new();
     loop {
+        // A rate-limited read waits as long as GitHub asks, when that is longer than the interval.
+        let mut asked_to_wait = None;
         let note = match api.tokens.token().await {
             Err(reason) => format!("cannot get a GitHub token, will retry: {reason}"),
             Ok(token) => {
@@ -277,11 +280,17 @@ pub async fn await_workflow_run(
                             ),
                         );
                     }
-                    Ok(response) => format!(
-                        "reading the workflow run answered HTTP {}, will retry: {}",
-                        response.status,
-                        excerpt(&response.text(), 100)
-                    ),
+                    Ok(response) => {
+                        let retry_after = response
+                            .header("retry-after")
+                            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+                        asked_to_wait = github_rate_limit_wait(&response, retry_after);
+                        format!(
+                            "reading the workflow run answered HTTP {}, will retry: {}",
+                            response.status,
+                            excerpt(&response.text(), 100)
+                        )
+                    }
                     Err(SendError::Invalid(reason)) => {
                         return (Conclusion::Failure, reason);
                     }
@@ -293,12 +302,10 @@ pub async fn await_workflow_run(
             progress(note.clone());
             last_note = note;
         }
-        tokio::time::sleep(
-            intervals
-                .next(started.elapsed())
-                .max(Duration::from_millis(50)),
-        )
-        .await;
+        let interval = intervals
+            .next(started.elapsed())
+            .max(Duration::from_millis(50));
+        tokio::time::sleep(asked_to_wait.map_or(interval, |wait| wait.max(interval))).await;
     }
 }
 

@@ -449,7 +449,7 @@ const SECONDARY_RATE_LIMIT_WAIT: Duration = Duration::from_secs(60);
 /// request): a 429 or 403 with `Retry-After` (`retry_after`, already parsed), a spent primary
 /// limit until `x-ratelimit-reset`, or a secondary limit without either. `None` for any other
 /// answer, such as a 403 for a missing permission.
-fn github_rate_limit_wait(
+pub(crate) fn github_rate_limit_wait(
     response: &HttpResponse,
     retry_after: Option<Duration>,
 ) -> Option<Duration> {
