@@ -89,9 +89,9 @@ impl TerminalReporter {
                         bar.set_style(progress_style());
                         bar.set_position(u64::from(*percent));
                     }
-                    bar.set_message(message.clone());
+                    bar.set_message(printable(message));
                 }
-                None => self.line(&format!("  {}: {message}", step.name)),
+                None => self.line(&format!("  {}: {}", step.name, printable(message))),
             },
             Event::StepFinished { step, outcome } => {
                 let text = format!(
@@ -103,7 +103,7 @@ impl TerminalReporter {
                     if outcome.message.is_empty() {
                         String::new()
                     } else {
-                        format!(": {}", outcome.message)
+                        format!(": {}", printable(&outcome.message))
                     }
                 );
                 let bar = self
@@ -162,6 +162,14 @@ fn short_duration(duration: Duration) -> String {
     }
 }
 
+/// `text` from outside (a callback's message, a status answer) without control characters other
+/// than line breaks, so it cannot move the cursor or recolour the terminal.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() && c != '\n' { ' ' } else { c })
+        .collect()
+}
+
 /// The closing table: step, wait mode, conclusion, duration, message.
 pub fn table(outcomes: &[(StepInfo, StepOutcome)]) -> String {
     let rows: Vec<[String; 5]> = outcomes
@@ -201,4 +209,14 @@ pub fn table(outcomes: &[(StepInfo, StepOutcome)]) -> String {
         out.push('\n');
     }
     out.trim_end().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_from_outside_cannot_drive_the_terminal() {
+        assert_eq!(printable("ok\x1b[2J\rdone\nnext"), "ok [2J done\nnext");
+    }
 }
