@@ -71,11 +71,15 @@ impl Masker {
                 let _ = out.flush();
             }
             values.push(part.to_owned());
-            // JSON-escaped forms appear in bodies and messages that quote them.
+            // JSON-escaped forms appear in bodies and messages that quote them, URL-encoded
+            // forms (the `urlencode` filter) in URLs that messages name.
+            let mut forms = vec![url_encoded(part)];
             if let Ok(quoted) = serde_json::to_string(part) {
-                let escaped = &quoted[1..quoted.len() - 1];
-                if escaped != part && !values.iter().any(|v| v == escaped) {
-                    values.push(escaped.to_owned());
+                forms.push(quoted[1..quoted.len() - 1].to_owned());
+            }
+            for form in forms {
+                if form != part && !values.contains(&form) {
+                    values.push(form);
                 }
             }
         }
@@ -111,6 +115,20 @@ impl Masker {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// `value` as the templates' `urlencode` filter writes it: every byte but ASCII letters, digits
+/// and `/ . - _` as `%XX`.
+fn url_encoded(value: &str) -> String {
+    let mut encoded = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'/' | b'.' | b'-' | b'_') {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
 }
 
 /// The runner's `::add-mask::` command for one line. The runner unescapes `%25`, `%0D` and
@@ -150,6 +168,26 @@ mod tests {
     fn announced_values_are_escaped_as_the_runner_unescapes_them() {
         assert_eq!(add_mask_command("plain"), "::add-mask::plain");
         assert_eq!(add_mask_command("a%0Ab%"), "::add-mask::a%250Ab%25");
+    }
+
+    #[test]
+    fn masks_the_url_encoded_form_the_urlencode_filter_writes() {
+        let masker = Masker::new();
+        masker.add("tok+en/= é");
+        let rendered = crate::template::render(
+            "https://h/?key={{ secrets.key | urlencode }}",
+            &serde_json::json!({"secrets": {"key": "tok+en/= é"}}),
+            &crate::template::TemplateSite {
+                webhook: "w",
+                field: "uriTemplate",
+            },
+        )
+        .unwrap();
+        assert_eq!(masker.mask(&rendered), "https://h/?key=***");
+        assert_eq!(
+            masker.mask("GET https://h/?key=tok%2Ben/%3D%20%C3%A9 failed"),
+            "GET https://h/?key=*** failed"
+        );
     }
 
     #[test]
