@@ -120,15 +120,7 @@ impl Masker {
 /// `value` as the templates' `urlencode` filter writes it: every byte but ASCII letters, digits
 /// and `/ . - _` as `%XX`.
 fn url_encoded(value: &str) -> String {
-    let mut encoded = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'/' | b'.' | b'-' | b'_') {
-            encoded.push(char::from(byte));
-        } else {
-            encoded.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    encoded
+    crate::request::percent_encode(value, b"/.-_")
 }
 
 /// The runner's `::add-mask::` command for one line. The runner unescapes `%25`, `%0D` and

@@ -111,6 +111,19 @@ impl HttpResponse {
     }
 }
 
+/// `text` with every byte but ASCII letters, digits and those in `keep` written as `%XX`.
+pub fn percent_encode(text: &str, keep: &[u8]) -> String {
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || keep.contains(&byte) {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
 /// Cuts `text` to at most `max` characters on one line.
 pub fn excerpt(text: &str, max: usize) -> String {
     let flat: String = text

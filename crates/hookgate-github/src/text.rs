@@ -101,15 +101,7 @@ pub fn emoji(conclusion: Conclusion) -> &'static str {
 
 /// Percent-encodes a query value (everything but RFC 3986's unreserved characters).
 pub fn query_value(text: &str) -> String {
-    let mut encoded = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            encoded.push(char::from(byte));
-        } else {
-            encoded.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    encoded
+    hookgate_engine::request::percent_encode(text, b"-._~")
 }
 
 #[cfg(test)]
