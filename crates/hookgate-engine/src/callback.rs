@@ -1,13 +1,14 @@
 //! `waitFor: callback`: wait in a relay slot for a verified verdict. The relay is a mailbox, not a
 //! judge: HMAC deliveries are verified here again from their raw bytes with the secret only this
-//! process holds, a bearer token that was kept is compared with the slot's, and deliveries that
-//! fail verification or are not `{"success": bool}` are reported and ignored, never trusted.
+//! process holds (a Standard Webhooks one signed before the slot was opened is a replay), a
+//! bearer token that was kept is compared with the slot's, and deliveries that fail
+//! verification or are not `{"success": bool}` are reported and ignored, never trusted.
 //! (Bearer slot tokens are issued by the relay itself, which checks them on intake and keeps no
 //! credentials; end-to-end protection against a compromised relay needs `callback.auth: hmac`.)
 
 use std::time::{Duration, SystemTime};
 
-use hookgate_auth::{Scheme, bearer_matches};
+use hookgate_auth::{Scheme, bearer_matches, standard};
 use serde_json::Value;
 
 use crate::backoff::Backoff;
@@ -32,7 +33,25 @@ pub enum CallbackCheck {
         scheme: Scheme,
         /// The rendered secret. Secret.
         secret: String,
+        /// Standard Webhooks deliveries signed before this instant are replays of older ones
+        /// (the slot did not exist yet), whatever time the relay says it stored them.
+        signed_after: SystemTime,
     },
+}
+
+impl CallbackCheck {
+    /// The check of an HMAC slot opened now: deliveries signed more than the Standard Webhooks
+    /// tolerance before now (a clock may be that far behind) are refused.
+    pub fn hmac(scheme: Scheme, secret: String) -> Self {
+        let tolerance = Duration::from_secs(standard::TOLERANCE_SECONDS.unsigned_abs());
+        CallbackCheck::Hmac {
+            scheme,
+            secret,
+            signed_after: SystemTime::now()
+                .checked_sub(tolerance)
+                .unwrap_or(SystemTime::UNIX_EPOCH),
+        }
+    }
 }
 
 impl std::fmt::Debug for CallbackCheck {
@@ -76,7 +95,11 @@ pub fn judge_delivery(check: &CallbackCheck, delivery: &ReceivedCallback) -> Del
                 Some(_) => Err("its bearer token is not this slot's".to_owned()),
             }
         }
-        CallbackCheck::Hmac { scheme, secret } => scheme
+        CallbackCheck::Hmac {
+            scheme,
+            secret,
+            signed_after,
+        } => scheme
             // The relay stored the delivery at `received_at`; the timestamp tolerance counts from
             // then, so a verdict read late (after a reconnect) still verifies.
             .verify(
@@ -85,7 +108,15 @@ pub fn judge_delivery(check: &CallbackCheck, delivery: &ReceivedCallback) -> Del
                 &delivery.body,
                 delivery.received_at,
             )
-            .map_err(|err| format!("its {scheme} signature does not verify: {err}")),
+            .map_err(|err| format!("its {scheme} signature does not verify: {err}"))
+            .and_then(|()| match standard::signed_at(&delivery.headers) {
+                // A relay that lies about `received_at` cannot pass off an old delivery.
+                Some(signed) if *scheme == Scheme::Standard && signed < *signed_after => Err(
+                    "it was signed before this slot was opened (a replay of an older delivery)"
+                        .to_owned(),
+                ),
+                _ => Ok(()),
+            }),
     };
     if let Err(reason) = verified {
         return DeliveryVerdict::Ignored(format!(
@@ -259,10 +290,7 @@ mod tests {
             .sign(&secret, "msg_1", SystemTime::now(), body.as_bytes())
             .unwrap();
         let headers: Vec<(&str, String)> = headers.into_iter().collect();
-        let check = CallbackCheck::Hmac {
-            scheme: Scheme::Github,
-            secret,
-        };
+        let check = CallbackCheck::hmac(Scheme::Github, secret);
         assert!(matches!(
             judge_delivery(&check, &delivery(headers.clone(), body)),
             DeliveryVerdict::Accepted { success: true, .. }
@@ -271,6 +299,30 @@ mod tests {
         assert!(matches!(
             judge_delivery(&check, &delivery(headers, &tampered)),
             DeliveryVerdict::Ignored(_)
+        ));
+    }
+
+    #[test]
+    fn a_standard_webhooks_delivery_signed_before_the_slot_opened_is_a_replay() {
+        let secret = standard::Secret::generate();
+        let body = r#"{"success":true}"#;
+        let an_hour_ago = SystemTime::now() - Duration::from_secs(3600);
+        let headers = Scheme::Standard
+            .sign(&secret, "msg_old", an_hour_ago, body.as_bytes())
+            .unwrap();
+        // The relay claims it stored the old delivery an hour ago, so its timestamp is fresh.
+        let mut replayed = delivery(headers.into_iter().collect(), body);
+        replayed.received_at = an_hour_ago;
+        let check = CallbackCheck::hmac(Scheme::Standard, secret.clone());
+        assert!(
+            matches!(judge_delivery(&check, &replayed), DeliveryVerdict::Ignored(r) if r.contains("before this slot was opened"))
+        );
+        let headers = Scheme::Standard
+            .sign(&secret, "msg_new", SystemTime::now(), body.as_bytes())
+            .unwrap();
+        assert!(matches!(
+            judge_delivery(&check, &delivery(headers.into_iter().collect(), body)),
+            DeliveryVerdict::Accepted { success: true, .. }
         ));
     }
 

@@ -897,7 +897,7 @@ async fn open_callback(
                 HmacScheme::Standard => (SlotAuth::HmacStandard, hookgate_auth::Scheme::Standard),
                 HmacScheme::Github => (SlotAuth::HmacGithub, hookgate_auth::Scheme::Github),
             };
-            (slot_auth, Some(CallbackCheck::Hmac { scheme, secret }))
+            (slot_auth, Some(CallbackCheck::hmac(scheme, secret)))
         }
         _ => (SlotAuth::Bearer, None),
     };
