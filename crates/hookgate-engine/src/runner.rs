@@ -125,7 +125,7 @@ pub enum RunError {
     },
     /// A step dispatches on GitHub but no API access was given.
     #[error(
-        "step(s) {steps} dispatch on GitHub (repositoryDispatch/workflowDispatch) but no GitHub token is available: set GITHUB_TOKEN"
+        "step(s) {steps} dispatch on GitHub (repositoryDispatch/workflowDispatch) but no GitHub token is available: set GITHUB_TOKEN (or the action's `github-token` input), or `app-id` and `app-private-key` for a GitHub App"
     )]
     NoGithub {
         /// The steps, comma-separated.
