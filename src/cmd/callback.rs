@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use hookgate_auth::{Scheme, standard};
+use hookgate_engine::backoff::parse_retry_after;
 use reqwest::StatusCode;
 use reqwest::header::{
     AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
@@ -243,12 +244,7 @@ async fn send(
     if status.is_success() {
         return Attempt::Delivered(status);
     }
-    let retry_after = response
-        .headers()
-        .get(RETRY_AFTER)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+    let retry_after = retry_after(response.headers());
     let text = response.text().await.unwrap_or_default();
     let explanation = explain(&text);
     if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
@@ -262,6 +258,12 @@ async fn send(
             explanation,
         }
     }
+}
+
+/// The wait a `Retry-After` header asks for: seconds, or an HTTP date.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
+    parse_retry_after(value, SystemTime::now())
 }
 
 /// The relay's `{code, detail}`, or the start of whatever else was answered.
@@ -316,6 +318,22 @@ mod tests {
         assert_eq!(explain("Bad Gateway"), "Bad Gateway");
         let long = "x".repeat(MAX_SHOWN_BODY + 10);
         assert_eq!(explain(&long).len(), MAX_SHOWN_BODY + 3);
+    }
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_as_a_date() {
+        let headers = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(RETRY_AFTER, HeaderValue::from_static(value));
+            headers
+        };
+        assert_eq!(retry_after(&headers("3")), Some(Duration::from_secs(3)));
+        assert_eq!(
+            retry_after(&headers("Sun, 06 Nov 1994 08:49:37 GMT")),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after(&headers("soon")), None);
+        assert_eq!(retry_after(&HeaderMap::new()), None);
     }
 
     #[test]
