@@ -4,7 +4,7 @@
 //! with backoff; any other 4xx or a malformed answer is [`ClientError::Refused`].
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
@@ -115,11 +115,36 @@ struct ErrorAnswer {
     detail: String,
 }
 
+/// Fetches a credential for creating a slot, such as a job's GitHub Actions OIDC token.
+pub type FetchCredential =
+    Arc<dyn Fn() -> futures::future::BoxFuture<'static, Result<String, String>> + Send + Sync>;
+
+/// What authenticates a client when it creates slots.
+#[derive(Clone)]
+pub enum Credential {
+    /// A fixed relay token.
+    Token(String),
+    /// A credential fetched afresh for every slot: an OIDC token lasts minutes, while a run that
+    /// opens a slot after a long earlier step may be hours old.
+    Fetched(FetchCredential),
+}
+
+impl Credential {
+    async fn current(&self) -> Result<String, ClientError> {
+        match self {
+            Credential::Token(token) => Ok(token.clone()),
+            Credential::Fetched(fetch) => fetch().await.map_err(|why| {
+                ClientError::Refused(format!("cannot get a credential for the relay: {why}"))
+            }),
+        }
+    }
+}
+
 /// A client of one relay.
 pub struct RelayClient {
     http: reqwest::Client,
     base_url: String,
-    credential: String,
+    credential: Credential,
     read_tokens: Mutex<HashMap<String, String>>,
 }
 
@@ -136,6 +161,11 @@ impl RelayClient {
     /// A client of the relay at `base_url` that creates slots with `credential` (a relay token,
     /// or the job's GitHub Actions OIDC token).
     pub fn new(base_url: &str, credential: &str) -> Result<Self, ClientError> {
+        Self::with_credential(base_url, Credential::Token(credential.to_owned()))
+    }
+
+    /// A client of the relay at `base_url` that authenticates with `credential`.
+    pub fn with_credential(base_url: &str, credential: Credential) -> Result<Self, ClientError> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .user_agent(concat!("hookgate/", env!("CARGO_PKG_VERSION")))
@@ -144,7 +174,7 @@ impl RelayClient {
         Ok(Self {
             http,
             base_url: base_url.trim_end_matches('/').to_owned(),
-            credential: credential.to_owned(),
+            credential,
             read_tokens: Mutex::new(HashMap::new()),
         })
     }
@@ -161,10 +191,11 @@ impl RelayClient {
             "deadline": humantime::format_rfc3339_millis(slot.deadline).to_string(),
             "label": slot.label,
         });
+        let credential = self.credential.current().await?;
         let response = self
             .http
             .post(format!("{}/v1/slots", self.base_url))
-            .bearer_auth(&self.credential)
+            .bearer_auth(credential)
             .timeout(POLL_GRACE)
             .json(&body)
             .send()
@@ -196,13 +227,16 @@ impl RelayClient {
         after: u64,
         wait: Duration,
     ) -> Result<Vec<Delivery>, ClientError> {
-        let token = self
+        let read_token = self
             .read_tokens
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(slot_id)
-            .cloned()
-            .unwrap_or_else(|| self.credential.clone());
+            .cloned();
+        let token = match read_token {
+            Some(token) => token,
+            None => self.credential.current().await?,
+        };
         let response = self
             .http
             .get(format!(

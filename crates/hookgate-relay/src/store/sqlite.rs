@@ -26,7 +26,7 @@ use super::{
 /// How many queued writes one transaction takes at most.
 const MAX_BATCH: usize = 512;
 /// How many callbacks one multi-statement insert stores at most.
-const INSERT_CHUNK: usize = 32;
+const INSERT_CHUNK: usize = 64;
 
 /// Stores one callback if it is new and its slot has room, answering its sequence number and its
 /// place `{index}` in the chunk. The trigger of migration 0002 moves the slot's count along, so the
@@ -259,6 +259,30 @@ async fn write_loop(mut connection: SqliteConnection, mut queue: mpsc::Receiver<
     let mut applied = Vec::with_capacity(MAX_BATCH);
     let mut close_reply = None;
     while close_reply.is_none() && queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        // The common case under load, a batch of callbacks only, takes one round trip to the
+        // database thread: begin, every insert and the commit in one multi-statement query.
+        if batch.len() <= INSERT_CHUNK
+            && batch
+                .iter()
+                .all(|write| matches!(write, Write::Op(Op::AddCallback(..))))
+        {
+            let mut callbacks = Vec::with_capacity(batch.len());
+            for write in batch.drain(..) {
+                if let Write::Op(Op::AddCallback(callback, reply)) = write {
+                    callbacks.push((callback, reply));
+                }
+            }
+            match insert_callbacks(&mut connection, &mut callbacks, &mut applied, true).await {
+                Ok(()) => applied.drain(..).for_each(Applied::commit),
+                Err(err) => {
+                    tracing::error!(error = %err, "SQLite write transaction failed");
+                    let _ = sqlx::query("ROLLBACK").execute(&mut connection).await;
+                    // Their callers see `Closed` and answer 503; nothing was committed for them.
+                    callbacks.clear();
+                }
+            }
+            continue;
+        }
         let result = async {
             sqlx::query("BEGIN IMMEDIATE")
                 .execute(&mut connection)
@@ -365,18 +389,37 @@ async fn apply(connection: &mut SqliteConnection, op: Op) -> Result<Applied, sql
 
 type PendingCallback = (NewCallback, oneshot::Sender<Result<AddOutcome, StoreError>>);
 
-/// Stores the pending callbacks (emptying the list) and queues their answers.
+/// Stores the pending callbacks (emptying the list) and queues their answers, inside the open
+/// transaction.
 async fn add_callbacks(
     connection: &mut SqliteConnection,
     pending: &mut Vec<PendingCallback>,
     applied: &mut Vec<Applied>,
 ) -> Result<(), sqlx::Error> {
+    insert_callbacks(connection, pending, applied, false).await
+}
+
+/// Stores the pending callbacks (emptying the list) and queues their answers; with `own_transaction`
+/// the same query also begins and commits the transaction.
+async fn insert_callbacks(
+    connection: &mut SqliteConnection,
+    pending: &mut Vec<PendingCallback>,
+    applied: &mut Vec<Applied>,
+    own_transaction: bool,
+) -> Result<(), sqlx::Error> {
     if pending.is_empty() {
         return Ok(());
     }
-    let sql: String = (0..pending.len())
-        .map(|index| INSERT_ONE.replace("{index}", &index.to_string()))
-        .collect();
+    let mut sql = String::new();
+    if own_transaction {
+        sql.push_str("BEGIN IMMEDIATE;");
+    }
+    for index in 0..pending.len() {
+        sql.push_str(&INSERT_ONE.replace("{index}", &index.to_string()));
+    }
+    if own_transaction {
+        sql.push_str("COMMIT;");
+    }
     // Built from the constant statement and integers only; every value is a bound parameter.
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
     for (callback, _) in pending.iter() {
