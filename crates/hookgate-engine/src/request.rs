@@ -88,9 +88,15 @@ impl HttpResponse {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
-    /// The body's first line(s), short enough for a message.
+    /// The body's first line(s), short enough for a message, and a note when the body was cut
+    /// at [`BODY_LIMIT`] (which also explains why it is not JSON).
     pub fn excerpt(&self) -> String {
-        excerpt(&self.text(), 200)
+        let start = excerpt(&self.text(), 200);
+        if self.truncated {
+            format!("{start} (the answer was longer than {BODY_LIMIT} bytes and was cut there)")
+        } else {
+            start
+        }
     }
 }
 
@@ -555,6 +561,18 @@ mod tests {
             body,
             "https://api.example/repos/o/r/dispatches",
         )
+    }
+
+    #[test]
+    fn an_excerpt_says_when_the_answer_was_cut() {
+        let mut response = answer(200, &[], "{\"partial\": ");
+        assert_eq!(response.excerpt(), "{\"partial\":");
+        response.truncated = true;
+        assert!(
+            response.excerpt().ends_with("was cut there)"),
+            "{}",
+            response.excerpt()
+        );
     }
 
     #[test]
