@@ -17,6 +17,7 @@ use hookgate_engine::relay_mailbox::RelayMailbox;
 use hookgate_engine::settings::github_values;
 use hookgate_engine::{ArmoryValues, Mailbox, Masker, RunSettings, Runner, needs_mailbox};
 use hookgate_github::context::Credentials;
+use hookgate_relay::{Credential, FetchCredential};
 use indexmap::IndexMap;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -224,8 +225,8 @@ async fn open_mailbox(
 ) -> anyhow::Result<Arc<dyn Mailbox>> {
     let mailbox = match &args.relay {
         Some(url) => {
-            let credential = relay_credential(args, url, masker).await?;
-            RelayMailbox::remote(url, &credential)?
+            let credential = relay_credential(args, url, masker)?;
+            RelayMailbox::remote(url, credential)?
         }
         None if in_actions => anyhow::bail!(
             "a step waits for a callback, but no relay is configured: runners take no inbound traffic, so set the `relay-url` input (or --relay URL) to a hookgate relay"
@@ -243,10 +244,16 @@ async fn open_mailbox(
 }
 
 /// What authenticates this run to the relay: `--relay-token`, or in GitHub Actions the job's
-/// OIDC token for the relay's URL (the workflow needs `permissions: id-token: write`).
-async fn relay_credential(args: &Args, url: &str, masker: &Masker) -> anyhow::Result<String> {
-    if let Some(Redacted(token)) = args.relay_token.as_ref().filter(|t| !t.0.is_empty()) {
-        return Ok(token.clone());
+/// OIDC token for the relay's URL (the workflow needs `permissions: id-token: write`). An OIDC
+/// token lasts minutes while a run may last hours, so a fresh one is fetched for every slot.
+fn relay_credential(args: &Args, url: &str, masker: &Masker) -> anyhow::Result<Credential> {
+    if let Some(token) = args
+        .relay_token
+        .as_ref()
+        .map(|t| t.0.as_str())
+        .filter(|t| !t.is_empty())
+    {
+        return Ok(Credential::Token(token.to_owned()));
     }
     let (Ok(request_url), Ok(request_token)) = (
         std::env::var("ACTIONS_ID_TOKEN_REQUEST_URL"),
@@ -257,13 +264,31 @@ async fn relay_credential(args: &Args, url: &str, masker: &Masker) -> anyhow::Re
         );
     };
     masker.add(&request_token);
-    let audience = url.trim_end_matches('/');
     let mut endpoint =
         reqwest::Url::parse(&request_url).context("ACTIONS_ID_TOKEN_REQUEST_URL is not a URL")?;
-    endpoint.query_pairs_mut().append_pair("audience", audience);
+    endpoint
+        .query_pairs_mut()
+        .append_pair("audience", url.trim_end_matches('/'));
+    let masker = masker.clone();
+    let fetch: FetchCredential = Arc::new(move || {
+        let (endpoint, request_token, masker) =
+            (endpoint.clone(), request_token.clone(), masker.clone());
+        Box::pin(async move {
+            let token = fetch_oidc_token(endpoint, &request_token)
+                .await
+                .map_err(|err| format!("{err:#}"))?;
+            masker.add(&token);
+            Ok(token)
+        })
+    });
+    Ok(Credential::Fetched(fetch))
+}
+
+/// Asks the runner for the job's OIDC token.
+async fn fetch_oidc_token(endpoint: reqwest::Url, request_token: &str) -> anyhow::Result<String> {
     let answer = reqwest::Client::new()
         .get(endpoint)
-        .bearer_auth(&request_token)
+        .bearer_auth(request_token)
         .timeout(Duration::from_secs(30))
         .send()
         .await
@@ -282,7 +307,6 @@ async fn relay_credential(args: &Args, url: &str, masker: &Masker) -> anyhow::Re
         .filter(|t| !t.is_empty())
         .ok_or_else(|| anyhow::anyhow!("the OIDC token answer has no `value`"))?
         .to_owned();
-    masker.add(&token);
     Ok(token)
 }
 

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use hookgate_relay::{CallbackAuth, ClientError, EmbeddedRelay, NewSlot, RelayClient};
+use hookgate_relay::{CallbackAuth, ClientError, Credential, EmbeddedRelay, NewSlot, RelayClient};
 
 use crate::mailbox::{Mailbox, MailboxError, OpenSlot, ReceivedCallback, SlotAuth, SlotRequest};
 
@@ -20,9 +20,9 @@ pub struct RelayMailbox {
 
 impl RelayMailbox {
     /// A mailbox on the relay at `url`, creating slots with `credential`.
-    pub fn remote(url: &str, credential: &str) -> Result<Self, MailboxError> {
+    pub fn remote(url: &str, credential: Credential) -> Result<Self, MailboxError> {
         Ok(Self {
-            client: RelayClient::new(url, credential).map_err(into_mailbox_error)?,
+            client: RelayClient::with_credential(url, credential).map_err(into_mailbox_error)?,
             embedded: None,
         })
     }
@@ -169,7 +169,11 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let gone = RelayMailbox::remote(&format!("http://127.0.0.1:{port}"), "token").unwrap();
+        let gone = RelayMailbox::remote(
+            &format!("http://127.0.0.1:{port}"),
+            Credential::Token("token".into()),
+        )
+        .unwrap();
         let request = SlotRequest {
             auth: SlotAuth::HmacGithub,
             deadline: SystemTime::now() + Duration::from_secs(60),
@@ -179,8 +183,50 @@ mod tests {
         assert!(matches!(err, MailboxError::Transient(_)), "{err}");
 
         let embedded = RelayMailbox::embedded().await.unwrap();
-        let wrong = RelayMailbox::remote(embedded.url(), "not-the-relay-token").unwrap();
+        let wrong = RelayMailbox::remote(
+            embedded.url(),
+            Credential::Token("not-the-relay-token".into()),
+        )
+        .unwrap();
         let err = wrong.open(request).await.unwrap_err();
         assert!(matches!(err, MailboxError::Permanent(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_fetched_credential_is_fetched_again_for_every_slot() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        let embedded = RelayMailbox::embedded().await.unwrap();
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let counter = fetches.clone();
+        let fetch: hookgate_relay::FetchCredential = Arc::new(move || {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move {
+                if n == 0 {
+                    Ok("an-expired-oidc-token".to_owned())
+                } else {
+                    Err("the runner's token service is down".to_owned())
+                }
+            })
+        });
+        let mailbox = RelayMailbox::remote(embedded.url(), Credential::Fetched(fetch)).unwrap();
+        let request = SlotRequest {
+            auth: SlotAuth::Bearer,
+            deadline: SystemTime::now() + Duration::from_secs(60),
+            label: String::new(),
+        };
+        // The first slot is refused by the relay (a token it does not accept) ...
+        let first = mailbox.open(request.clone()).await.unwrap_err();
+        assert!(matches!(first, MailboxError::Permanent(_)), "{first}");
+        // ... and the second asks for a new credential rather than reusing the first.
+        let second = mailbox.open(request).await.unwrap_err();
+        assert!(
+            second
+                .to_string()
+                .contains("the runner's token service is down"),
+            "{second}"
+        );
+        assert_eq!(fetches.load(Ordering::SeqCst), 2);
     }
 }

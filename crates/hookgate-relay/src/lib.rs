@@ -18,7 +18,9 @@ pub mod slot_cache;
 pub mod store;
 pub mod wakers;
 
-pub use client::{ClientError, CreatedSlot, Delivery, NewSlot, RelayClient};
+pub use client::{
+    ClientError, CreatedSlot, Credential, Delivery, FetchCredential, NewSlot, RelayClient,
+};
 pub use config::RelayConfig;
 pub use embedded::EmbeddedRelay;
 pub use server::{RelayError, run, serve};
