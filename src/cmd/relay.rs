@@ -11,23 +11,7 @@ use hookgate_relay::RelayConfig;
 use hookgate_relay::config::DEFAULT_STORE;
 use hookgate_relay::oidc::{GITHUB_ISSUER, OidcConfig};
 
-/// A secret flag value: parsed like a string, never shown by `Debug`.
-#[derive(Clone)]
-pub struct Hidden(String);
-
-impl std::str::FromStr for Hidden {
-    type Err = std::convert::Infallible;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Ok(Self(text.to_owned()))
-    }
-}
-
-impl std::fmt::Debug for Hidden {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("***")
-    }
-}
+use super::Redacted;
 
 /// How logs are written to standard error.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -63,12 +47,12 @@ pub struct Args {
         value_delimiter = ',',
         hide_env_values = true
     )]
-    relay_tokens: Vec<Hidden>,
+    relay_tokens: Vec<Redacted>,
 
     /// The key slot tokens are signed with (at least 32 bytes). Default: generated once and
     /// kept in the store, shared by every replica on one database.
     #[arg(long, env = "HOOKGATE_SIGNING_KEY", hide_env_values = true)]
-    signing_key: Option<Hidden>,
+    signing_key: Option<Redacted>,
 
     /// The OIDC issuer whose tokens may create slots (GitHub Enterprise Server has its own).
     #[arg(long, env = "HOOKGATE_OIDC_ISSUER", default_value = GITHUB_ISSUER)]
