@@ -54,6 +54,18 @@ impl Backend {
     async fn open(&self) -> Arc<dyn SlotStore> {
         store::open(&self.url()).await.unwrap()
     }
+
+    /// Drops a PostgreSQL test schema (a SQLite directory goes with the value).
+    async fn clean_up(self) {
+        if let Self::Postgres(url) = &self {
+            let schema = url.rsplit("search_path%3D").next().unwrap().to_owned();
+            let mut connection = sqlx::PgConnection::connect(&postgres_base()).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+                .execute(&mut connection)
+                .await
+                .unwrap();
+        }
+    }
 }
 
 fn slot(deadline_in: Duration) -> Slot {
@@ -82,7 +94,7 @@ fn delivery(slot: &Slot, key: &str, body: &[u8]) -> NewCallback {
     }
 }
 
-async fn slots_round_trip(backend: Backend) {
+async fn slots_round_trip(backend: &Backend) {
     let store = backend.open().await;
     let slot = slot(Duration::from_secs(600));
     store.create_slot(&slot).await.unwrap();
@@ -107,7 +119,7 @@ async fn slots_round_trip(backend: Backend) {
     assert_eq!(store.slot(&SlotId::random()).await.unwrap(), None);
 }
 
-async fn callbacks_in_order_and_untouched(backend: Backend) {
+async fn callbacks_in_order_and_untouched(backend: &Backend) {
     let store = backend.open().await;
     let slot = slot(Duration::from_secs(600));
     store.create_slot(&slot).await.unwrap();
@@ -152,7 +164,7 @@ async fn callbacks_in_order_and_untouched(backend: Backend) {
     );
 }
 
-async fn repeats_stored_once_and_slots_bounded(backend: Backend) {
+async fn repeats_stored_once_and_slots_bounded(backend: &Backend) {
     let store = backend.open().await;
     let slot = slot(Duration::from_secs(600));
     store.create_slot(&slot).await.unwrap();
@@ -193,7 +205,7 @@ async fn repeats_stored_once_and_slots_bounded(backend: Backend) {
     );
 }
 
-async fn concurrent_deliveries_get_distinct_sequences(backend: Backend) {
+async fn concurrent_deliveries_get_distinct_sequences(backend: &Backend) {
     let store = backend.open().await;
     let slot = slot(Duration::from_secs(600));
     store.create_slot(&slot).await.unwrap();
@@ -215,7 +227,7 @@ async fn concurrent_deliveries_get_distinct_sequences(backend: Backend) {
     assert_eq!(sequences, (1..=40).collect::<Vec<_>>());
 }
 
-async fn concurrent_repeats_are_stored_once(backend: Backend) {
+async fn concurrent_repeats_are_stored_once(backend: &Backend) {
     let store = backend.open().await;
     let slot = slot(Duration::from_secs(600));
     store.create_slot(&slot).await.unwrap();
@@ -247,7 +259,7 @@ async fn concurrent_repeats_are_stored_once(backend: Backend) {
     );
 }
 
-async fn retention_removes_expired_slots(backend: Backend) {
+async fn retention_removes_expired_slots(backend: &Backend) {
     let store = backend.open().await;
     let expired = slot(Duration::ZERO);
     let expired = Slot {
@@ -285,7 +297,7 @@ async fn retention_removes_expired_slots(backend: Backend) {
     );
 }
 
-async fn first_secret_wins(backend: Backend) {
+async fn first_secret_wins(backend: &Backend) {
     let store = backend.open().await;
     let first = store
         .secret_or_insert("slot-tokens", b"first".to_vec())
@@ -301,7 +313,7 @@ async fn first_secret_wins(backend: Backend) {
     assert_eq!(second, b"first".to_vec());
 }
 
-async fn committed_callbacks_survive_reopening(backend: Backend) {
+async fn committed_callbacks_survive_reopening(backend: &Backend) {
     let store = backend.open().await;
     let slot = slot(Duration::from_secs(600));
     store.create_slot(&slot).await.unwrap();
@@ -323,7 +335,9 @@ macro_rules! per_backend {
             $(
                 #[tokio::test]
                 async fn $case() {
-                    super::$case(super::Backend::new_sqlite().await).await;
+                    let backend = super::Backend::new_sqlite().await;
+                    super::$case(&backend).await;
+                    backend.clean_up().await;
                 }
             )*
         }
@@ -331,7 +345,9 @@ macro_rules! per_backend {
             $(
                 #[tokio::test]
                 async fn $case() {
-                    super::$case(super::Backend::new_postgres().await).await;
+                    let backend = super::Backend::new_postgres().await;
+                    super::$case(&backend).await;
+                    backend.clean_up().await;
                 }
             )*
         }
@@ -426,6 +442,9 @@ async fn postgres_callbacks_wake_waiters_on_another_replica() {
         futures::FutureExt::now_or_never(not_woken).is_none(),
         "a waiter on another slot was woken"
     );
+    replica_a.close().await;
+    replica_b.close().await;
+    backend.clean_up().await;
 }
 
 #[test]
