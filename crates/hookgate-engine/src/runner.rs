@@ -45,11 +45,7 @@ fn deadline_after(start: Instant, limit: Duration) -> Instant {
 /// How a webhook's result is known: `waitFor`, with Armory's `disableCallback: true` meaning
 /// `none` and `callback` the default.
 pub fn wait_mode(webhook: &Webhook) -> WaitFor {
-    match (webhook.wait_for, webhook.disable_callback) {
-        (Some(mode), _) => mode,
-        (None, Some(true)) => WaitFor::None,
-        (None, _) => WaitFor::Callback,
-    }
+    webhook.wait_mode()
 }
 
 /// Whether any step of `plan` waits for a callback (and so needs a relay).
