@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use hookgate_github::context::input;
+use hookgate_github::context::{input, parse_bool};
 
 use crate::cmd::{Redacted, callback, plan, run, string_map, validate};
 
@@ -96,10 +96,9 @@ async fn run_args(file: PathBuf) -> anyhow::Result<run::Args> {
 }
 
 fn callback_args() -> anyhow::Result<callback::Args> {
-    let success = match required("success")?.to_ascii_lowercase().as_str() {
-        "true" => true,
-        "false" => false,
-        other => bail!("the `success` input is `{other}`: use true or false"),
+    let text = required("success")?;
+    let Some(success) = parse_bool(&text) else {
+        bail!("the `success` input is `{text}`: use true or false");
     };
     let scheme = match input("hmac-scheme") {
         Some(text) => text
@@ -121,10 +120,9 @@ fn callback_args() -> anyhow::Result<callback::Args> {
 }
 
 fn flag(name: &str) -> anyhow::Result<bool> {
-    match input(name).map(|v| v.to_ascii_lowercase()) {
+    match input(name) {
         None => Ok(false),
-        Some(v) if v == "true" => Ok(true),
-        Some(v) if v == "false" => Ok(false),
-        Some(v) => bail!("the `{name}` input is `{v}`: use true or false"),
+        Some(text) => parse_bool(&text)
+            .with_context(|| format!("the `{name}` input is `{text}`: use true or false")),
     }
 }

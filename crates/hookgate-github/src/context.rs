@@ -315,7 +315,7 @@ fn pull_request_head(path: Option<String>) -> Result<String, String> {
 }
 
 /// Booleans as the Actions toolkit's `getBooleanInput` accepts them (YAML 1.2 core schema).
-fn parse_bool(text: &str) -> Option<bool> {
+pub fn parse_bool(text: &str) -> Option<bool> {
     match text {
         "true" | "True" | "TRUE" => Some(true),
         "false" | "False" | "FALSE" => Some(false),
