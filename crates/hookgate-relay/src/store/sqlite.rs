@@ -8,6 +8,7 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use futures::future::BoxFuture;
@@ -25,7 +26,7 @@ use super::{
 
 /// How many queued writes one transaction takes at most.
 const MAX_BATCH: usize = 512;
-/// How many callbacks one multi-statement insert stores at most.
+/// How many callbacks one multi-statement insert stores at most (a power of two).
 const INSERT_CHUNK: usize = 64;
 
 /// Stores one callback if it is new and its slot has room, answering its sequence number and its
@@ -410,18 +411,8 @@ async fn insert_callbacks(
     if pending.is_empty() {
         return Ok(());
     }
-    let mut sql = String::new();
-    if own_transaction {
-        sql.push_str("BEGIN IMMEDIATE;");
-    }
-    for index in 0..pending.len() {
-        sql.push_str(&INSERT_ONE.replace("{index}", &index.to_string()));
-    }
-    if own_transaction {
-        sql.push_str("COMMIT;");
-    }
-    // Built from the constant statement and integers only; every value is a bound parameter.
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    let size = pending.len().next_power_of_two();
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(insert_sql(size, own_transaction)));
     for (callback, _) in pending.iter() {
         query = query
             .bind(callback.dedup_key.as_str())
@@ -431,6 +422,18 @@ async fn insert_callbacks(
             .bind(callback.slot_id.as_str())
             .bind(i64::try_from(callback.max_per_slot).unwrap_or(i64::MAX))
             .bind(callback.dedup_key.as_str());
+    }
+    // The statements past the last callback store nothing: no slot has an empty id, and none may
+    // hold more than zero callbacks.
+    for _ in pending.len()..size {
+        query = query
+            .bind("")
+            .bind(0_i64)
+            .bind("")
+            .bind(&b""[..])
+            .bind("")
+            .bind(0_i64)
+            .bind("");
     }
     let rows = query.fetch_all(&mut *connection).await?;
     let mut stored = vec![None; pending.len()];
@@ -449,6 +452,31 @@ async fn insert_callbacks(
         applied.push(Applied::Added(outcome, reply));
     }
     Ok(())
+}
+
+/// The insert of `size` callbacks (a power of two up to [`INSERT_CHUNK`]), with or without the
+/// transaction around it.
+///
+/// Only these few texts are ever run, so the connection caches few prepared statements: one text
+/// per batch size would cache 64 variants of up to 64 compiled statements each (tens of MiB).
+fn insert_sql(size: usize, own_transaction: bool) -> &'static str {
+    static TEXTS: OnceLock<Vec<[String; 2]>> = OnceLock::new();
+    let texts = TEXTS.get_or_init(|| {
+        (0..=INSERT_CHUNK.trailing_zeros())
+            .map(|power| {
+                let size = 1 << power;
+                let inserts: String = (0..size)
+                    .map(|index| INSERT_ONE.replace("{index}", &index.to_string()))
+                    .collect();
+                [inserts.clone(), format!("BEGIN IMMEDIATE;{inserts}COMMIT;")]
+            })
+            .collect()
+    });
+    let power = size
+        .clamp(1, INSERT_CHUNK)
+        .next_power_of_two()
+        .trailing_zeros();
+    &texts[power as usize][usize::from(own_transaction)]
 }
 
 /// Why a callback was not stored: a repeat, a full slot, or no slot.
