@@ -6,7 +6,8 @@
 //! 2. callback intake at 64 concurrent connections, against a trivial axum handler measured in
 //!    the same run with the same client (the handler runs in a process of its own, as the relay
 //!    does, so neither shares the client's runtime);
-//! 3. the relay's resident memory (VmRSS) while it holds 10,000 long polls on 10,000 slots.
+//! 3. the relay's resident memory (VmRSS) while it holds 10,000 long polls on 10,000 slots: on a
+//!    relay just started, and on the relay of 1 and 2 after their runs.
 //!
 //! Run with `cargo run --release -p relay-bench`; it builds `hookgate` in release first when
 //! `target/release/hookgate` is missing (`HOOKGATE_BIN` names another binary). The relay logs at
@@ -74,12 +75,12 @@ async fn bench() -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
     let store = format!("sqlite:{}", dir.join("relay.sqlite").display());
 
-    let (mut relay, relay_address) = start_relay(&hookgate, &store, &[])?;
+    let (mut relay, relay_address) = start_relay(&hookgate, &store)?;
     let baseline_address = free_address()?;
     let mut baseline = Command::new(std::env::current_exe()?)
         .args(["baseline-server", &baseline_address.port().to_string()])
         .spawn()?;
-    let mut tuned_relay = None;
+    let mut fresh_relay = None;
 
     let result = async {
         let relay_url = format!("http://{relay_address}");
@@ -95,46 +96,37 @@ async fn bench() -> anyhow::Result<()> {
         let intake = intake(&relay_url, &baseline_url).await?;
         let mut held = memory(&relay_url, relay.id(), relay_address).await?;
         held.baseline_kib = baseline_memory(baseline.id(), baseline_address).await?;
-        // The same with glibc told to map buffers of 8 KiB and more lazily: hyper's per-connection
-        // buffers then count only for the pages a connection touches.
-        let tuned_store = format!("sqlite:{}", dir.join("tuned.sqlite").display());
-        let (tuned, tuned_address) = start_relay(
-            &hookgate,
-            &tuned_store,
-            &[("MALLOC_MMAP_THRESHOLD_", "8192")],
-        )?;
-        let tuned_pid = tuned.id();
-        tuned_relay = Some(tuned);
-        let tuned_url = format!("http://{tuned_address}");
-        wait_healthy(&tuned_url).await?;
-        let tuned_memory = memory(&tuned_url, tuned_pid, tuned_address).await?;
-        report(&latency, &intake, &held, &tuned_memory);
+        // The same on a relay that has done nothing else: what holding the polls costs, without
+        // the heap left over from the intake run.
+        let fresh_store = format!("sqlite:{}", dir.join("fresh.sqlite").display());
+        let (fresh, fresh_address) = start_relay(&hookgate, &fresh_store)?;
+        let fresh_pid = fresh.id();
+        fresh_relay = Some(fresh);
+        let fresh_url = format!("http://{fresh_address}");
+        wait_healthy(&fresh_url).await?;
+        let fresh_memory = memory(&fresh_url, fresh_pid, fresh_address).await?;
+        report(&latency, &intake, &fresh_memory, &held);
         anyhow::Ok(())
     }
     .await;
 
     stop(&mut relay);
     stop(&mut baseline);
-    if let Some(mut tuned) = tuned_relay {
-        stop(&mut tuned);
+    if let Some(mut fresh) = fresh_relay {
+        stop(&mut fresh);
     }
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
 
 /// Starts `hookgate relay` on a free port with `store`, logging warnings only.
-fn start_relay(
-    hookgate: &Path,
-    store: &str,
-    env: &[(&str, &str)],
-) -> anyhow::Result<(Child, SocketAddr)> {
+fn start_relay(hookgate: &Path, store: &str) -> anyhow::Result<(Child, SocketAddr)> {
     let address = free_address()?;
     let child = Command::new(hookgate)
         .args(["relay", "--listen", &address.to_string()])
         .args(["--store", store, "--relay-token", RELAY_TOKEN])
         .args(["--max-callbacks-per-slot", "1000000"])
         .env("HOOKGATE_LOG", "warn")
-        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .spawn()
         .with_context(|| format!("starting {}", hookgate.display()))?;
@@ -523,7 +515,7 @@ fn verdict(ok: bool) -> &'static str {
     if ok { "PASS" } else { "FAIL" }
 }
 
-fn report(latency: &Latency, intake: &Intake, memory: &Memory, tuned: &Memory) {
+fn report(latency: &Latency, intake: &Intake, fresh: &Memory, after_intake: &Memory) {
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!();
     println!(
@@ -546,21 +538,26 @@ fn report(latency: &Latency, intake: &Intake, memory: &Memory, tuned: &Memory) {
         verdict(ratio >= 0.5),
     );
     let mib = |kib: u64| kib as f64 / 1024.0;
+    let held = |memory: &Memory| {
+        format!(
+            "{} waiting long polls, relay RSS {:.1} MiB = {:.1} MB (idle before: {:.1} MiB) \
+             (target < 150 MB) {}",
+            memory.waiters,
+            mib(memory.waiting_kib),
+            (memory.waiting_kib * 1024) as f64 / 1e6,
+            mib(memory.idle_kib),
+            verdict(
+                memory.waiters >= WAITERS as u64 && memory.waiting_kib * 1024 < 150 * 1000 * 1000
+            ),
+        )
+    };
+    println!("3. a relay just started: {}", held(fresh));
     println!(
-        "3. {} waiting long polls: relay RSS {:.1} MiB (idle before: {:.1} MiB) (target < 150 MB) {}; \
-         for scale, the trivial axum handler with {WAITERS} open connections answered once: {:.1} MiB",
-        memory.waiters,
-        mib(memory.waiting_kib),
-        mib(memory.idle_kib),
-        verdict(memory.waiters >= WAITERS as u64 && memory.waiting_kib * 1024 < 150 * 1000 * 1000),
-        mib(memory.baseline_kib),
+        "   the relay of 1 and 2, after their runs: {}",
+        held(after_intake)
     );
     println!(
-        "   the same with MALLOC_MMAP_THRESHOLD_=8192 in the relay's environment: {} waiting long polls, \
-         relay RSS {:.1} MiB (idle before: {:.1} MiB) {}",
-        tuned.waiters,
-        mib(tuned.waiting_kib),
-        mib(tuned.idle_kib),
-        verdict(tuned.waiters >= WAITERS as u64 && tuned.waiting_kib * 1024 < 150 * 1000 * 1000),
+        "   for scale, the trivial axum handler with {WAITERS} open connections answered once: {:.1} MiB",
+        mib(after_intake.baseline_kib),
     );
 }
