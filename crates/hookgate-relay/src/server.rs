@@ -737,11 +737,12 @@ async fn read_slot(
         Some(text) => parse_wait(text)?.min(relay.config.max_wait),
         None => Duration::ZERO,
     };
-    let slot = find_slot(&relay, &slot_id)
+    // Nothing of the request but the slot's id is needed while waiting.
+    drop((id, headers, query.wait));
+    let deadline = find_slot(&relay, &slot_id)
         .await?
-        .ok_or_else(ApiError::no_slot)?;
-    // Nothing of the request is needed while waiting.
-    drop(headers);
+        .ok_or_else(ApiError::no_slot)?
+        .deadline;
     let until = tokio::time::Instant::now() + wait;
 
     let registration = relay.wakers.register(slot_id.as_str());
@@ -766,8 +767,8 @@ async fn read_slot(
     };
     let engine = base64::engine::general_purpose::STANDARD;
     Ok(Json(SlotCallbacks {
-        id: slot.id.to_string(),
-        deadline: humantime::format_rfc3339_millis(slot.deadline).to_string(),
+        id: slot_id.to_string(),
+        deadline: humantime::format_rfc3339_millis(deadline).to_string(),
         callbacks: callbacks
             .into_iter()
             .map(|callback| DeliveredCallback {

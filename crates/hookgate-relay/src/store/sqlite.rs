@@ -24,6 +24,8 @@ use super::{
     decode_headers, encode_headers, from_millis, to_millis, to_sequence,
 };
 
+/// Each reader connection's page cache, in KiB (SQLite's negative `cache_size`).
+const READER_CACHE_KIB: &str = "-256";
 /// How many queued writes one transaction takes at most.
 const MAX_BATCH: usize = 512;
 /// How many callbacks one multi-statement insert stores at most (a power of two).
@@ -129,10 +131,13 @@ impl SqliteStore {
         sqlx::migrate!("./migrations/sqlite")
             .run(&mut writer)
             .await?;
+        // Readers look up a slot's few newest rows by index: a small page cache each does, and
+        // the operating system's cache serves the rest, where 2 MiB each (SQLite's default)
+        // would fill up as soon as thousands of long polls have read once.
         let readers = SqlitePoolOptions::new()
             .min_connections(1)
             .max_connections(4)
-            .connect_with(options)
+            .connect_with(options.pragma("cache_size", READER_CACHE_KIB))
             .await
             .map_err(StoreError::database("opening SQLite readers"))?;
 
