@@ -420,37 +420,37 @@ async fn waiters_now(client: &reqwest::Client, relay_url: &str) -> anyhow::Resul
         .parse()?)
 }
 
-/// Opens `WAITERS` long polls (one slot each, plain sockets so the client stays light), waits
-/// until the relay counts them all, and reads the relay's resident memory.
+/// Opens `WAITERS` long polls as the action does (one connection each, kept alive: the slot is
+/// created on it, then polled), waits until the relay counts them all, and reads the relay's
+/// resident memory. Plain sockets keep the client light.
 async fn memory(relay_url: &str, pid: u32, address: SocketAddr) -> anyhow::Result<Memory> {
     let client = reqwest::Client::new();
     let idle_kib = rss_kib(pid)?;
-    let slots = Arc::new(tokio::sync::Semaphore::new(64));
-    let mut creating = Vec::with_capacity(WAITERS);
-    for _ in 0..WAITERS {
-        let (client, slots, url) = (client.clone(), slots.clone(), relay_url.to_owned());
-        creating.push(tokio::spawn(async move {
-            let _permit = slots.acquire().await?;
-            let slot = create_slot(&client, &url).await?;
-            anyhow::Ok((
-                field(&slot, "id")?.to_owned(),
-                field(&slot, "readToken")?.to_owned(),
-            ))
-        }));
-    }
+    // At most this many slots are being created at once.
+    let creating = Arc::new(tokio::sync::Semaphore::new(64));
     let mut polls = Vec::with_capacity(WAITERS);
-    for (n, slot) in creating.into_iter().enumerate() {
-        let (id, read_token) = slot.await??;
+    for n in 0..WAITERS {
+        let creating = creating.clone();
         polls.push(tokio::spawn(async move {
+            let permit = creating.acquire_owned().await?;
             let mut socket = tokio::net::TcpStream::connect(address).await?;
+            let body = r#"{"auth": "bearer", "deadline": 3600, "label": "bench"}"#;
             let request = format!(
-                "GET /v1/slots/{id}?wait=60s HTTP/1.1\r\nhost: {address}\r\n\
-                 authorization: Bearer {read_token}\r\nconnection: close\r\n\r\n"
+                "POST /v1/slots HTTP/1.1\r\nhost: {address}\r\nauthorization: Bearer {RELAY_TOKEN}\r\n\
+                 content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
             );
             socket.write_all(request.as_bytes()).await?;
-            let mut answer = Vec::new();
-            socket.read_to_end(&mut answer).await?;
-            anyhow::Ok(answer.starts_with(b"HTTP/1.1 200"))
+            let slot: Value = serde_json::from_slice(&read_answer(&mut socket).await?)?;
+            drop(permit);
+            let request = format!(
+                "GET /v1/slots/{}?wait=60s HTTP/1.1\r\nhost: {address}\r\n\
+                 authorization: Bearer {}\r\n\r\n",
+                field(&slot, "id")?,
+                field(&slot, "readToken")?
+            );
+            socket.write_all(request.as_bytes()).await?;
+            read_answer(&mut socket).await
         }));
         // Do not flood the listen backlog.
         if n % 500 == 499 {
@@ -479,6 +479,40 @@ async fn memory(relay_url: &str, pid: u32, address: SocketAddr) -> anyhow::Resul
         waiters: waiters.min(still),
         baseline_kib: 0,
     })
+}
+
+/// Reads one HTTP/1.1 answer with a `content-length` from `socket`, and returns its body.
+async fn read_answer(socket: &mut tokio::net::TcpStream) -> anyhow::Result<Vec<u8>> {
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&received[..end]).to_ascii_lowercase();
+            if !head.starts_with("http/1.1 2") {
+                bail!("the relay answered {}", head.lines().next().unwrap_or(""));
+            }
+            let length: usize = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length:"))
+                .context("no content-length")?
+                .trim()
+                .parse()?;
+            let body_start = end + 4;
+            while received.len() < body_start + length {
+                let read = socket.read(&mut chunk).await?;
+                if read == 0 {
+                    bail!("the relay closed the connection mid-answer");
+                }
+                received.extend_from_slice(&chunk[..read]);
+            }
+            return Ok(received[body_start..body_start + length].to_vec());
+        }
+        let read = socket.read(&mut chunk).await?;
+        if read == 0 {
+            bail!("the relay closed the connection");
+        }
+        received.extend_from_slice(&chunk[..read]);
+    }
 }
 
 /// For scale: the trivial axum handler's resident memory with `WAITERS` open keep-alive
