@@ -191,6 +191,9 @@ pub enum StoreError {
     /// The SQLite writer's thread could not be started.
     #[error("starting the SQLite writer: {0}")]
     Writer(#[source] std::io::Error),
+    /// The SQLite writer's connection could not be opened or set up.
+    #[error("opening the SQLite writer's connection: {0}")]
+    WriterDatabase(#[source] rusqlite::Error),
     /// The store's writer task has stopped.
     #[error("the store is shut down")]
     Closed,
