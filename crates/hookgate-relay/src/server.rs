@@ -746,7 +746,8 @@ async fn read_slot(
     let until = tokio::time::Instant::now() + wait;
 
     let registration = relay.wakers.register(slot_id.as_str());
-    let _waiting = relay.metrics.waiting();
+    // Counted as waiting once the store had nothing for it, until it is answered.
+    let mut waiting = None;
     let callbacks = loop {
         // Armed before the read, so a callback stored in between still wakes this poll.
         let woken = registration.notify().notified();
@@ -759,6 +760,7 @@ async fn read_slot(
         if !callbacks.is_empty() || tokio::time::Instant::now() >= until {
             break callbacks;
         }
+        waiting.get_or_insert_with(|| relay.metrics.waiting());
         tokio::select! {
             () = woken => {},
             () = tokio::time::sleep_until(until) => {},
