@@ -1,5 +1,6 @@
 //! The relay's benchmark: starts the real `hookgate relay` (release build) on a SQLite file with
-//! durable commits (WAL, synchronous=FULL) and measures, over loopback on this machine:
+//! durable commits (WAL, each commit fsynced before its callers are answered) and measures, over
+//! loopback on this machine:
 //!
 //! 1. callback to waiting poll: a long poll waits on a slot, a callback is sent, and the time
 //!    from sending the callback to the poll's answer is taken, over many rounds (p50, p99);
@@ -88,7 +89,7 @@ async fn bench() -> anyhow::Result<()> {
         wait_healthy(&relay_url).await?;
         wait_healthy(&baseline_url).await?;
         println!(
-            "hookgate relay benchmark: {} ({} CPUs), relay on {store} (WAL, synchronous=FULL)",
+            "hookgate relay benchmark: {} ({} CPUs), relay on {store} (WAL, durable commits)",
             hookgate.display(),
             std::thread::available_parallelism().map_or(0, usize::from)
         );

@@ -1,13 +1,22 @@
-//! The SQLite store: one file in WAL mode with `synchronous=FULL`, so a 202 means the callback
-//! is on disk. Every write goes through one writer thread that commits whatever is queued in one
-//! transaction (group commit): a durable commit costs one fsync, and under load many callbacks
-//! share it. The writer drives its connection directly (rusqlite, the same SQLite library sqlx
-//! links), with cached prepared statements and no hop to another thread per statement. Reads use
-//! a small sqlx pool of their own connections, which WAL lets run beside the writer.
+//! The SQLite store: one file in WAL mode, where a 202 means the callback is on disk. Every write
+//! goes through one writer thread that commits whatever is queued in one transaction (group
+//! commit). The writer drives its connection directly (rusqlite, the same SQLite library sqlx
+//! links), with cached prepared statements. Reads use a small sqlx pool of their own
+//! connections, which WAL lets run beside the writer.
+//!
+//! Durability: the writer commits with `synchronous=NORMAL`, and a syncer thread then fsyncs the
+//! WAL file and only after that answers the writes the commit held, which is what
+//! `synchronous=FULL` does inside the commit (checkpoints still sync the WAL and the database
+//! themselves). While one batch's sync runs, the writer applies the next batch, so syncs and
+//! statements overlap instead of taking turns. A commit is visible to readers before its sync
+//! ends; should the machine lose power in that moment, a poll may have seen a callback whose
+//! sender was never answered 202 and sends it again.
+//!
 //! `sqlite::memory:` is served by a private temporary file (removed on drop) so that readers and
-//! the writer see one database; it skips the fsyncs, since nothing is meant to survive.
+//! the writer see one database; it skips the syncs, since nothing is meant to survive.
 
-use std::path::Path;
+use std::fs::File;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
@@ -134,6 +143,11 @@ impl SqliteStore {
             .await
             .map_err(StoreError::database("closing the migrating connection"))?;
         let writer = open_writer(options.get_filename(), in_memory)?;
+        let wal = (!in_memory).then(|| {
+            let mut wal = options.get_filename().as_os_str().to_owned();
+            wal.push("-wal");
+            PathBuf::from(wal)
+        });
         // Readers look up a slot's few newest rows by index: a small page cache each does, and
         // the operating system's cache serves the rest, where 2 MiB each (SQLite's default)
         // would fill up as soon as thousands of long polls have read once.
@@ -147,7 +161,7 @@ impl SqliteStore {
         let (writes, queue) = mpsc::channel(4096);
         std::thread::Builder::new()
             .name("hookgate-sqlite-writer".to_owned())
-            .spawn(move || write_loop(writer, queue))
+            .spawn(move || write_loop(writer, queue, wal))
             .map_err(StoreError::Writer)?;
         Ok(Self {
             readers,
@@ -262,7 +276,8 @@ fn open_writer(path: &Path, in_memory: bool) -> Result<rusqlite::Connection, Sto
     connection
         .busy_timeout(Duration::from_secs(10))
         .map_err(StoreError::WriterDatabase)?;
-    let synchronous = if in_memory { "OFF" } else { "FULL" };
+    // Files: the syncer makes each commit durable (see the module's documentation).
+    let synchronous = if in_memory { "OFF" } else { "NORMAL" };
     connection
         .execute_batch(&format!(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON;"
@@ -272,8 +287,20 @@ fn open_writer(path: &Path, in_memory: bool) -> Result<rusqlite::Connection, Sto
 }
 
 /// Takes whatever writes are queued, applies them in one transaction, commits, then answers
-/// each; until the store closes or every sender is gone.
-fn write_loop(connection: rusqlite::Connection, mut queue: mpsc::Receiver<Write>) {
+/// each once the commit is durable (after the sync of `wal`, when there is one); until the store
+/// closes or every sender is gone.
+fn write_loop(
+    connection: rusqlite::Connection,
+    mut queue: mpsc::Receiver<Write>,
+    wal: Option<PathBuf>,
+) {
+    let syncer = match wal.map(Syncer::start).transpose() {
+        Ok(syncer) => syncer,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot start the SQLite syncer; the store takes no writes");
+            return;
+        }
+    };
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut applied = Vec::with_capacity(MAX_BATCH);
     let mut close_reply = None;
@@ -289,9 +316,10 @@ fn write_loop(connection: rusqlite::Connection, mut queue: mpsc::Receiver<Write>
             }
         }
         let result = apply_batch(&connection, &mut batch, &mut applied, &mut close_reply);
-        match result {
-            Ok(()) => applied.drain(..).for_each(Applied::commit),
-            Err(err) => {
+        match (result, &syncer) {
+            (Ok(()), Some(syncer)) => syncer.answer_after_sync(std::mem::take(&mut applied)),
+            (Ok(()), None) => applied.drain(..).for_each(Applied::commit),
+            (Err(err), _) => {
                 tracing::error!(error = %err, "SQLite write transaction failed");
                 let _ = connection.execute_batch("ROLLBACK");
                 let why = err.to_string();
@@ -302,12 +330,90 @@ fn write_loop(connection: rusqlite::Connection, mut queue: mpsc::Receiver<Write>
             }
         }
     }
+    // Every commit answered (synced) before the connection closes.
+    if let Some(syncer) = syncer {
+        syncer.finish();
+    }
     if let Err((_, err)) = connection.close() {
         tracing::warn!(error = %err, "closing the SQLite writer");
     }
     if let Some(reply) = close_reply {
         let _ = reply.send(());
     }
+}
+
+/// The thread that fsyncs the WAL after commits and then answers their writes, in commit order;
+/// one sync covers every commit made before it started.
+struct Syncer {
+    commits: std::sync::mpsc::Sender<Vec<Applied>>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Syncer {
+    fn start(wal: PathBuf) -> std::io::Result<Self> {
+        let (commits, committed) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("hookgate-sqlite-syncer".to_owned())
+            .spawn(move || sync_loop(&wal, &committed))?;
+        Ok(Self { commits, thread })
+    }
+
+    /// Answers `applied` (committed) once the WAL is synced.
+    fn answer_after_sync(&self, applied: Vec<Applied>) {
+        if let Err(unsent) = self.commits.send(applied) {
+            // The syncer is gone (it never is before `finish`): no durable answer can be given.
+            unsent
+                .0
+                .into_iter()
+                .for_each(|write| write.fail("the SQLite syncer has stopped"));
+        }
+    }
+
+    /// Waits until every commit handed over is synced and answered.
+    fn finish(self) {
+        drop(self.commits);
+        if self.thread.join().is_err() {
+            tracing::error!("the SQLite syncer stopped abnormally");
+        }
+    }
+}
+
+fn sync_loop(wal: &Path, committed: &std::sync::mpsc::Receiver<Vec<Applied>>) {
+    let mut file = None;
+    while let Ok(first) = committed.recv() {
+        let mut waiting = vec![first];
+        waiting.extend(committed.try_iter());
+        match sync_wal(&mut file, wal) {
+            Ok(()) => waiting.into_iter().flatten().for_each(Applied::commit),
+            Err(err) => {
+                // Committed but perhaps not on disk: the callers answer 503 and the senders retry,
+                // which finds the stored delivery and answers as for the first.
+                tracing::error!(error = %err, wal = %wal.display(), "syncing the SQLite WAL failed");
+                let why = format!("syncing the write-ahead log: {err}");
+                waiting
+                    .into_iter()
+                    .flatten()
+                    .for_each(|write| write.fail(&why));
+                file = None;
+            }
+        }
+    }
+}
+
+/// Syncs the WAL file's data, opening it (and syncing its directory, so the file itself is
+/// durable) the first time.
+fn sync_wal(file: &mut Option<File>, wal: &Path) -> std::io::Result<()> {
+    let open = match file {
+        Some(open) => open,
+        None => {
+            let opened = File::open(wal)?;
+            if let Some(directory) = wal.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+                File::open(directory)?.sync_all()?;
+            }
+            file.insert(opened)
+        }
+    };
+    open.sync_data()
 }
 
 /// Applies `batch` (emptying it) in one transaction and commits it; the applied writes wait in
