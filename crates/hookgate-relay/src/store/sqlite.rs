@@ -160,7 +160,7 @@ impl SqliteStore {
 
         let (writes, queue) = mpsc::channel(4096);
         std::thread::Builder::new()
-            .name("hookgate-sqlite-writer".to_owned())
+            .name("sqlite-writer".to_owned())
             .spawn(move || write_loop(writer, queue, wal))
             .map_err(StoreError::Writer)?;
         Ok(Self {
@@ -353,7 +353,7 @@ impl Syncer {
     fn start(wal: PathBuf) -> std::io::Result<Self> {
         let (commits, committed) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
-            .name("hookgate-sqlite-syncer".to_owned())
+            .name("sqlite-syncer".to_owned())
             .spawn(move || sync_loop(&wal, &committed))?;
         Ok(Self { commits, thread })
     }
