@@ -469,7 +469,11 @@ async fn create_slot(
         )
         .map_err(token_error)?;
     relay.store.create_slot(&slot).await?;
-    relay.slots.put(slot.clone());
+    if relay.store.single_process() {
+        relay.slots.put_new(slot.clone());
+    } else {
+        relay.slots.put(slot.clone());
+    }
     relay.metrics.slot_created();
     match &creator {
         Creator::RelayToken => {
@@ -601,6 +605,7 @@ async fn accept_callback(
     };
     match outcome {
         AddOutcome::Stored { sequence } => {
+            relay.slots.stored(&slot.id, sequence);
             relay.wakers.wake(slot.id.as_str());
             Ok((accepted(sequence), false))
         }
@@ -753,10 +758,14 @@ async fn read_slot(
         let woken = registration.notify().notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
-        let callbacks = relay
-            .store
-            .callbacks_after(&slot_id, query.after, MAX_CALLBACKS_PER_ANSWER)
-            .await?;
+        let callbacks = if relay.slots.nothing_after(&slot_id, query.after) {
+            Vec::new()
+        } else {
+            relay
+                .store
+                .callbacks_after(&slot_id, query.after, MAX_CALLBACKS_PER_ANSWER)
+                .await?
+        };
         if !callbacks.is_empty() || tokio::time::Instant::now() >= until {
             break callbacks;
         }

@@ -1,6 +1,10 @@
 //! Slots by id, in memory, so that a callback or a long poll does not read the slot's row each
 //! time. Slots never change once created, so the cache cannot go stale; an entry goes when its
 //! slot's retention ends (as the store's row does), and the cache is bounded.
+//!
+//! With a store only this process writes to (SQLite), a slot created here also carries the last
+//! sequence number stored into it, kept up to date as callbacks are stored: a long poll after
+//! that number then has nothing to read from the store and waits at once.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -15,7 +19,14 @@ const CAPACITY: usize = 65_536;
 #[derive(Debug)]
 pub struct SlotCache {
     retention: Duration,
-    slots: Mutex<HashMap<SlotId, Slot>>,
+    slots: Mutex<HashMap<SlotId, Entry>>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    slot: Slot,
+    /// The last sequence number stored into the slot, when this process stored every one.
+    last_sequence: Option<u64>,
 }
 
 impl SlotCache {
@@ -34,27 +45,63 @@ impl SlotCache {
     /// The slot, if cached and still retained.
     pub fn get(&self, id: &SlotId) -> Option<Slot> {
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-        let slot = slots.get(id)?;
-        if self.retained(slot, SystemTime::now()) {
-            Some(slot.clone())
+        let entry = slots.get(id)?;
+        if self.retained(&entry.slot, SystemTime::now()) {
+            Some(entry.slot.clone())
         } else {
             slots.remove(id);
             None
         }
     }
 
-    /// Remembers `slot`.
+    /// Remembers `slot`, read from the store: what was stored into it is not known here.
     pub fn put(&self, slot: Slot) {
+        self.insert(slot, None);
+    }
+
+    /// Remembers `slot`, just created by this process, which stores every callback into it.
+    pub fn put_new(&self, slot: Slot) {
+        self.insert(slot, Some(0));
+    }
+
+    fn insert(&self, slot: Slot, last_sequence: Option<u64>) {
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         if slots.len() >= CAPACITY {
             let now = SystemTime::now();
             // Past their deadline first; if that is not enough, start over.
-            slots.retain(|_, slot| slot.deadline >= now);
+            slots.retain(|_, entry| entry.slot.deadline >= now);
             if slots.len() >= CAPACITY {
                 slots.clear();
             }
         }
-        slots.insert(slot.id.clone(), slot);
+        slots.insert(
+            slot.id.clone(),
+            Entry {
+                slot,
+                last_sequence,
+            },
+        );
+    }
+
+    /// Notes that a callback was stored into the slot with `sequence`; call before waking its
+    /// waiters.
+    pub fn stored(&self, id: &SlotId, sequence: u64) {
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(last) = slots
+            .get_mut(id)
+            .and_then(|entry| entry.last_sequence.as_mut())
+        {
+            *last = (*last).max(sequence);
+        }
+    }
+
+    /// Whether the slot is known to hold no callback after sequence `after`.
+    pub fn nothing_after(&self, id: &SlotId, after: u64) -> bool {
+        let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        slots
+            .get(id)
+            .and_then(|entry| entry.last_sequence)
+            .is_some_and(|last| last <= after)
     }
 }
 
@@ -71,6 +118,25 @@ mod tests {
             created_at: SystemTime::now(),
             deadline,
         }
+    }
+
+    #[test]
+    fn only_slots_created_here_know_what_they_hold() {
+        let cache = SlotCache::new(Duration::from_secs(60));
+        let created = slot(SystemTime::now() + Duration::from_secs(60));
+        let loaded = slot(SystemTime::now() + Duration::from_secs(60));
+        cache.put_new(created.clone());
+        cache.put(loaded.clone());
+        assert!(cache.nothing_after(&created.id, 0));
+        assert!(!cache.nothing_after(&loaded.id, 0));
+        assert!(!cache.nothing_after(&SlotId::random(), 0));
+
+        cache.stored(&created.id, 2);
+        cache.stored(&created.id, 1);
+        cache.stored(&loaded.id, 1);
+        assert!(!cache.nothing_after(&created.id, 1));
+        assert!(cache.nothing_after(&created.id, 2));
+        assert!(!cache.nothing_after(&loaded.id, 5));
     }
 
     #[test]

@@ -241,6 +241,12 @@ pub trait SlotStore: Send + Sync + 'static {
     /// a store that only one process uses does nothing.
     fn wake_on_remote_callbacks(&self, _wakers: Arc<Wakers>, _shutdown: CancellationToken) {}
 
+    /// Whether every write goes through this process (SQLite), so that the process knows of
+    /// every callback stored into the slots it created; not so with replicas (PostgreSQL).
+    fn single_process(&self) -> bool {
+        false
+    }
+
     /// Finishes pending writes and closes the connections.
     fn close(&self) -> BoxFuture<'_, ()>;
 }
