@@ -598,18 +598,26 @@ async fn accept_callback(
             body: body.to_vec(),
             max_per_slot: relay.config.max_callbacks_per_slot,
         })
-        .await?;
+        .await
+        .inspect_err(|_| {
+            // The callback may be stored all the same (committed, then its sync failed): polls on
+            // the slot read the store from now on, and are woken to do so.
+            relay.slots.forget_sequence(&slot.id);
+            relay.wakers.wake(slot.id.as_str());
+        })?;
     let accepted = |sequence| Accepted {
         slot: slot.id.to_string(),
         sequence,
     };
     match outcome {
-        AddOutcome::Stored { sequence } => {
+        AddOutcome::Stored { sequence } | AddOutcome::Duplicate { sequence } => {
+            // A repeat is noted too: its first delivery may have been stored and then answered
+            // with an error.
             relay.slots.stored(&slot.id, sequence);
             relay.wakers.wake(slot.id.as_str());
-            Ok((accepted(sequence), false))
+            let duplicate = matches!(outcome, AddOutcome::Duplicate { .. });
+            Ok((accepted(sequence), duplicate))
         }
-        AddOutcome::Duplicate { sequence } => Ok((accepted(sequence), true)),
         AddOutcome::Full => Err(ApiError::slot_full(relay.config.max_callbacks_per_slot)),
         AddOutcome::NoSlot => Err(ApiError::no_slot()),
     }

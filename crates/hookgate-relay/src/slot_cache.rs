@@ -95,6 +95,14 @@ impl SlotCache {
         }
     }
 
+    /// Forgets what was stored into the slot: polls on it read the store from now on.
+    pub fn forget_sequence(&self, id: &SlotId) {
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(entry) = slots.get_mut(id) {
+            entry.last_sequence = None;
+        }
+    }
+
     /// Whether the slot is known to hold no callback after sequence `after`.
     pub fn nothing_after(&self, id: &SlotId, after: u64) -> bool {
         let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
@@ -137,6 +145,10 @@ mod tests {
         assert!(!cache.nothing_after(&created.id, 1));
         assert!(cache.nothing_after(&created.id, 2));
         assert!(!cache.nothing_after(&loaded.id, 5));
+
+        cache.forget_sequence(&created.id);
+        cache.stored(&created.id, 3);
+        assert!(!cache.nothing_after(&created.id, 3));
     }
 
     #[test]

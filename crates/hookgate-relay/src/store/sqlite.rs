@@ -8,9 +8,15 @@
 //! WAL file and only after that answers the writes the commit held, which is what
 //! `synchronous=FULL` does inside the commit (checkpoints still sync the WAL and the database
 //! themselves). While one batch's sync runs, the writer applies the next batch, so syncs and
-//! statements overlap instead of taking turns. A commit is visible to readers before its sync
-//! ends; should the machine lose power in that moment, a poll may have seen a callback whose
-//! sender was never answered 202 and sends it again.
+//! statements overlap instead of taking turns. A sync that fails stops the store: every write
+//! after it is refused (503) until the relay restarts, since the kernel may have dropped the
+//! pages it could not write.
+//!
+//! The difference from `synchronous=FULL`: a commit is visible to polls for the moment its sync
+//! takes. Should the machine lose power in that moment, a poll may have seen a callback that is
+//! then gone, whose sender was never answered 202 and sends it again; and the callback's sequence
+//! number may go to another callback, which a poll already past that number does not see. The
+//! action takes the first callback that verifies, so it has its verdict by then.
 //!
 //! `sqlite::memory:` is served by a private temporary file (removed on drop) so that readers and
 //! the writer see one database; it skips the syncs, since nothing is meant to survive.
@@ -18,6 +24,8 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use futures::future::BoxFuture;
@@ -73,6 +81,17 @@ enum Op {
         Vec<u8>,
         oneshot::Sender<Result<Vec<u8>, StoreError>>,
     ),
+}
+
+/// Answers a write that is not applied with `why`.
+fn refuse(op: Op, why: &str) {
+    let error = || StoreError::Write(why.to_owned());
+    match op {
+        Op::CreateSlot(_, reply) => drop(reply.send(Err(error()))),
+        Op::AddCallback(_, reply) => drop(reply.send(Err(error()))),
+        Op::RemoveBefore(_, reply) => drop(reply.send(Err(error()))),
+        Op::SecretOrInsert(_, _, reply) => drop(reply.send(Err(error()))),
+    }
 }
 
 /// A write applied inside the open transaction, waiting for the commit to answer.
@@ -319,6 +338,19 @@ fn write_loop(
                 Err(_) => break,
             }
         }
+        if syncer.as_ref().is_some_and(Syncer::failed) {
+            // Nothing more is applied: its commit could not be made durable.
+            for write in batch.drain(..) {
+                match write {
+                    Write::Close(reply) => close_reply = Some(reply),
+                    Write::Op(op) => refuse(
+                        op,
+                        "an earlier sync of the write-ahead log failed; restart the relay",
+                    ),
+                }
+            }
+            continue;
+        }
         let result = apply_batch(&connection, &mut batch, &mut applied, &mut close_reply);
         match (result, &syncer) {
             (Ok(()), Some(syncer)) => syncer.answer_after_sync(std::mem::take(&mut applied)),
@@ -330,7 +362,11 @@ fn write_loop(
                 applied.drain(..).for_each(|write| write.fail(&why));
                 // Writes not reached before the failure are dropped: their callers see `Closed`
                 // and answer 503, so the sender retries; nothing was committed for them.
-                batch.clear();
+                for write in batch.drain(..) {
+                    if let Write::Close(reply) = write {
+                        close_reply = Some(reply);
+                    }
+                }
             }
         }
     }
@@ -351,15 +387,28 @@ fn write_loop(
 struct Syncer {
     commits: std::sync::mpsc::Sender<Vec<Applied>>,
     thread: std::thread::JoinHandle<()>,
+    /// Set when a sync has failed; the store then takes no more writes.
+    failed: Arc<AtomicBool>,
 }
 
 impl Syncer {
     fn start(wal: PathBuf) -> std::io::Result<Self> {
         let (commits, committed) = std::sync::mpsc::channel();
+        let failed = Arc::new(AtomicBool::new(false));
+        let failure = failed.clone();
         let thread = std::thread::Builder::new()
             .name("sqlite-syncer".to_owned())
-            .spawn(move || sync_loop(&wal, &committed))?;
-        Ok(Self { commits, thread })
+            .spawn(move || sync_loop(&wal, &committed, &failure))?;
+        Ok(Self {
+            commits,
+            thread,
+            failed,
+        })
+    }
+
+    /// Whether a sync has failed.
+    fn failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
     }
 
     /// Answers `applied` (committed) once the WAL is synced.
@@ -382,24 +431,28 @@ impl Syncer {
     }
 }
 
-fn sync_loop(wal: &Path, committed: &std::sync::mpsc::Receiver<Vec<Applied>>) {
+fn sync_loop(wal: &Path, committed: &std::sync::mpsc::Receiver<Vec<Applied>>, failed: &AtomicBool) {
     let mut file = None;
     while let Ok(first) = committed.recv() {
         let mut waiting = vec![first];
         waiting.extend(committed.try_iter());
-        match sync_wal(&mut file, wal) {
+        let synced = if failed.load(Ordering::Acquire) {
+            Err("an earlier sync of the write-ahead log failed; restart the relay".to_owned())
+        } else {
+            sync_wal(&mut file, wal).map_err(|err| {
+                // Committed but perhaps not on disk, and a second sync could succeed without
+                // the pages the first could not write: no write is answered as stored from now.
+                failed.store(true, Ordering::Release);
+                tracing::error!(error = %err, wal = %wal.display(), "syncing the SQLite WAL failed; the store takes no more writes");
+                format!("syncing the write-ahead log: {err}")
+            })
+        };
+        match synced {
             Ok(()) => waiting.into_iter().flatten().for_each(Applied::commit),
-            Err(err) => {
-                // Committed but perhaps not on disk: the callers answer 503 and the senders retry,
-                // which finds the stored delivery and answers as for the first.
-                tracing::error!(error = %err, wal = %wal.display(), "syncing the SQLite WAL failed");
-                let why = format!("syncing the write-ahead log: {err}");
-                waiting
-                    .into_iter()
-                    .flatten()
-                    .for_each(|write| write.fail(&why));
-                file = None;
-            }
+            Err(why) => waiting
+                .into_iter()
+                .flatten()
+                .for_each(|write| write.fail(&why)),
         }
     }
 }
