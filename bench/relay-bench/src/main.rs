@@ -284,19 +284,13 @@ async fn intake(relay_url: &str, baseline_url: &str) -> anyhow::Result<Intake> {
     }
     let relay = rate(slots).await?;
     // Where the time goes: the relay's own view of a callback's duration.
-    let metrics = client
-        .get(format!("{relay_url}/metrics"))
-        .send()
-        .await?
-        .text()
-        .await?;
+    let metrics = metrics_text(&client, relay_url).await?;
     let series = |name: &str| {
-        metrics
-            .lines()
-            .find(|line| line.starts_with(&format!("{name}{{route=\"/v1/callbacks/{{id}}\"}}")))
-            .and_then(|line| line.split_whitespace().last())
-            .and_then(|value| value.parse::<f64>().ok())
-            .unwrap_or(0.0)
+        series_value(
+            &metrics,
+            &format!("{name}{{route=\"/v1/callbacks/{{id}}\"}}"),
+        )
+        .unwrap_or(0.0)
     };
     let (sum, count) = (
         series("hookgate_relay_request_duration_seconds_sum"),
@@ -404,21 +398,27 @@ fn rss_kib(pid: u32) -> anyhow::Result<u64> {
 }
 
 async fn waiters_now(client: &reqwest::Client, relay_url: &str) -> anyhow::Result<u64> {
-    let metrics = client
+    let metrics = metrics_text(client, relay_url).await?;
+    let waiters = series_value(&metrics, "hookgate_relay_waiters").context("no waiters gauge")?;
+    Ok(waiters as u64)
+}
+
+/// The relay's `/metrics` text.
+async fn metrics_text(client: &reqwest::Client, relay_url: &str) -> anyhow::Result<String> {
+    Ok(client
         .get(format!("{relay_url}/metrics"))
         .send()
         .await?
         .text()
-        .await?;
-    let line = metrics
+        .await?)
+}
+
+/// The value of one series, named with its labels as the relay prints them, in a metrics text.
+fn series_value(metrics: &str, series: &str) -> Option<f64> {
+    metrics
         .lines()
-        .find(|line| line.starts_with("hookgate_relay_waiters "))
-        .context("no waiters gauge")?;
-    Ok(line
-        .split_whitespace()
-        .nth(1)
-        .context("gauge value")?
-        .parse()?)
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
 }
 
 /// Opens `WAITERS` long polls as the action does (one connection each, kept alive: the slot is

@@ -43,6 +43,8 @@ use super::{
 
 /// Each reader connection's page cache, in KiB (SQLite's negative `cache_size`).
 const READER_CACHE_KIB: &str = "-256";
+/// Why writes are refused once a sync of the WAL has failed.
+const SYNC_FAILED: &str = "an earlier sync of the write-ahead log failed; restart the relay";
 /// How many queued writes one transaction takes at most.
 const MAX_BATCH: usize = 512;
 
@@ -343,10 +345,7 @@ fn write_loop(
             for write in batch.drain(..) {
                 match write {
                     Write::Close(reply) => close_reply = Some(reply),
-                    Write::Op(op) => refuse(
-                        op,
-                        "an earlier sync of the write-ahead log failed; restart the relay",
-                    ),
+                    Write::Op(op) => refuse(op, SYNC_FAILED),
                 }
             }
             continue;
@@ -437,7 +436,7 @@ fn sync_loop(wal: &Path, committed: &std::sync::mpsc::Receiver<Vec<Applied>>, fa
         let mut waiting = vec![first];
         waiting.extend(committed.try_iter());
         let synced = if failed.load(Ordering::Acquire) {
-            Err("an earlier sync of the write-ahead log failed; restart the relay".to_owned())
+            Err(SYNC_FAILED.to_owned())
         } else {
             sync_wal(&mut file, wal).map_err(|err| {
                 // Committed but perhaps not on disk, and a second sync could succeed without
