@@ -48,17 +48,6 @@ const SYNC_FAILED: &str = "an earlier sync of the write-ahead log failed; restar
 /// How many queued writes one transaction takes at most.
 const MAX_BATCH: usize = 512;
 
-/// Stores one callback if it is new and its slot has room, answering its sequence number. The
-/// trigger of migration 0002 moves the slot's count along. Parameters: dedup key, received at,
-/// headers, body, slot id, the slot's maximum.
-const INSERT_CALLBACK: &str = "INSERT INTO callbacks \
-     (slot_id, sequence, dedup_key, received_at_ms, headers, body) \
-     SELECT id, callback_count + 1, ?1, ?2, ?3, ?4 FROM slots \
-     WHERE id = ?5 AND callback_count < ?6 \
-     AND NOT EXISTS (SELECT 1 FROM callbacks AS earlier \
-     WHERE earlier.slot_id = slots.id AND earlier.dedup_key = ?1) \
-     RETURNING sequence";
-
 /// The SQLite store.
 pub struct SqliteStore {
     readers: SqlitePool,
@@ -480,14 +469,15 @@ fn apply_batch(
     applied: &mut Vec<Applied>,
     close_reply: &mut Option<oneshot::Sender<()>>,
 ) -> rusqlite::Result<()> {
-    connection.execute_batch("BEGIN IMMEDIATE")?;
+    connection.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
     for write in batch.drain(..) {
         match write {
             Write::Close(reply) => *close_reply = Some(reply),
             Write::Op(op) => applied.push(apply(connection, op)?),
         }
     }
-    connection.execute_batch("COMMIT")
+    connection.prepare_cached("COMMIT")?.execute([])?;
+    Ok(())
 }
 
 fn apply(connection: &rusqlite::Connection, op: Op) -> rusqlite::Result<Applied> {
@@ -508,27 +498,7 @@ fn apply(connection: &rusqlite::Connection, op: Op) -> rusqlite::Result<Applied>
             Applied::Unit(reply)
         }
         Op::AddCallback(callback, reply) => {
-            let stored: Option<i64> = connection
-                .prepare_cached(INSERT_CALLBACK)?
-                .query_row(
-                    rusqlite::params![
-                        callback.dedup_key,
-                        to_millis(callback.received_at),
-                        encode_headers(&callback.headers),
-                        callback.body,
-                        callback.slot_id.as_str(),
-                        i64::try_from(callback.max_per_slot).unwrap_or(i64::MAX),
-                    ],
-                    |row| row.get(0),
-                )
-                .optional()?;
-            let outcome = match stored {
-                Some(sequence) => AddOutcome::Stored {
-                    sequence: sequence.unsigned_abs(),
-                },
-                None => unstored_outcome(connection, &callback)?,
-            };
-            Applied::Added(outcome, reply)
+            Applied::Added(add_callback(connection, &callback)?, reply)
         }
         Op::RemoveBefore(cutoff, reply) => {
             connection
@@ -561,12 +531,21 @@ fn apply(connection: &rusqlite::Connection, op: Op) -> rusqlite::Result<Applied>
     })
 }
 
-/// Why a callback was not stored: a repeat, a full slot, or no slot.
-fn unstored_outcome(
+/// Stores one callback if its slot exists, it repeats no stored delivery and the slot has room,
+/// and moves the slot's count along. Plain statements on indexed keys: an `INSERT ... SELECT ...
+/// RETURNING` made SQLite build a temporary table for every callback.
+fn add_callback(
     connection: &rusqlite::Connection,
     callback: &NewCallback,
 ) -> rusqlite::Result<AddOutcome> {
     let slot = callback.slot_id.as_str();
+    let count: Option<i64> = connection
+        .prepare_cached("SELECT callback_count FROM slots WHERE id = ?1")?
+        .query_row([slot], |row| row.get(0))
+        .optional()?;
+    let Some(count) = count else {
+        return Ok(AddOutcome::NoSlot);
+    };
     let earlier: Option<i64> = connection
         .prepare_cached("SELECT sequence FROM callbacks WHERE slot_id = ?1 AND dedup_key = ?2")?
         .query_row([slot, callback.dedup_key.as_str()], |row| row.get(0))
@@ -576,13 +555,28 @@ fn unstored_outcome(
             sequence: sequence.unsigned_abs(),
         });
     }
-    let exists: Option<i64> = connection
-        .prepare_cached("SELECT 1 FROM slots WHERE id = ?1")?
-        .query_row([slot], |row| row.get(0))
-        .optional()?;
-    Ok(if exists.is_some() {
-        AddOutcome::Full
-    } else {
-        AddOutcome::NoSlot
+    if count.unsigned_abs() >= callback.max_per_slot {
+        return Ok(AddOutcome::Full);
+    }
+    let sequence = count + 1;
+    connection
+        .prepare_cached(
+            "INSERT INTO callbacks \
+             (slot_id, sequence, dedup_key, received_at_ms, headers, body) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(rusqlite::params![
+            slot,
+            sequence,
+            callback.dedup_key,
+            to_millis(callback.received_at),
+            encode_headers(&callback.headers),
+            callback.body,
+        ])?;
+    connection
+        .prepare_cached("UPDATE slots SET callback_count = ?2 WHERE id = ?1")?
+        .execute(rusqlite::params![slot, sequence])?;
+    Ok(AddOutcome::Stored {
+        sequence: sequence.unsigned_abs(),
     })
 }
