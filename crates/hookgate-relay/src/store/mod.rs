@@ -19,14 +19,17 @@ pub use sqlite::SqliteStore;
 
 use crate::wakers::Wakers;
 
-/// A slot's id: 32 lower-case hex digits, random.
+/// A slot's id: 32 lower-case hex digits, a UUIDv7 (RFC 9562). Its first 12 digits are the
+/// creation time in milliseconds and the rest is random, so slots created together sit together
+/// in the store's indexes: the callbacks that soon follow write a few shared pages instead of a
+/// page each somewhere in the index.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SlotId(String);
 
 impl SlotId {
-    /// A new random id.
+    /// A new id: time-ordered, with 74 random bits.
     pub fn random() -> Self {
-        Self(uuid::Uuid::new_v4().simple().to_string())
+        Self(uuid::Uuid::now_v7().simple().to_string())
     }
 
     /// The id as text.
