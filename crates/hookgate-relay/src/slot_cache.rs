@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use crate::store::{Slot, SlotId};
+use crate::store::{CallbackAuth, Slot, SlotId};
 
 /// The most slots kept.
 const CAPACITY: usize = 65_536;
@@ -19,14 +19,36 @@ const CAPACITY: usize = 65_536;
 #[derive(Debug)]
 pub struct SlotCache {
     retention: Duration,
-    slots: Mutex<HashMap<SlotId, Entry>>,
+    /// By the slot id's 128 bits: no allocation for the key, nor for a second copy of the id.
+    slots: Mutex<HashMap<u128, Entry>>,
 }
 
+/// A slot without its id (the map's key), kept small: a relay holds many.
 #[derive(Debug)]
 struct Entry {
-    slot: Slot,
+    auth: CallbackAuth,
+    label: Box<str>,
+    created_at: SystemTime,
+    deadline: SystemTime,
     /// The last sequence number stored into the slot, when this process stored every one.
     last_sequence: Option<u64>,
+}
+
+impl Entry {
+    fn slot(&self, id: &SlotId) -> Slot {
+        Slot {
+            id: id.clone(),
+            auth: self.auth,
+            label: self.label.to_string(),
+            created_at: self.created_at,
+            deadline: self.deadline,
+        }
+    }
+}
+
+/// The map key of a slot id (32 hex digits, so always one); an id that is not is never cached.
+fn key(id: &SlotId) -> Option<u128> {
+    u128::from_str_radix(id.as_str(), 16).ok()
 }
 
 impl SlotCache {
@@ -38,18 +60,19 @@ impl SlotCache {
         }
     }
 
-    fn retained(&self, slot: &Slot, now: SystemTime) -> bool {
-        slot.deadline + self.retention >= now
+    fn retained(&self, entry: &Entry, now: SystemTime) -> bool {
+        entry.deadline + self.retention >= now
     }
 
     /// The slot, if cached and still retained.
     pub fn get(&self, id: &SlotId) -> Option<Slot> {
+        let key = key(id)?;
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-        let entry = slots.get(id)?;
-        if self.retained(&entry.slot, SystemTime::now()) {
-            Some(entry.slot.clone())
+        let entry = slots.get(&key)?;
+        if self.retained(entry, SystemTime::now()) {
+            Some(entry.slot(id))
         } else {
-            slots.remove(id);
+            slots.remove(&key);
             None
         }
     }
@@ -65,19 +88,23 @@ impl SlotCache {
     }
 
     fn insert(&self, slot: Slot, last_sequence: Option<u64>) {
+        let Some(key) = key(&slot.id) else { return };
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         if slots.len() >= CAPACITY {
             let now = SystemTime::now();
             // Past their deadline first; if that is not enough, start over.
-            slots.retain(|_, entry| entry.slot.deadline >= now);
+            slots.retain(|_, entry| entry.deadline >= now);
             if slots.len() >= CAPACITY {
                 slots.clear();
             }
         }
         slots.insert(
-            slot.id.clone(),
+            key,
             Entry {
-                slot,
+                auth: slot.auth,
+                label: slot.label.into_boxed_str(),
+                created_at: slot.created_at,
+                deadline: slot.deadline,
                 last_sequence,
             },
         );
@@ -86,9 +113,10 @@ impl SlotCache {
     /// Notes that a callback was stored into the slot with `sequence`; call before waking its
     /// waiters.
     pub fn stored(&self, id: &SlotId, sequence: u64) {
+        let Some(key) = key(id) else { return };
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(last) = slots
-            .get_mut(id)
+            .get_mut(&key)
             .and_then(|entry| entry.last_sequence.as_mut())
         {
             *last = (*last).max(sequence);
@@ -97,17 +125,19 @@ impl SlotCache {
 
     /// Forgets what was stored into the slot: polls on it read the store from now on.
     pub fn forget_sequence(&self, id: &SlotId) {
+        let Some(key) = key(id) else { return };
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(entry) = slots.get_mut(id) {
+        if let Some(entry) = slots.get_mut(&key) {
             entry.last_sequence = None;
         }
     }
 
     /// Whether the slot is known to hold no callback after sequence `after`.
     pub fn nothing_after(&self, id: &SlotId, after: u64) -> bool {
+        let Some(key) = key(id) else { return false };
         let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         slots
-            .get(id)
+            .get(&key)
             .and_then(|entry| entry.last_sequence)
             .is_some_and(|last| last <= after)
     }
@@ -116,7 +146,6 @@ impl SlotCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::CallbackAuth;
 
     fn slot(deadline: SystemTime) -> Slot {
         Slot {
