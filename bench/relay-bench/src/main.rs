@@ -6,7 +6,9 @@
 //!    from sending the callback to the poll's answer is taken, over many rounds (p50, p99);
 //! 2. callback intake at 64 concurrent connections, against a trivial axum handler measured in
 //!    the same run with the same client (the handler runs in a process of its own, as the relay
-//!    does, so neither shares the client's runtime);
+//!    does, so neither shares the client's runtime). As in use, callbacks go to slots created
+//!    shortly before: the slots are created first, and the connections take them in the order
+//!    they were created, ten callbacks each, within the relay's default limit per slot;
 //! 3. the relay's resident memory (VmRSS) while it holds 10,000 long polls on 10,000 slots: on a
 //!    relay just started, and on the relay of 1 and 2 after their runs.
 //!
@@ -21,7 +23,7 @@ use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -34,6 +36,11 @@ const INTAKE_CONNECTIONS: usize = 64;
 const INTAKE_WARMUP: Duration = Duration::from_secs(1);
 const INTAKE_DURATION: Duration = Duration::from_secs(5);
 const WAITERS: usize = 10_000;
+/// Callbacks each slot takes during the intake run (the relay's default limit is 100).
+const CALLBACKS_PER_SLOT: usize = 10;
+/// Slots created for the intake run: one pass over them takes 80,000 callbacks; the connections
+/// then start over from the first (each slot stays far below the limit of 100).
+const INTAKE_SLOTS: usize = 8_000;
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -126,7 +133,6 @@ fn start_relay(hookgate: &Path, store: &str) -> anyhow::Result<(Child, SocketAdd
     let child = Command::new(hookgate)
         .args(["relay", "--listen", &address.to_string()])
         .args(["--store", store, "--relay-token", RELAY_TOKEN])
-        .args(["--max-callbacks-per-slot", "1000000"])
         .env("HOOKGATE_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
@@ -213,21 +219,21 @@ struct Latency {
     max: Duration,
 }
 
-/// Each round: a poll waits on the slot for the next sequence, then a callback is sent; the
-/// time from sending the callback to the poll's answer is recorded.
+/// Each round, as the action does: a slot is created, a poll waits on it, then a callback is
+/// sent; the time from sending the callback to the poll's answer is recorded.
 async fn latency(relay_url: &str) -> anyhow::Result<Latency> {
     let poller = reqwest::Client::new();
     let sender = reqwest::Client::new();
-    let slot = create_slot(&sender, relay_url).await?;
-    let id = field(&slot, "id")?.to_owned();
-    let token = field(&slot, "token")?.to_owned();
-    let read_token = field(&slot, "readToken")?.to_owned();
-    let callback_url = format!("{relay_url}/v1/callbacks/{id}");
     let mut samples = Vec::with_capacity(LATENCY_ROUNDS);
     for round in 0..LATENCY_ROUNDS + 20 {
+        let slot = create_slot(&sender, relay_url).await?;
+        let id = field(&slot, "id")?.to_owned();
+        let token = field(&slot, "token")?.to_owned();
+        let read_token = field(&slot, "readToken")?.to_owned();
+        let callback_url = format!("{relay_url}/v1/callbacks/{id}");
         let poll = {
             let poller = poller.clone();
-            let url = format!("{relay_url}/v1/slots/{id}?after={round}&wait=30s");
+            let url = format!("{relay_url}/v1/slots/{id}?wait=30s");
             let read_token = read_token.clone();
             tokio::spawn(async move {
                 let response = poller.get(url).bearer_auth(read_token).send().await?;
@@ -273,17 +279,10 @@ struct Intake {
 }
 
 async fn intake(relay_url: &str, baseline_url: &str) -> anyhow::Result<Intake> {
-    let client = reqwest::Client::new();
-    let mut slots = Vec::new();
-    for _ in 0..INTAKE_CONNECTIONS {
-        let slot = create_slot(&client, relay_url).await?;
-        slots.push((
-            format!("{relay_url}/v1/callbacks/{}", field(&slot, "id")?),
-            field(&slot, "token")?.to_owned(),
-        ));
-    }
+    let slots = create_slots(relay_url, INTAKE_SLOTS).await?;
     let relay = rate(slots).await?;
     // Where the time goes: the relay's own view of a callback's duration.
+    let client = reqwest::Client::new();
     let metrics = metrics_text(&client, relay_url).await?;
     let series = |name: &str| {
         series_value(
@@ -302,7 +301,7 @@ async fn intake(relay_url: &str, baseline_url: &str) -> anyhow::Result<Intake> {
             sum / count * 1000.0
         );
     }
-    let baseline_slots = (0..INTAKE_CONNECTIONS)
+    let baseline_slots = (0..INTAKE_SLOTS)
         .map(|n| {
             (
                 format!("{baseline_url}/v1/callbacks/{n:032x}"),
@@ -314,43 +313,83 @@ async fn intake(relay_url: &str, baseline_url: &str) -> anyhow::Result<Intake> {
     Ok(Intake { relay, baseline })
 }
 
-/// Requests per second answered 202 by `INTAKE_CONNECTIONS` workers, one target each, each
-/// body distinct (so none is a repeat).
+/// Creates `count` slots, `INTAKE_CONNECTIONS` at a time, and returns their callback URLs and
+/// tokens in the order the relay created them.
+async fn create_slots(relay_url: &str, count: usize) -> anyhow::Result<Vec<(String, String)>> {
+    let client = reqwest::Client::new();
+    let created = Arc::new(std::sync::Mutex::new(Vec::with_capacity(count)));
+    let next = Arc::new(AtomicU64::new(0));
+    let creators: Vec<_> = (0..INTAKE_CONNECTIONS)
+        .map(|_| {
+            let (client, created, next) = (client.clone(), created.clone(), next.clone());
+            let relay_url = relay_url.to_owned();
+            tokio::spawn(async move {
+                while next.fetch_add(1, Ordering::Relaxed) < count as u64 {
+                    let slot = create_slot(&client, &relay_url).await?;
+                    let target = (
+                        format!("{relay_url}/v1/callbacks/{}", field(&slot, "id")?),
+                        field(&slot, "token")?.to_owned(),
+                    );
+                    created
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .push(target);
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    for creator in creators {
+        creator.await??;
+    }
+    let created = std::mem::take(
+        &mut *created
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    Ok(created)
+}
+
+/// Requests per second answered 202 by `INTAKE_CONNECTIONS` workers. The workers take the
+/// targets in order (starting over after the last), each sends `CALLBACKS_PER_SLOT` callbacks to
+/// its target before it takes the next; every body is distinct (so none is a repeat).
 async fn rate(targets: Vec<(String, String)>) -> anyhow::Result<f64> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(INTAKE_CONNECTIONS)
         .build()?;
+    let targets = Arc::new(targets);
+    let next_target = Arc::new(AtomicUsize::new(0));
     let counting = Arc::new(AtomicBool::new(false));
     let running = Arc::new(AtomicBool::new(true));
     let accepted = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
-    let workers: Vec<_> = targets
-        .into_iter()
-        .enumerate()
-        .map(|(worker, (url, token))| {
+    let workers: Vec<_> = (0..INTAKE_CONNECTIONS)
+        .map(|worker| {
             let client = client.clone();
+            let (targets, next_target) = (targets.clone(), next_target.clone());
             let (counting, running) = (counting.clone(), running.clone());
             let (accepted, failed) = (accepted.clone(), failed.clone());
             tokio::spawn(async move {
                 let mut n = 0u64;
-                while running.load(Ordering::Relaxed) {
-                    n += 1;
-                    let body = format!(r#"{{"success": true, "worker": {worker}, "n": {n}}}"#);
-                    let ok = match client
-                        .post(&url)
-                        .bearer_auth(&token)
-                        .body(body)
-                        .send()
-                        .await
-                    {
-                        Ok(response) => response.status() == reqwest::StatusCode::ACCEPTED,
-                        Err(_) => false,
-                    };
-                    if counting.load(Ordering::Relaxed) {
-                        if ok {
-                            accepted.fetch_add(1, Ordering::Relaxed);
-                        } else {
-                            failed.fetch_add(1, Ordering::Relaxed);
+                'slots: while running.load(Ordering::Relaxed) {
+                    let taken = next_target.fetch_add(1, Ordering::Relaxed);
+                    let (url, token) = &targets[taken % targets.len()];
+                    for _ in 0..CALLBACKS_PER_SLOT {
+                        if !running.load(Ordering::Relaxed) {
+                            break 'slots;
+                        }
+                        n += 1;
+                        let body = format!(r#"{{"success": true, "worker": {worker}, "n": {n}}}"#);
+                        let ok = match client.post(url).bearer_auth(token).body(body).send().await {
+                            Ok(response) => response.status() == reqwest::StatusCode::ACCEPTED,
+                            Err(_) => false,
+                        };
+                        if counting.load(Ordering::Relaxed) {
+                            if ok {
+                                accepted.fetch_add(1, Ordering::Relaxed);
+                            } else {
+                                failed.fetch_add(1, Ordering::Relaxed);
+                            }
                         }
                     }
                 }
