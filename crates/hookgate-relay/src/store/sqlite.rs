@@ -535,35 +535,25 @@ fn apply(connection: &rusqlite::Connection, op: Op) -> rusqlite::Result<Applied>
     })
 }
 
-/// Stores one callback if its slot exists, it repeats no stored delivery and the slot has room,
-/// and moves the slot's count along. Plain statements on indexed keys: an `INSERT ... SELECT ...
-/// RETURNING` made SQLite build a temporary table for every callback.
+/// Stores one callback if its slot exists, it repeats no stored delivery and the slot has room.
+/// A new callback, the common case, takes two statements: its slot's last sequence number (from
+/// the primary key's index) and the insert, whose constraints tell a repeat (the delivery index)
+/// and a missing slot (the foreign key) apart. An `INSERT ... SELECT ... RETURNING` had SQLite
+/// build a temporary table for every callback.
 fn add_callback(
     connection: &rusqlite::Connection,
     callback: &NewCallback,
 ) -> rusqlite::Result<AddOutcome> {
     let slot = callback.slot_id.as_str();
-    let count: Option<i64> = connection
-        .prepare_cached("SELECT callback_count FROM slots WHERE id = ?1")?
-        .query_row([slot], |row| row.get(0))
-        .optional()?;
-    let Some(count) = count else {
-        return Ok(AddOutcome::NoSlot);
-    };
-    let earlier: Option<i64> = connection
-        .prepare_cached("SELECT sequence FROM callbacks WHERE slot_id = ?1 AND dedup_key = ?2")?
-        .query_row([slot, callback.dedup_key.as_str()], |row| row.get(0))
-        .optional()?;
-    if let Some(sequence) = earlier {
-        return Ok(AddOutcome::Duplicate {
-            sequence: sequence.unsigned_abs(),
-        });
-    }
+    let last: Option<i64> = connection
+        .prepare_cached("SELECT MAX(sequence) FROM callbacks WHERE slot_id = ?1")?
+        .query_row([slot], |row| row.get(0))?;
+    let count = last.unwrap_or(0);
     if count.unsigned_abs() >= callback.max_per_slot {
-        return Ok(AddOutcome::Full);
+        return unstored_outcome(connection, callback);
     }
     let sequence = count + 1;
-    connection
+    let inserted = connection
         .prepare_cached(
             "INSERT INTO callbacks \
              (slot_id, sequence, dedup_key, received_at_ms, headers, body) \
@@ -576,11 +566,48 @@ fn add_callback(
             to_millis(callback.received_at),
             encode_headers(&callback.headers),
             callback.body,
-        ])?;
-    connection
-        .prepare_cached("UPDATE slots SET callback_count = ?2 WHERE id = ?1")?
-        .execute(rusqlite::params![slot, sequence])?;
-    Ok(AddOutcome::Stored {
-        sequence: sequence.unsigned_abs(),
+        ]);
+    match inserted {
+        Ok(_) => Ok(AddOutcome::Stored {
+            sequence: sequence.unsigned_abs(),
+        }),
+        Err(rusqlite::Error::SqliteFailure(failure, _))
+            if failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
+        {
+            unstored_outcome(connection, callback)
+        }
+        Err(rusqlite::Error::SqliteFailure(failure, _))
+            if failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY =>
+        {
+            Ok(AddOutcome::NoSlot)
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// Why a callback cannot be stored: a repeat (answered with the first delivery's sequence
+/// number), a full slot, or no slot.
+fn unstored_outcome(
+    connection: &rusqlite::Connection,
+    callback: &NewCallback,
+) -> rusqlite::Result<AddOutcome> {
+    let slot = callback.slot_id.as_str();
+    let earlier: Option<i64> = connection
+        .prepare_cached("SELECT sequence FROM callbacks WHERE slot_id = ?1 AND dedup_key = ?2")?
+        .query_row([slot, callback.dedup_key.as_str()], |row| row.get(0))
+        .optional()?;
+    if let Some(sequence) = earlier {
+        return Ok(AddOutcome::Duplicate {
+            sequence: sequence.unsigned_abs(),
+        });
+    }
+    let exists: Option<i64> = connection
+        .prepare_cached("SELECT 1 FROM slots WHERE id = ?1")?
+        .query_row([slot], |row| row.get(0))
+        .optional()?;
+    Ok(if exists.is_some() {
+        AddOutcome::Full
+    } else {
+        AddOutcome::NoSlot
     })
 }
