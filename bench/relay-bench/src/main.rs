@@ -280,6 +280,11 @@ struct Intake {
 
 async fn intake(relay_url: &str, baseline_url: &str) -> anyhow::Result<Intake> {
     let slots = create_slots(relay_url, INTAKE_SLOTS).await?;
+    // The trivial handler gets the same requests: the same paths, slot tokens and bodies.
+    let baseline_slots = slots
+        .iter()
+        .map(|(url, token)| (url.replacen(relay_url, baseline_url, 1), token.clone()))
+        .collect();
     let relay = rate(slots).await?;
     // Where the time goes: the relay's own view of a callback's duration.
     let client = reqwest::Client::new();
@@ -301,14 +306,6 @@ async fn intake(relay_url: &str, baseline_url: &str) -> anyhow::Result<Intake> {
             sum / count * 1000.0
         );
     }
-    let baseline_slots = (0..INTAKE_SLOTS)
-        .map(|n| {
-            (
-                format!("{baseline_url}/v1/callbacks/{n:032x}"),
-                RELAY_TOKEN.to_owned(),
-            )
-        })
-        .collect();
     let baseline = rate(baseline_slots).await?;
     Ok(Intake { relay, baseline })
 }
