@@ -5,8 +5,8 @@
 //! Verification is deliberately narrower than JWT allows:
 //! - the header's `alg` must be exactly `HS256`; `none` in any spelling, other HMAC sizes and
 //!   asymmetric algorithms (the RS/HS confusion) are refused before any key is used;
-//! - headers that choose a key (`kid`, `jku`, `jwk`, `x5u`, `x5c`) or demand extensions
-//!   (`crit`) are refused: this relay issues none of them and has one key;
+//! - headers that choose a key (`kid`, `jku`, `jwk`, `x5u`, `x5c`, `x5t`, `x5t#S256`) or demand
+//!   extensions (`crit`) are refused: this relay issues none of them and has one key;
 //! - `iss`, `aud`, `sub` and `exp` are all required; `nbf` is honoured when present;
 //! - the clock is the caller's `now`, with no leeway unless one is configured.
 
@@ -26,7 +26,8 @@ pub const DEFAULT_ISSUER: &str = "hookgate-relay";
 pub const MIN_KEY_LEN: usize = 32;
 
 const ALGORITHM: &str = "HS256";
-const KEY_SELECTING_HEADERS: [&str; 6] = ["kid", "jku", "jwk", "x5u", "x5c", "crit"];
+const KEY_SELECTING_HEADERS: [&str; 8] =
+    ["kid", "jku", "jwk", "x5u", "x5c", "x5t", "x5t#S256", "crit"];
 
 /// The relay key is unusable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -399,6 +400,33 @@ mod tests {
             other_issuer.verify(&token, "slot-1", AUDIENCE, at(1500)),
             Err(TokenError::WrongIssuer)
         );
+    }
+
+    #[test]
+    fn key_selecting_headers_are_refused_even_when_signed() {
+        let key = [7u8; 32];
+        let tokens = SlotTokens::new(&key).unwrap();
+        let claims = URL_SAFE_NO_PAD.encode(format!(
+            r#"{{"iss":"{DEFAULT_ISSUER}","sub":"slot-1","aud":"{AUDIENCE}","exp":2000}}"#
+        ));
+        let signed = |header: &str| {
+            let input = format!("{}.{claims}", URL_SAFE_NO_PAD.encode(header));
+            let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key).unwrap();
+            mac.update(input.as_bytes());
+            format!(
+                "{input}.{}",
+                URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+            )
+        };
+        let verify = |token: &str| tokens.verify(token, "slot-1", AUDIENCE, at(1500));
+        assert!(verify(&signed(r#"{"alg":"HS256","typ":"JWT"}"#)).is_ok());
+        for name in KEY_SELECTING_HEADERS {
+            assert_eq!(
+                verify(&signed(&format!(r#"{{"alg":"HS256","{name}":null}}"#))),
+                Err(TokenError::UnexpectedHeader { name }),
+                "{name}"
+            );
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod oidc;
 pub mod server;
 pub mod slot_cache;
 pub mod store;
+pub mod verdict;
 pub mod wakers;
 
 pub use client::{

@@ -1,0 +1,218 @@
+//! What a callback's body must be before the relay stores it: JSON, exactly as strict as
+//! `serde_json::Value` parses it (UTF-8, escapes, number range, nesting depth), and an object with
+//! a boolean `success` (Armory's callback). Only `success` is kept while checking; every other
+//! member is parsed and dropped, so a body costs no allocation per member.
+
+use std::fmt;
+
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+
+/// Why a body is not a verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VerdictError {
+    /// Not JSON at all (the parser's message).
+    NotJson(String),
+    /// JSON, but not an object, or an object without `success`.
+    NotAnObject,
+    /// `success` is there but not `true` or `false`.
+    NotABoolean,
+}
+
+/// Checks that `body` is a JSON object with a boolean `success`. A member repeated counts as its
+/// last occurrence, as when the action reads the body.
+pub fn check(body: &[u8]) -> Result<(), VerdictError> {
+    let not_json = |err: serde_json::Error| VerdictError::NotJson(err.to_string());
+    if body.iter().find(|byte| !byte.is_ascii_whitespace()) != Some(&b'{') {
+        serde_json::from_slice::<Checked>(body).map_err(not_json)?;
+        return Err(VerdictError::NotAnObject);
+    }
+    let verdict: Verdict = serde_json::from_slice(body).map_err(not_json)?;
+    match verdict.success {
+        Some(serde_json::Value::Bool(_)) => Ok(()),
+        Some(_) => Err(VerdictError::NotABoolean),
+        None => Err(VerdictError::NotAnObject),
+    }
+}
+
+/// The `success` member of an object, the last one if repeated.
+struct Verdict {
+    success: Option<serde_json::Value>,
+}
+
+impl<'de> Deserialize<'de> for Verdict {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct VerdictVisitor;
+        impl<'de> Visitor<'de> for VerdictVisitor {
+            type Value = Verdict;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Verdict, A::Error> {
+                let mut success = None;
+                while let Some(IsSuccess(is_success)) = map.next_key()? {
+                    if is_success {
+                        success = Some(map.next_value()?);
+                    } else {
+                        map.next_value::<Checked>()?;
+                    }
+                }
+                Ok(Verdict { success })
+            }
+        }
+        deserializer.deserialize_map(VerdictVisitor)
+    }
+}
+
+/// Whether a member's name is `success`, read without keeping the name.
+struct IsSuccess(bool);
+
+impl<'de> Deserialize<'de> for IsSuccess {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NameVisitor;
+        impl Visitor<'_> for NameVisitor {
+            type Value = IsSuccess;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a member name")
+            }
+
+            fn visit_str<E: de::Error>(self, name: &str) -> Result<IsSuccess, E> {
+                Ok(IsSuccess(name == "success"))
+            }
+        }
+        deserializer.deserialize_str(NameVisitor)
+    }
+}
+
+/// Any JSON value, parsed in full and dropped. Unlike `serde::de::IgnoredAny`, which lets
+/// serde_json skip over strings and numbers without decoding them, this has every string
+/// decoded (valid UTF-8, no lone surrogate escapes), every number converted (in range) and the
+/// nesting limit applied, as for `serde_json::Value`.
+struct Checked;
+
+impl<'de> Deserialize<'de> for Checked {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(CheckedVisitor)
+    }
+}
+
+struct CheckedVisitor;
+
+impl<'de> Visitor<'de> for CheckedVisitor {
+    type Value = Checked;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
+        while seq.next_element::<Checked>()?.is_some() {}
+        Ok(Checked)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
+        while map.next_entry::<Checked, Checked>()?.is_some() {}
+        Ok(Checked)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn objects_with_a_boolean_success_are_verdicts() {
+        for body in [
+            &br#"{"success": true, "mdMessage": "ok"}"#[..],
+            br#"{"success": false}"#,
+            b" \n{\"success\": true, \"details\": [1, -2.5e3, {\"a\": null, \"\\u00e9\": \"\\ud83d\\ude00\"}]}\n",
+            // The last of a repeated member counts, as when the action reads the body.
+            br#"{"success": "yes", "success": true}"#,
+        ] {
+            assert_eq!(check(body), Ok(()), "{}", String::from_utf8_lossy(body));
+        }
+    }
+
+    #[test]
+    fn anything_else_is_refused_with_its_reason() {
+        let not_json = |body: &[u8]| matches!(check(body), Err(VerdictError::NotJson(_)));
+        for body in [
+            &b"not json"[..],
+            b"",
+            b"[",
+            br#"{"success": true"#,
+            br#"{"success": true} trailing"#,
+            // What serde_json would skip over unchecked in a member it does not keep.
+            b"{\"success\": true, \"m\": \"\xff\"}",
+            br#"{"success": true, "m": "\ud800"}"#,
+            br#"{"success": true, "n": 1e999}"#,
+            br#"{"success": true, "m": "\x"}"#,
+        ] {
+            assert!(
+                not_json(body),
+                "{}: {:?}",
+                String::from_utf8_lossy(body),
+                check(body)
+            );
+        }
+        let deep = format!(
+            r#"{{"success": true, "x": {}{}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        assert!(not_json(deep.as_bytes()), "{:?}", check(deep.as_bytes()));
+        assert!(not_json(b"[\"\xff\"]"));
+
+        for body in [
+            &br#"[true]"#[..],
+            b"true",
+            br#"{"mdMessage": "no verdict"}"#,
+            b"{}",
+        ] {
+            assert_eq!(
+                check(body),
+                Err(VerdictError::NotAnObject),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        for body in [
+            &br#"{"success": "true"}"#[..],
+            br#"{"success": null}"#,
+            br#"{"success": 1}"#,
+        ] {
+            assert_eq!(
+                check(body),
+                Err(VerdictError::NotABoolean),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+}
