@@ -7,7 +7,8 @@
 //! form check (the relay) and full verification (the action), and the slot token of an
 //! `Authorization: Bearer` header. None may panic, and they must agree with each other:
 //! - a body the relay accepts as a verdict is JSON with a boolean `success` to `serde_json`,
-//!   the parser the action reads it with, and a body it refuses as not JSON is not JSON there;
+//!   the parser the action reads it with, and a body it refuses as not JSON is not JSON there
+//!   (unless it uses a member name serde_json reserves, which the relay refuses outright);
 //! - a signature that verifies also passes the relay's form check.
 
 use std::time::{Duration, SystemTime};
@@ -68,6 +69,9 @@ pub fn exercise(data: &[u8]) -> Passed {
             passed.verdict = true;
         }
         (Err(VerdictError::NotJson(_)), Err(_)) => {}
+        // serde_json reads objects with its reserved member names as something else; the relay
+        // refuses them, so nothing such reaches the action.
+        (Err(VerdictError::NotJson(why)), Ok(_)) if why.contains("$serde_json::private::") => {}
         (Err(VerdictError::NotAnObject), Ok(value)) => {
             assert!(!value.is_object() || value.get("success").is_none());
         }

@@ -2,6 +2,11 @@
 //! `serde_json::Value` parses it (UTF-8, escapes, number range, nesting depth), and an object with
 //! a boolean `success` (Armory's callback). Only `success` is kept while checking; every other
 //! member is parsed and dropped, so a body costs no allocation per member.
+//!
+//! Member names that start with `$serde_json::private::` are refused at any depth: with some of
+//! its features on, serde_json reads an object whose first member has such a name as something
+//! else (the `RawValue` one turns a string into the JSON it contains), so the action could read
+//! another verdict from the body than the one checked here.
 
 use std::fmt;
 
@@ -65,7 +70,11 @@ impl<'de> Deserialize<'de> for Verdict {
     }
 }
 
-/// Whether a member's name is `success`, read without keeping the name.
+/// The names serde_json keeps for itself.
+const RESERVED_PREFIX: &str = "$serde_json::private::";
+
+/// Whether a member's name is `success`, read without keeping the name; reserved names are
+/// refused.
 struct IsSuccess(bool);
 
 impl<'de> Deserialize<'de> for IsSuccess {
@@ -79,6 +88,11 @@ impl<'de> Deserialize<'de> for IsSuccess {
             }
 
             fn visit_str<E: de::Error>(self, name: &str) -> Result<IsSuccess, E> {
+                if name.starts_with(RESERVED_PREFIX) {
+                    return Err(E::custom(format_args!(
+                        "member names starting with `{RESERVED_PREFIX}` are not accepted"
+                    )));
+                }
                 Ok(IsSuccess(name == "success"))
             }
         }
@@ -137,7 +151,7 @@ impl<'de> Visitor<'de> for CheckedVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
-        while map.next_entry::<Checked, Checked>()?.is_some() {}
+        while map.next_entry::<IsSuccess, Checked>()?.is_some() {}
         Ok(Checked)
     }
 }
@@ -188,6 +202,13 @@ mod tests {
         );
         assert!(not_json(deep.as_bytes()), "{:?}", check(deep.as_bytes()));
         assert!(not_json(b"[\"\xff\"]"));
+        for body in [
+            &br#"{"$serde_json::private::RawValue": "{\"success\": false}", "success": true}"#[..],
+            br#"{"success": true, "m": [{"$serde_json::private::Number": "1"}]}"#,
+            br#"[{"$serde_json::private::RawValue": "1"}]"#,
+        ] {
+            assert!(not_json(body), "{}", String::from_utf8_lossy(body));
+        }
 
         for body in [
             &br#"[true]"#[..],
