@@ -33,15 +33,15 @@ pub fn check(body: &[u8]) -> Result<(), VerdictError> {
     }
     let verdict: Verdict = serde_json::from_slice(body).map_err(not_json)?;
     match verdict.success {
-        Some(serde_json::Value::Bool(_)) => Ok(()),
-        Some(_) => Err(VerdictError::NotABoolean),
+        Some(Checked(Some(_))) => Ok(()),
+        Some(Checked(None)) => Err(VerdictError::NotABoolean),
         None => Err(VerdictError::NotAnObject),
     }
 }
 
 /// The `success` member of an object, the last one if repeated.
 struct Verdict {
-    success: Option<serde_json::Value>,
+    success: Option<Checked>,
 }
 
 impl<'de> Deserialize<'de> for Verdict {
@@ -57,10 +57,9 @@ impl<'de> Deserialize<'de> for Verdict {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Verdict, A::Error> {
                 let mut success = None;
                 while let Some(IsSuccess(is_success)) = map.next_key()? {
+                    let value = map.next_value::<Checked>()?;
                     if is_success {
-                        success = Some(map.next_value()?);
-                    } else {
-                        map.next_value::<Checked>()?;
+                        success = Some(value);
                     }
                 }
                 Ok(Verdict { success })
@@ -100,11 +99,11 @@ impl<'de> Deserialize<'de> for IsSuccess {
     }
 }
 
-/// Any JSON value, parsed in full and dropped. Unlike `serde::de::IgnoredAny`, which lets
-/// serde_json skip over strings and numbers without decoding them, this has every string
-/// decoded (valid UTF-8, no lone surrogate escapes), every number converted (in range) and the
-/// nesting limit applied, as for `serde_json::Value`.
-struct Checked;
+/// Any JSON value, parsed in full and dropped but for whether it is a boolean, and which. Unlike
+/// `serde::de::IgnoredAny`, which lets serde_json skip over strings and numbers without decoding
+/// them, this has every string decoded (valid UTF-8, no lone surrogate escapes), every number
+/// converted (in range) and the nesting limit applied, as for `serde_json::Value`.
+struct Checked(Option<bool>);
 
 impl<'de> Deserialize<'de> for Checked {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -121,38 +120,38 @@ impl<'de> Visitor<'de> for CheckedVisitor {
         f.write_str("any JSON value")
     }
 
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Checked, E> {
-        Ok(Checked)
+    fn visit_bool<E: de::Error>(self, value: bool) -> Result<Checked, E> {
+        Ok(Checked(Some(value)))
     }
 
     fn visit_i64<E: de::Error>(self, _: i64) -> Result<Checked, E> {
-        Ok(Checked)
+        Ok(Checked(None))
     }
 
     fn visit_u64<E: de::Error>(self, _: u64) -> Result<Checked, E> {
-        Ok(Checked)
+        Ok(Checked(None))
     }
 
     fn visit_f64<E: de::Error>(self, _: f64) -> Result<Checked, E> {
-        Ok(Checked)
+        Ok(Checked(None))
     }
 
     fn visit_str<E: de::Error>(self, _: &str) -> Result<Checked, E> {
-        Ok(Checked)
+        Ok(Checked(None))
     }
 
     fn visit_unit<E: de::Error>(self) -> Result<Checked, E> {
-        Ok(Checked)
+        Ok(Checked(None))
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
         while seq.next_element::<Checked>()?.is_some() {}
-        Ok(Checked)
+        Ok(Checked(None))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
         while map.next_entry::<IsSuccess, Checked>()?.is_some() {}
-        Ok(Checked)
+        Ok(Checked(None))
     }
 }
 
@@ -204,6 +203,7 @@ mod tests {
         assert!(not_json(b"[\"\xff\"]"));
         for body in [
             &br#"{"$serde_json::private::RawValue": "{\"success\": false}", "success": true}"#[..],
+            br#"{"success": {"$serde_json::private::RawValue": "true"}}"#,
             br#"{"success": true, "m": [{"$serde_json::private::Number": "1"}]}"#,
             br#"[{"$serde_json::private::RawValue": "1"}]"#,
         ] {
