@@ -26,46 +26,18 @@ pub enum VerdictError {
 /// Checks that `body` is a JSON object with a boolean `success`. A member repeated counts as its
 /// last occurrence, as when the action reads the body.
 pub fn check(body: &[u8]) -> Result<(), VerdictError> {
-    let not_json = |err: serde_json::Error| VerdictError::NotJson(err.to_string());
-    if body.iter().find(|byte| !byte.is_ascii_whitespace()) != Some(&b'{') {
-        serde_json::from_slice::<Checked>(body).map_err(not_json)?;
-        return Err(VerdictError::NotAnObject);
-    }
-    let verdict: Verdict = serde_json::from_slice(body).map_err(not_json)?;
-    match verdict.success {
-        Some(Checked(Some(_))) => Ok(()),
-        Some(Checked(None)) => Err(VerdictError::NotABoolean),
-        None => Err(VerdictError::NotAnObject),
-    }
-}
-
-/// The `success` member of an object, the last one if repeated.
-struct Verdict {
-    success: Option<Checked>,
-}
-
-impl<'de> Deserialize<'de> for Verdict {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct VerdictVisitor;
-        impl<'de> Visitor<'de> for VerdictVisitor {
-            type Value = Verdict;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Verdict, A::Error> {
-                let mut success = None;
-                while let Some(IsSuccess(is_success)) = map.next_key()? {
-                    let value = map.next_value::<Checked>()?;
-                    if is_success {
-                        success = Some(value);
-                    }
-                }
-                Ok(Verdict { success })
-            }
+    let value: Checked =
+        serde_json::from_slice(body).map_err(|err| VerdictError::NotJson(err.to_string()))?;
+    match value {
+        Checked::Object {
+            success: Some(Some(_)),
+        } => Ok(()),
+        Checked::Object {
+            success: Some(None),
+        } => Err(VerdictError::NotABoolean),
+        Checked::Object { success: None } | Checked::Bool(_) | Checked::Other => {
+            Err(VerdictError::NotAnObject)
         }
-        deserializer.deserialize_map(VerdictVisitor)
     }
 }
 
@@ -99,11 +71,19 @@ impl<'de> Deserialize<'de> for IsSuccess {
     }
 }
 
-/// Any JSON value, parsed in full and dropped but for whether it is a boolean, and which. Unlike
-/// `serde::de::IgnoredAny`, which lets serde_json skip over strings and numbers without decoding
-/// them, this has every string decoded (valid UTF-8, no lone surrogate escapes), every number
-/// converted (in range) and the nesting limit applied, as for `serde_json::Value`.
-struct Checked(Option<bool>);
+/// Any JSON value, parsed in full and dropped but for what a verdict needs: a boolean's value,
+/// and an object's `success` member (the last one if repeated). Unlike `serde::de::IgnoredAny`,
+/// which lets serde_json skip over strings and numbers without decoding them, this has every
+/// string decoded (valid UTF-8, no lone surrogate escapes), every number converted (in range) and
+/// the nesting limit applied, as for `serde_json::Value`.
+enum Checked {
+    Bool(bool),
+    /// `success` is `None` when absent, `Some(None)` when not a boolean.
+    Object {
+        success: Option<Option<bool>>,
+    },
+    Other,
+}
 
 impl<'de> Deserialize<'de> for Checked {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -121,37 +101,46 @@ impl<'de> Visitor<'de> for CheckedVisitor {
     }
 
     fn visit_bool<E: de::Error>(self, value: bool) -> Result<Checked, E> {
-        Ok(Checked(Some(value)))
+        Ok(Checked::Bool(value))
     }
 
     fn visit_i64<E: de::Error>(self, _: i64) -> Result<Checked, E> {
-        Ok(Checked(None))
+        Ok(Checked::Other)
     }
 
     fn visit_u64<E: de::Error>(self, _: u64) -> Result<Checked, E> {
-        Ok(Checked(None))
+        Ok(Checked::Other)
     }
 
     fn visit_f64<E: de::Error>(self, _: f64) -> Result<Checked, E> {
-        Ok(Checked(None))
+        Ok(Checked::Other)
     }
 
     fn visit_str<E: de::Error>(self, _: &str) -> Result<Checked, E> {
-        Ok(Checked(None))
+        Ok(Checked::Other)
     }
 
     fn visit_unit<E: de::Error>(self) -> Result<Checked, E> {
-        Ok(Checked(None))
+        Ok(Checked::Other)
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
         while seq.next_element::<Checked>()?.is_some() {}
-        Ok(Checked(None))
+        Ok(Checked::Other)
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
-        while map.next_entry::<IsSuccess, Checked>()?.is_some() {}
-        Ok(Checked(None))
+        let mut success = None;
+        while let Some(IsSuccess(is_success)) = map.next_key()? {
+            let value = map.next_value::<Checked>()?;
+            if is_success {
+                success = Some(match value {
+                    Checked::Bool(value) => Some(value),
+                    Checked::Object { .. } | Checked::Other => None,
+                });
+            }
+        }
+        Ok(Checked::Object { success })
     }
 }
 
