@@ -4,13 +4,12 @@
 //! links), with cached prepared statements. Reads use a small sqlx pool of their own
 //! connections, which WAL lets run beside the writer.
 //!
-//! Durability: the writer commits with `synchronous=NORMAL`, and a syncer thread then fsyncs the
-//! WAL file and only after that answers the writes the commit held, which is what
-//! `synchronous=FULL` does inside the commit (checkpoints still sync the WAL and the database
-//! themselves). While one batch's sync runs, the writer applies the next batch, so syncs and
-//! statements overlap instead of taking turns. A sync that fails stops the store: every write
-//! after it is refused (503) until the relay restarts, since the kernel may have dropped the
-//! pages it could not write.
+//! Durability: the writer commits with `synchronous=NORMAL`, then fsyncs the WAL file itself and
+//! only after that answers the writes the commit held, which is what `synchronous=FULL` does
+//! inside the commit (checkpoints still sync the WAL and the database themselves). Writes that
+//! arrive during a sync queue up and go into the next transaction together. A sync that fails
+//! stops the store: every write after it is refused (503) until the relay restarts, since the
+//! kernel may have dropped the pages it could not write.
 //!
 //! The difference from `synchronous=FULL`: a commit is visible to polls for the moment its sync
 //! takes. Should the machine lose power in that moment, a poll may have seen a callback that is
@@ -24,8 +23,6 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use futures::future::BoxFuture;
@@ -293,7 +290,7 @@ fn open_writer(path: &Path, in_memory: bool) -> Result<rusqlite::Connection, Sto
     connection
         .busy_timeout(Duration::from_secs(10))
         .map_err(StoreError::WriterDatabase)?;
-    // Files: the syncer makes each commit durable (see the module's documentation).
+    // Files: the writer syncs the WAL after each commit (see the module's documentation).
     let synchronous = if in_memory { "OFF" } else { "NORMAL" };
     connection
         .execute_batch(&format!(
@@ -312,13 +309,7 @@ fn write_loop(
     mut queue: mpsc::Receiver<Write>,
     wal: Option<PathBuf>,
 ) {
-    let syncer = match wal.map(Syncer::start).transpose() {
-        Ok(syncer) => syncer,
-        Err(err) => {
-            tracing::error!(error = %err, "cannot start the SQLite syncer; the store takes no writes");
-            return;
-        }
-    };
+    let mut wal = wal.map(WalSync::new);
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut applied = Vec::with_capacity(MAX_BATCH);
     let mut close_reply = None;
@@ -333,7 +324,7 @@ fn write_loop(
                 Err(_) => break,
             }
         }
-        if syncer.as_ref().is_some_and(Syncer::failed) {
+        if wal.as_ref().is_some_and(|wal| wal.failed) {
             // Nothing more is applied: its commit could not be made durable.
             for write in batch.drain(..) {
                 match write {
@@ -344,27 +335,24 @@ fn write_loop(
             continue;
         }
         let result = apply_batch(&connection, &mut batch, &mut applied, &mut close_reply);
-        match (result, &syncer) {
-            (Ok(()), Some(syncer)) => syncer.answer_after_sync(std::mem::take(&mut applied)),
-            (Ok(()), None) => applied.drain(..).for_each(Applied::commit),
-            (Err(err), _) => {
-                tracing::error!(error = %err, "SQLite write transaction failed");
-                let _ = connection.execute_batch("ROLLBACK");
-                let why = err.to_string();
-                applied.drain(..).for_each(|write| write.fail(&why));
-                // Writes not reached before the failure are dropped: their callers see `Closed`
-                // and answer 503, so the sender retries; nothing was committed for them.
-                for write in batch.drain(..) {
-                    if let Write::Close(reply) = write {
-                        close_reply = Some(reply);
-                    }
+        if let Err(err) = result {
+            tracing::error!(error = %err, "SQLite write transaction failed");
+            let _ = connection.execute_batch("ROLLBACK");
+            let why = err.to_string();
+            applied.drain(..).for_each(|write| write.fail(&why));
+            // Writes not reached before the failure are dropped: their callers see `Closed` and
+            // answer 503, so the sender retries; nothing was committed for them.
+            for write in batch.drain(..) {
+                if let Write::Close(reply) = write {
+                    close_reply = Some(reply);
                 }
             }
+            continue;
         }
-    }
-    // Every commit answered (synced) before the connection closes.
-    if let Some(syncer) = syncer {
-        syncer.finish();
+        match wal.as_mut().map(WalSync::sync).transpose() {
+            Ok(_) => applied.drain(..).for_each(Applied::commit),
+            Err(why) => applied.drain(..).for_each(|write| write.fail(&why)),
+        }
     }
     if let Err((_, err)) = connection.close() {
         tracing::warn!(error = %err, "closing the SQLite writer");
@@ -374,78 +362,32 @@ fn write_loop(
     }
 }
 
-/// The thread that fsyncs the WAL after commits and then answers their writes, in commit order;
-/// one sync covers every commit made before it started.
-struct Syncer {
-    commits: std::sync::mpsc::Sender<Vec<Applied>>,
-    thread: std::thread::JoinHandle<()>,
+/// Makes commits durable by syncing the WAL file; after one failure, never again.
+struct WalSync {
+    path: PathBuf,
+    file: Option<File>,
     /// Set when a sync has failed; the store then takes no more writes.
-    failed: Arc<AtomicBool>,
+    failed: bool,
 }
 
-impl Syncer {
-    fn start(wal: PathBuf) -> std::io::Result<Self> {
-        let (commits, committed) = std::sync::mpsc::channel();
-        let failed = Arc::new(AtomicBool::new(false));
-        let failure = failed.clone();
-        let thread = std::thread::Builder::new()
-            .name("sqlite-syncer".to_owned())
-            .spawn(move || sync_loop(&wal, &committed, &failure))?;
-        Ok(Self {
-            commits,
-            thread,
-            failed,
+impl WalSync {
+    fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            file: None,
+            failed: false,
+        }
+    }
+
+    /// Syncs every commit made so far, or says why they may not be on disk.
+    fn sync(&mut self) -> Result<(), String> {
+        sync_wal(&mut self.file, &self.path).map_err(|err| {
+            // Committed but perhaps not on disk, and a second sync could succeed without the
+            // pages the first could not write: no write is answered as stored from now.
+            self.failed = true;
+            tracing::error!(error = %err, wal = %self.path.display(), "syncing the SQLite WAL failed; the store takes no more writes");
+            format!("syncing the write-ahead log: {err}")
         })
-    }
-
-    /// Whether a sync has failed.
-    fn failed(&self) -> bool {
-        self.failed.load(Ordering::Acquire)
-    }
-
-    /// Answers `applied` (committed) once the WAL is synced.
-    fn answer_after_sync(&self, applied: Vec<Applied>) {
-        if let Err(unsent) = self.commits.send(applied) {
-            // The syncer is gone (it never is before `finish`): no durable answer can be given.
-            unsent
-                .0
-                .into_iter()
-                .for_each(|write| write.fail("the SQLite syncer has stopped"));
-        }
-    }
-
-    /// Waits until every commit handed over is synced and answered.
-    fn finish(self) {
-        drop(self.commits);
-        if self.thread.join().is_err() {
-            tracing::error!("the SQLite syncer stopped abnormally");
-        }
-    }
-}
-
-fn sync_loop(wal: &Path, committed: &std::sync::mpsc::Receiver<Vec<Applied>>, failed: &AtomicBool) {
-    let mut file = None;
-    while let Ok(first) = committed.recv() {
-        let mut waiting = vec![first];
-        waiting.extend(committed.try_iter());
-        let synced = if failed.load(Ordering::Acquire) {
-            Err(SYNC_FAILED.to_owned())
-        } else {
-            sync_wal(&mut file, wal).map_err(|err| {
-                // Committed but perhaps not on disk, and a second sync could succeed without
-                // the pages the first could not write: no write is answered as stored from now.
-                failed.store(true, Ordering::Release);
-                tracing::error!(error = %err, wal = %wal.display(), "syncing the SQLite WAL failed; the store takes no more writes");
-                format!("syncing the write-ahead log: {err}")
-            })
-        };
-        match synced {
-            Ok(()) => waiting.into_iter().flatten().for_each(Applied::commit),
-            Err(why) => waiting
-                .into_iter()
-                .flatten()
-                .for_each(|write| write.fail(&why)),
-        }
     }
 }
 
