@@ -327,6 +327,21 @@ async fn committed_callbacks_survive_reopening(backend: &Backend) {
     let kept = reopened.callbacks_after(&slot.id, 0, 10).await.unwrap();
     assert_eq!(kept.len(), 1);
     assert_eq!(kept[0].body, b"{\"success\":true}".to_vec());
+    // What the store knew of the slot's deliveries is known again after the restart.
+    assert_eq!(
+        reopened
+            .add_callback(delivery(&slot, "kept", b"{\"success\":true}"))
+            .await
+            .unwrap(),
+        AddOutcome::Duplicate { sequence: 1 }
+    );
+    assert_eq!(
+        reopened
+            .add_callback(delivery(&slot, "new", b"{\"success\":false}"))
+            .await
+            .unwrap(),
+        AddOutcome::Stored { sequence: 2 }
+    );
 }
 
 macro_rules! per_backend {
@@ -377,6 +392,149 @@ async fn in_memory_sqlite_store_works() {
     assert_eq!(
         store.callbacks_after(&slot.id, 0, 10).await.unwrap().len(),
         1
+    );
+}
+
+/// The SQLite writer keeps each slot's last sequence number; should another connection store a
+/// callback into the file all the same, the next callback still gets a number of its own and
+/// neither is lost.
+#[tokio::test]
+async fn sqlite_sequences_stay_distinct_when_another_connection_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("relay.sqlite").display());
+    let store = SqliteStore::open(&url).await.unwrap();
+    let slot = slot(Duration::from_secs(60));
+    store.create_slot(&slot).await.unwrap();
+    let mut first = delivery(&slot, "first", b"{\"success\":true}");
+    first.max_per_slot = 10;
+    assert_eq!(
+        store.add_callback(first).await.unwrap(),
+        AddOutcome::Stored { sequence: 1 }
+    );
+
+    let mut outside = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query(
+        "INSERT INTO callbacks (slot_id, sequence, dedup_key, received_at_ms, headers, body) \
+         VALUES (?1, 2, 'outside', 0, '[]', ?2)",
+    )
+    .bind(slot.id.as_str())
+    .bind(&b"{\"success\":false}"[..])
+    .execute(&mut outside)
+    .await
+    .unwrap();
+    outside.close().await.unwrap();
+
+    let mut third = delivery(&slot, "third", b"{\"success\":true}");
+    third.max_per_slot = 10;
+    assert_eq!(
+        store.add_callback(third).await.unwrap(),
+        AddOutcome::Stored { sequence: 3 }
+    );
+    let stored = store.callbacks_after(&slot.id, 0, 10).await.unwrap();
+    let bodies: Vec<(u64, &[u8])> = stored
+        .iter()
+        .map(|callback| (callback.sequence, callback.body.as_slice()))
+        .collect();
+    assert_eq!(
+        bodies,
+        [
+            (1, &b"{\"success\":true}"[..]),
+            (2, &b"{\"success\":false}"[..]),
+            (3, &b"{\"success\":true}"[..]),
+        ]
+    );
+}
+
+/// A SQLite file from before migration 0004 (which rebuilds the callbacks table without its
+/// unique index of deliveries) keeps its callbacks, and their deliveries are still told apart
+/// from new ones.
+#[tokio::test]
+async fn sqlite_callbacks_stored_before_0004_are_kept_and_still_repeat() {
+    let old_migrations = tempfile::tempdir().unwrap();
+    let migrations = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+    for entry in std::fs::read_dir(&migrations).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if name.as_str() < "0004" {
+            std::fs::copy(&path, old_migrations.path().join(name)).unwrap();
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("relay.sqlite").display());
+    let slot = slot(Duration::from_secs(600));
+    {
+        let options: sqlx::sqlite::SqliteConnectOptions = url.parse().unwrap();
+        let mut old = sqlx::SqliteConnection::connect_with(&options.create_if_missing(true))
+            .await
+            .unwrap();
+        sqlx::migrate::Migrator::new(old_migrations.path())
+            .await
+            .unwrap()
+            .run(&mut old)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO slots (id, auth, label, created_at_ms, deadline_ms) \
+             VALUES (?1, 'hmac-standard', 'old', 0, ?2)",
+        )
+        .bind(slot.id.as_str())
+        .bind(
+            i64::try_from(
+                slot.deadline
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis(),
+            )
+            .unwrap(),
+        )
+        .execute(&mut old)
+        .await
+        .unwrap();
+        for (sequence, key) in [(1, "first"), (2, "second")] {
+            sqlx::query(
+                "INSERT INTO callbacks (slot_id, sequence, dedup_key, received_at_ms, headers, body) \
+                 VALUES (?1, ?2, ?3, 0, '[]', ?4)",
+            )
+            .bind(slot.id.as_str())
+            .bind(sequence)
+            .bind(key)
+            .bind(format!("{{\"success\":true,\"n\":{sequence}}}").into_bytes())
+            .execute(&mut old)
+            .await
+            .unwrap();
+        }
+        old.close().await.unwrap();
+    }
+
+    let store = SqliteStore::open(&url).await.unwrap();
+    let kept = store.callbacks_after(&slot.id, 0, 10).await.unwrap();
+    let bodies: Vec<(u64, String)> = kept
+        .iter()
+        .map(|callback| {
+            (
+                callback.sequence,
+                String::from_utf8(callback.body.clone()).unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        bodies,
+        [
+            (1, "{\"success\":true,\"n\":1}".to_owned()),
+            (2, "{\"success\":true,\"n\":2}".to_owned()),
+        ]
+    );
+    let mut repeat = delivery(&slot, "second", b"{\"success\":true}");
+    repeat.max_per_slot = 10;
+    assert_eq!(
+        store.add_callback(repeat).await.unwrap(),
+        AddOutcome::Duplicate { sequence: 2 }
+    );
+    let mut new = delivery(&slot, "third", b"{\"success\":true}");
+    new.max_per_slot = 10;
+    assert_eq!(
+        store.add_callback(new).await.unwrap(),
+        AddOutcome::Stored { sequence: 3 }
     );
 }
 

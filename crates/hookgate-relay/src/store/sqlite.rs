@@ -20,7 +20,10 @@
 //! `sqlite::memory:` is served by a private temporary file (removed on drop) so that readers and
 //! the writer see one database; it skips the syncs, since nothing is meant to survive.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fs::File;
+use std::hash::{BuildHasher as _, RandomState};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::{Duration, SystemTime};
@@ -47,6 +50,8 @@ const WRITER_CACHE_KIB: &str = "-1024";
 const SYNC_FAILED: &str = "an earlier sync of the write-ahead log failed; restart the relay";
 /// How many queued writes one transaction takes at most.
 const MAX_BATCH: usize = 512;
+/// How many slots the writer keeps what it stored into at most (see `RecentSlots`).
+const RECENT_SLOTS_KEPT: usize = 1_024;
 
 /// The SQLite store.
 pub struct SqliteStore {
@@ -310,6 +315,7 @@ fn write_loop(
     wal: Option<PathBuf>,
 ) {
     let mut wal = wal.map(WalSync::new);
+    let mut recent = RecentSlots::new();
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut applied = Vec::with_capacity(MAX_BATCH);
     let mut close_reply = None;
@@ -334,9 +340,17 @@ fn write_loop(
             }
             continue;
         }
-        let result = apply_batch(&connection, &mut batch, &mut applied, &mut close_reply);
+        let result = apply_batch(
+            &connection,
+            &mut recent,
+            &mut batch,
+            &mut applied,
+            &mut close_reply,
+        );
         if let Err(err) = result {
             tracing::error!(error = %err, "SQLite write transaction failed");
+            // The numbers taken inside the transaction are undone with it.
+            recent.forget_all();
             let _ = connection.execute_batch("ROLLBACK");
             let why = err.to_string();
             applied.drain(..).for_each(|write| write.fail(&why));
@@ -411,6 +425,7 @@ fn sync_wal(file: &mut Option<File>, wal: &Path) -> std::io::Result<()> {
 /// `applied` for the caller to answer them.
 fn apply_batch(
     connection: &rusqlite::Connection,
+    recent: &mut RecentSlots,
     batch: &mut Vec<Write>,
     applied: &mut Vec<Applied>,
     close_reply: &mut Option<oneshot::Sender<()>>,
@@ -419,14 +434,18 @@ fn apply_batch(
     for write in batch.drain(..) {
         match write {
             Write::Close(reply) => *close_reply = Some(reply),
-            Write::Op(op) => applied.push(apply(connection, op)?),
+            Write::Op(op) => applied.push(apply(connection, recent, op)?),
         }
     }
     connection.prepare_cached("COMMIT")?.execute([])?;
     Ok(())
 }
 
-fn apply(connection: &rusqlite::Connection, op: Op) -> rusqlite::Result<Applied> {
+fn apply(
+    connection: &rusqlite::Connection,
+    recent: &mut RecentSlots,
+    op: Op,
+) -> rusqlite::Result<Applied> {
     Ok(match op {
         Op::CreateSlot(slot, reply) => {
             connection
@@ -444,9 +463,10 @@ fn apply(connection: &rusqlite::Connection, op: Op) -> rusqlite::Result<Applied>
             Applied::Unit(reply)
         }
         Op::AddCallback(callback, reply) => {
-            Applied::Added(add_callback(connection, &callback)?, reply)
+            Applied::Added(add_callback(connection, recent, &callback)?, reply)
         }
         Op::RemoveBefore(cutoff, reply) => {
+            recent.forget_all();
             connection
                 .prepare_cached(
                     "DELETE FROM callbacks WHERE slot_id IN \
@@ -477,24 +497,112 @@ fn apply(connection: &rusqlite::Connection, op: Op) -> rusqlite::Result<Applied>
     })
 }
 
+/// What the writer knows of the slots it stored into lately: each one's last sequence number and
+/// a hash of each delivery stored into it, so that storing a callback needs neither a lookup of
+/// its number nor an index of deliveries in the file. Only the writer stores callbacks, so what
+/// is kept here is the store's, except after a failed transaction or a removal of slots, which
+/// empty it. Should another process write to the file all the same, the insert of a number it
+/// took fails on the primary key and the slot is read again.
+///
+/// The hashes are keyed at random per process, so nobody can choose a delivery whose hash
+/// matches another's; a match is still confirmed against the file before a callback is answered
+/// as a repeat.
+struct RecentSlots {
+    slots: HashMap<u128, SlotLog>,
+    hashes: RandomState,
+}
+
+/// One slot's last sequence number and the hashes of its deliveries' keys.
+struct SlotLog {
+    last: i64,
+    deliveries: Vec<u64>,
+}
+
+impl RecentSlots {
+    fn new() -> Self {
+        Self {
+            slots: HashMap::new(),
+            hashes: RandomState::new(),
+        }
+    }
+
+    /// The slot id's 128 bits (a `SlotId` is 32 hex digits, so always one).
+    fn key(slot: &str) -> Option<u128> {
+        u128::from_str_radix(slot, 16).ok()
+    }
+
+    /// The slot's log, read from the file when it is not kept.
+    fn log(
+        &mut self,
+        connection: &rusqlite::Connection,
+        slot: &str,
+    ) -> rusqlite::Result<&mut SlotLog> {
+        let key = Self::key(slot).ok_or_else(|| {
+            rusqlite::Error::InvalidParameterName(format!("slot id `{slot}` is not 32 hex digits"))
+        })?;
+        if self.slots.len() >= RECENT_SLOTS_KEPT && !self.slots.contains_key(&key) {
+            self.slots.clear();
+        }
+        let hashes = &self.hashes;
+        Ok(match self.slots.entry(key) {
+            Entry::Occupied(kept) => kept.into_mut(),
+            Entry::Vacant(vacant) => {
+                let mut log = SlotLog {
+                    last: 0,
+                    deliveries: Vec::new(),
+                };
+                let mut statement = connection.prepare_cached(
+                    "SELECT sequence, dedup_key FROM callbacks WHERE slot_id = ?1",
+                )?;
+                let mut rows = statement.query([slot])?;
+                while let Some(row) = rows.next()? {
+                    log.last = log.last.max(row.get(0)?);
+                    log.deliveries
+                        .push(hashes.hash_one(row.get_ref(1)?.as_str()?));
+                }
+                vacant.insert(log)
+            }
+        })
+    }
+
+    fn forget(&mut self, slot: &str) {
+        if let Some(key) = Self::key(slot) {
+            self.slots.remove(&key);
+        }
+    }
+
+    fn forget_all(&mut self) {
+        self.slots.clear();
+    }
+}
+
 /// Stores one callback if its slot exists, it repeats no stored delivery and the slot has room.
-/// A new callback, the common case, takes two statements: its slot's last sequence number (from
-/// the primary key's index) and the insert, whose constraints tell a repeat (the delivery index)
-/// and a missing slot (the foreign key) apart. An `INSERT ... SELECT ... RETURNING` had SQLite
-/// build a temporary table for every callback.
+/// A new callback to a slot the writer knows (the common case) takes one statement, the insert,
+/// whose foreign key tells a missing slot. A repeat is found by its hash in `recent` and then
+/// confirmed in the file. An `INSERT ... SELECT ... RETURNING` had SQLite build a temporary table
+/// for every callback, and a unique index of deliveries made each insert cost about twice as
+/// much.
 fn add_callback(
     connection: &rusqlite::Connection,
+    recent: &mut RecentSlots,
     callback: &NewCallback,
 ) -> rusqlite::Result<AddOutcome> {
     let slot = callback.slot_id.as_str();
-    let last: Option<i64> = connection
-        .prepare_cached("SELECT MAX(sequence) FROM callbacks WHERE slot_id = ?1")?
-        .query_row([slot], |row| row.get(0))?;
-    let count = last.unwrap_or(0);
-    if count.unsigned_abs() >= callback.max_per_slot {
-        return unstored_outcome(connection, callback);
+    let delivery = recent.hashes.hash_one(callback.dedup_key.as_str());
+    let log = recent.log(connection, slot)?;
+    if log.deliveries.contains(&delivery)
+        && let Some(sequence) = earlier_delivery(connection, callback)?
+    {
+        return Ok(AddOutcome::Duplicate { sequence });
     }
-    let sequence = count + 1;
+    if log.last.unsigned_abs() >= callback.max_per_slot {
+        return Ok(if slot_exists(connection, slot)? {
+            AddOutcome::Full
+        } else {
+            AddOutcome::NoSlot
+        });
+    }
+    let sequence = log.last + 1;
     let inserted = connection
         .prepare_cached(
             "INSERT INTO callbacks \
@@ -510,46 +618,54 @@ fn add_callback(
             callback.body,
         ]);
     match inserted {
-        Ok(_) => Ok(AddOutcome::Stored {
-            sequence: sequence.unsigned_abs(),
-        }),
+        Ok(_) => {
+            log.last = sequence;
+            log.deliveries.push(delivery);
+            Ok(AddOutcome::Stored {
+                sequence: sequence.unsigned_abs(),
+            })
+        }
         Err(rusqlite::Error::SqliteFailure(failure, _))
-            if failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
+            if failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
         {
-            unstored_outcome(connection, callback)
+            // Another process stored into the slot: read it again and start over.
+            recent.forget(slot);
+            let log = recent.log(connection, slot)?;
+            if log.last >= sequence {
+                add_callback(connection, recent, callback)
+            } else {
+                Err(rusqlite::Error::SqliteFailure(failure, None))
+            }
         }
         Err(rusqlite::Error::SqliteFailure(failure, _))
             if failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY =>
         {
+            recent.forget(slot);
             Ok(AddOutcome::NoSlot)
         }
         Err(err) => Err(err),
     }
 }
 
-/// Why a callback cannot be stored: a repeat (answered with the first delivery's sequence
-/// number), a full slot, or no slot.
-fn unstored_outcome(
+/// The sequence number of the stored delivery `callback` repeats, if any.
+fn earlier_delivery(
     connection: &rusqlite::Connection,
     callback: &NewCallback,
-) -> rusqlite::Result<AddOutcome> {
-    let slot = callback.slot_id.as_str();
+) -> rusqlite::Result<Option<u64>> {
     let earlier: Option<i64> = connection
         .prepare_cached("SELECT sequence FROM callbacks WHERE slot_id = ?1 AND dedup_key = ?2")?
-        .query_row([slot, callback.dedup_key.as_str()], |row| row.get(0))
+        .query_row(
+            [callback.slot_id.as_str(), callback.dedup_key.as_str()],
+            |row| row.get(0),
+        )
         .optional()?;
-    if let Some(sequence) = earlier {
-        return Ok(AddOutcome::Duplicate {
-            sequence: sequence.unsigned_abs(),
-        });
-    }
+    Ok(earlier.map(i64::unsigned_abs))
+}
+
+fn slot_exists(connection: &rusqlite::Connection, slot: &str) -> rusqlite::Result<bool> {
     let exists: Option<i64> = connection
         .prepare_cached("SELECT 1 FROM slots WHERE id = ?1")?
         .query_row([slot], |row| row.get(0))
         .optional()?;
-    Ok(if exists.is_some() {
-        AddOutcome::Full
-    } else {
-        AddOutcome::NoSlot
-    })
+    Ok(exists.is_some())
 }
