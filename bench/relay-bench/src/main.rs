@@ -6,9 +6,13 @@
 //!    from sending the callback to the poll's answer is taken, over many rounds (p50, p99);
 //! 2. callback intake at 64 concurrent connections, against a trivial axum handler measured in
 //!    the same run with the same client (the handler runs in a process of its own, as the relay
-//!    does, so neither shares the client's runtime). As in use, callbacks go to slots created
-//!    shortly before: the slots are created first, and the connections take them in the order
-//!    they were created, ten callbacks each, within the relay's default limit per slot;
+//!    does, so neither shares the client's runtime). The two take turns, in rounds of a few
+//!    seconds each, so that a change in the machine's speed during the run (a shared virtual
+//!    machine's speed drifts) falls on both alike; the rates are over all rounds, and so is the
+//!    CPU time each process spent per request, which varies less between runs. As in use,
+//!    callbacks go to slots created shortly before: the slots are created first, and the
+//!    connections take them in the order they were created, ten callbacks each, within the
+//!    relay's default limit per slot;
 //! 3. the relay's resident memory (VmRSS) while it holds 10,000 long polls on 10,000 slots: on a
 //!    relay just started, and on the relay of 1 and 2 after their runs.
 //!
@@ -33,13 +37,18 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const RELAY_TOKEN: &str = "relay-bench-token-0123456789abcdef";
 const LATENCY_ROUNDS: usize = 500;
 const INTAKE_CONNECTIONS: usize = 64;
-const INTAKE_WARMUP: Duration = Duration::from_secs(1);
-const INTAKE_DURATION: Duration = Duration::from_secs(5);
+/// Rounds of intake: in each, the relay and then the trivial handler take callbacks.
+const INTAKE_ROUNDS: u32 = 4;
+/// Requests before the count starts, in each round (connections open, caches warm).
+const INTAKE_WARMUP: Duration = Duration::from_millis(500);
+/// How long each counts in each round.
+const INTAKE_DURATION: Duration = Duration::from_secs(2);
 const WAITERS: usize = 10_000;
 /// Callbacks each slot takes during the intake run (the relay's default limit is 100).
 const CALLBACKS_PER_SLOT: usize = 10;
 /// Slots created for the intake run: one pass over them takes 80,000 callbacks; the connections
-/// then start over from the first (each slot stays far below the limit of 100).
+/// then start over from the first (each slot stays below the limit of 100 in a run of fewer than
+/// ten passes).
 const INTAKE_SLOTS: usize = 8_000;
 
 fn main() -> anyhow::Result<()> {
@@ -101,7 +110,7 @@ async fn bench() -> anyhow::Result<()> {
             std::thread::available_parallelism().map_or(0, usize::from)
         );
         let latency = latency(&relay_url).await?;
-        let intake = intake(&relay_url, &baseline_url).await?;
+        let intake = intake(&relay_url, relay.id(), &baseline_url, baseline.id()).await?;
         let mut held = memory(&relay_url, relay.id(), relay_address).await?;
         held.baseline_kib = baseline_memory(baseline.id(), baseline_address).await?;
         // The same on a relay that has done nothing else: what holding the polls costs, without
@@ -274,18 +283,38 @@ async fn latency(relay_url: &str) -> anyhow::Result<Latency> {
 // ---------------------------------------------------------------------------------------------
 
 struct Intake {
+    /// Callbacks per second answered 202, over all rounds.
     relay: f64,
     baseline: f64,
+    /// CPU time (user and system) each process spent per request answered 202, over all rounds.
+    relay_cpu: Duration,
+    baseline_cpu: Duration,
+    /// The ratio of the two in each round.
+    round_ratios: Vec<f64>,
 }
 
-async fn intake(relay_url: &str, baseline_url: &str) -> anyhow::Result<Intake> {
+async fn intake(
+    relay_url: &str,
+    relay_pid: u32,
+    baseline_url: &str,
+    baseline_pid: u32,
+) -> anyhow::Result<Intake> {
     let slots = create_slots(relay_url, INTAKE_SLOTS).await?;
     // The trivial handler gets the same requests: the same paths, slot tokens and bodies.
-    let baseline_slots = slots
+    let baseline_slots: Vec<_> = slots
         .iter()
         .map(|(url, token)| (url.replacen(relay_url, baseline_url, 1), token.clone()))
         .collect();
-    let relay = rate(slots).await?;
+    let (relay_targets, baseline_targets) = (Targets::new(slots), Targets::new(baseline_slots));
+    let (mut relay, mut baseline) = (Count::default(), Count::default());
+    let mut round_ratios = Vec::new();
+    for round in 0..INTAKE_ROUNDS {
+        let relay_round = rate(&relay_targets, round, relay_pid).await?;
+        let baseline_round = rate(&baseline_targets, round, baseline_pid).await?;
+        round_ratios.push(relay_round.per_second() / baseline_round.per_second());
+        relay.add(relay_round);
+        baseline.add(baseline_round);
+    }
     // Where the time goes: the relay's own view of a callback's duration.
     let client = reqwest::Client::new();
     let metrics = metrics_text(&client, relay_url).await?;
@@ -306,8 +335,81 @@ async fn intake(relay_url: &str, baseline_url: &str) -> anyhow::Result<Intake> {
             sum / count * 1000.0
         );
     }
-    let baseline = rate(baseline_slots).await?;
-    Ok(Intake { relay, baseline })
+    Ok(Intake {
+        relay: relay.per_second(),
+        baseline: baseline.per_second(),
+        relay_cpu: relay.cpu_per_request(),
+        baseline_cpu: baseline.cpu_per_request(),
+        round_ratios,
+    })
+}
+
+/// Callback targets (URL and token) and where the next connection takes up.
+struct Targets {
+    list: Vec<(String, String)>,
+    next: AtomicUsize,
+}
+
+impl Targets {
+    fn new(list: Vec<(String, String)>) -> Arc<Self> {
+        Arc::new(Self {
+            list,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// The next target, starting over after the last.
+    fn take(&self) -> &(String, String) {
+        &self.list[self.next.fetch_add(1, Ordering::Relaxed) % self.list.len()]
+    }
+}
+
+/// Requests answered 202 in a counted time, and the server's CPU time over a whole round.
+#[derive(Default)]
+struct Count {
+    accepted: u64,
+    elapsed: Duration,
+    /// Every request answered 202 in the round, warm-up included.
+    answered: u64,
+    cpu: Duration,
+}
+
+impl Count {
+    fn add(&mut self, other: Self) {
+        self.accepted += other.accepted;
+        self.elapsed += other.elapsed;
+        self.answered += other.answered;
+        self.cpu += other.cpu;
+    }
+
+    fn per_second(&self) -> f64 {
+        self.accepted as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn cpu_per_request(&self) -> Duration {
+        self.cpu / u32::try_from(self.answered.max(1)).unwrap_or(u32::MAX)
+    }
+}
+
+/// The CPU time (user and system, all threads) process `pid` has used so far.
+fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .context("no command name in /proc/PID/stat")?
+        .1
+        .split_whitespace()
+        .collect();
+    // utime and stime: fields 14 and 15 of the whole line, 12 and 13 after the name.
+    let ticks: u64 = fields
+        .get(11..13)
+        .context("no utime and stime in /proc/PID/stat")?
+        .iter()
+        .map(|field| field.parse::<u64>())
+        .sum::<Result<_, _>>()?;
+    // Linux reports them in USER_HZ, 100 per second on every platform it runs on.
+    Ok(Duration::from_millis(ticks * 10))
 }
 
 /// Creates `count` slots, `INTAKE_CONNECTIONS` at a time, and returns their callback URLs and
@@ -347,40 +449,44 @@ async fn create_slots(relay_url: &str, count: usize) -> anyhow::Result<Vec<(Stri
     Ok(created)
 }
 
-/// Requests per second answered 202 by `INTAKE_CONNECTIONS` workers. The workers take the
-/// targets in order (starting over after the last), each sends `CALLBACKS_PER_SLOT` callbacks to
-/// its target before it takes the next; every body is distinct (so none is a repeat).
-async fn rate(targets: Vec<(String, String)>) -> anyhow::Result<f64> {
+/// Requests answered 202 by `INTAKE_CONNECTIONS` workers in `INTAKE_DURATION`, after
+/// `INTAKE_WARMUP`. The workers take the targets in order, going on where the last round stopped;
+/// each sends `CALLBACKS_PER_SLOT` callbacks to its target before it takes the next. Every body
+/// is distinct (by round, worker and number), so none is a repeat.
+async fn rate(targets: &Arc<Targets>, round: u32, server_pid: u32) -> anyhow::Result<Count> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(INTAKE_CONNECTIONS)
         .build()?;
-    let targets = Arc::new(targets);
-    let next_target = Arc::new(AtomicUsize::new(0));
     let counting = Arc::new(AtomicBool::new(false));
     let running = Arc::new(AtomicBool::new(true));
     let accepted = Arc::new(AtomicU64::new(0));
+    let answered = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
+    let cpu_before = cpu_time(server_pid)?;
     let workers: Vec<_> = (0..INTAKE_CONNECTIONS)
         .map(|worker| {
-            let client = client.clone();
-            let (targets, next_target) = (targets.clone(), next_target.clone());
+            let (client, targets) = (client.clone(), targets.clone());
             let (counting, running) = (counting.clone(), running.clone());
-            let (accepted, failed) = (accepted.clone(), failed.clone());
+            let (accepted, answered, failed) = (accepted.clone(), answered.clone(), failed.clone());
             tokio::spawn(async move {
                 let mut n = 0u64;
                 'slots: while running.load(Ordering::Relaxed) {
-                    let taken = next_target.fetch_add(1, Ordering::Relaxed);
-                    let (url, token) = &targets[taken % targets.len()];
+                    let (url, token) = targets.take();
                     for _ in 0..CALLBACKS_PER_SLOT {
                         if !running.load(Ordering::Relaxed) {
                             break 'slots;
                         }
                         n += 1;
-                        let body = format!(r#"{{"success": true, "worker": {worker}, "n": {n}}}"#);
+                        let body = format!(
+                            r#"{{"success": true, "round": {round}, "worker": {worker}, "n": {n}}}"#
+                        );
                         let ok = match client.post(url).bearer_auth(token).body(body).send().await {
                             Ok(response) => response.status() == reqwest::StatusCode::ACCEPTED,
                             Err(_) => false,
                         };
+                        if ok {
+                            answered.fetch_add(1, Ordering::Relaxed);
+                        }
                         if counting.load(Ordering::Relaxed) {
                             if ok {
                                 accepted.fetch_add(1, Ordering::Relaxed);
@@ -403,11 +509,17 @@ async fn rate(targets: Vec<(String, String)>) -> anyhow::Result<f64> {
     for worker in workers {
         worker.await?;
     }
+    let cpu = cpu_time(server_pid)?.saturating_sub(cpu_before);
     let failed = failed.load(Ordering::Relaxed);
     if failed > 0 {
         println!("  note: {failed} requests were not answered 202");
     }
-    Ok(accepted.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64())
+    Ok(Count {
+        accepted: accepted.load(Ordering::Relaxed),
+        elapsed,
+        answered: answered.load(Ordering::Relaxed),
+        cpu,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -599,14 +711,26 @@ fn report(latency: &Latency, intake: &Intake, fresh: &Memory, after_intake: &Mem
         ms(latency.max),
     );
     let ratio = intake.relay / intake.baseline;
+    let rounds: Vec<String> = intake
+        .round_ratios
+        .iter()
+        .map(|ratio| format!("{:.0}%", ratio * 100.0))
+        .collect();
     println!(
-        "2. callback intake, {INTAKE_CONNECTIONS} connections, {} s: relay {:.0} req/s, trivial axum \
-         handler {:.0} req/s, ratio {:.0}% (target >= 50%) {}",
+        "2. callback intake, {INTAKE_CONNECTIONS} connections, {INTAKE_ROUNDS} rounds of {} s each: \
+         relay {:.0} req/s, trivial axum handler {:.0} req/s, ratio {:.0}% (target >= 50%) {} \
+         (by round: {})",
         INTAKE_DURATION.as_secs(),
         intake.relay,
         intake.baseline,
         ratio * 100.0,
         verdict(ratio >= 0.5),
+        rounds.join(", "),
+    );
+    println!(
+        "   CPU time per request: relay {:.1} µs, trivial axum handler {:.1} µs",
+        intake.relay_cpu.as_secs_f64() * 1e6,
+        intake.baseline_cpu.as_secs_f64() * 1e6,
     );
     let mib = |kib: u64| kib as f64 / 1024.0;
     let held = |memory: &Memory| {
