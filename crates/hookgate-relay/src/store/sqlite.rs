@@ -52,6 +52,8 @@ const SYNC_FAILED: &str = "an earlier sync of the write-ahead log failed; restar
 const MAX_BATCH: usize = 512;
 /// How many slots the writer keeps what it stored into at most (see `RecentSlots`).
 const RECENT_SLOTS_KEPT: usize = 1_024;
+/// How many deliveries' hashes the writer keeps at most, over all slots (512 KiB).
+const RECENT_DELIVERIES_KEPT: usize = 65_536;
 
 /// The SQLite store.
 pub struct SqliteStore {
@@ -510,6 +512,8 @@ fn apply(
 struct RecentSlots {
     slots: HashMap<u128, SlotLog>,
     hashes: RandomState,
+    /// The deliveries' hashes kept, over all slots.
+    deliveries: usize,
 }
 
 /// One slot's last sequence number and the hashes of its deliveries' keys.
@@ -523,6 +527,7 @@ impl RecentSlots {
         Self {
             slots: HashMap::new(),
             hashes: RandomState::new(),
+            deliveries: 0,
         }
     }
 
@@ -540,8 +545,10 @@ impl RecentSlots {
         let key = Self::key(slot).ok_or_else(|| {
             rusqlite::Error::InvalidParameterName(format!("slot id `{slot}` is not 32 hex digits"))
         })?;
-        if self.slots.len() >= RECENT_SLOTS_KEPT && !self.slots.contains_key(&key) {
-            self.slots.clear();
+        if (self.slots.len() >= RECENT_SLOTS_KEPT || self.deliveries >= RECENT_DELIVERIES_KEPT)
+            && !self.slots.contains_key(&key)
+        {
+            self.forget_all();
         }
         let hashes = &self.hashes;
         Ok(match self.slots.entry(key) {
@@ -560,19 +567,21 @@ impl RecentSlots {
                     log.deliveries
                         .push(hashes.hash_one(row.get_ref(1)?.as_str()?));
                 }
+                self.deliveries += log.deliveries.len();
                 vacant.insert(log)
             }
         })
     }
 
     fn forget(&mut self, slot: &str) {
-        if let Some(key) = Self::key(slot) {
-            self.slots.remove(&key);
+        if let Some(log) = Self::key(slot).and_then(|key| self.slots.remove(&key)) {
+            self.deliveries -= log.deliveries.len();
         }
     }
 
     fn forget_all(&mut self) {
         self.slots.clear();
+        self.deliveries = 0;
     }
 }
 
@@ -621,6 +630,7 @@ fn add_callback(
         Ok(_) => {
             log.last = sequence;
             log.deliveries.push(delivery);
+            recent.deliveries += 1;
             Ok(AddOutcome::Stored {
                 sequence: sequence.unsigned_abs(),
             })
