@@ -52,7 +52,8 @@ const SYNC_FAILED: &str = "an earlier sync of the write-ahead log failed; restar
 const MAX_BATCH: usize = 512;
 /// How many slots the writer keeps what it stored into at most (see `RecentSlots`).
 const RECENT_SLOTS_KEPT: usize = 1_024;
-/// How many deliveries' hashes the writer keeps at most, over all slots (512 KiB).
+/// How many deliveries' hashes the writer keeps over all slots (8 bytes each) before it keeps
+/// only the slot in use.
 const RECENT_DELIVERIES_KEPT: usize = 65_536;
 
 /// The SQLite store.
@@ -508,7 +509,8 @@ fn apply(
 ///
 /// The hashes are keyed at random per process, so nobody can choose a delivery whose hash
 /// matches another's; a match is still confirmed against the file before a callback is answered
-/// as a repeat.
+/// as a repeat. Looking for a repeat takes time in proportion to the slot's callbacks, which
+/// `--max-callbacks-per-slot` bounds (100 by default).
 struct RecentSlots {
     slots: HashMap<u128, SlotLog>,
     hashes: RandomState,
@@ -573,6 +575,16 @@ impl RecentSlots {
         })
     }
 
+    /// Past the bound on deliveries, keeps only `slot`'s (which a slot allowed many callbacks may
+    /// take beyond it).
+    fn keep_within_bounds(&mut self, slot: &str) {
+        if self.deliveries > RECENT_DELIVERIES_KEPT {
+            let kept = Self::key(slot);
+            self.slots.retain(|key, _| Some(*key) == kept);
+            self.deliveries = self.slots.values().map(|log| log.deliveries.len()).sum();
+        }
+    }
+
     fn forget(&mut self, slot: &str) {
         if let Some(log) = Self::key(slot).and_then(|key| self.slots.remove(&key)) {
             self.deliveries -= log.deliveries.len();
@@ -631,6 +643,7 @@ fn add_callback(
             log.last = sequence;
             log.deliveries.push(delivery);
             recent.deliveries += 1;
+            recent.keep_within_bounds(slot);
             Ok(AddOutcome::Stored {
                 sequence: sequence.unsigned_abs(),
             })
@@ -678,4 +691,48 @@ fn slot_exists(connection: &rusqlite::Connection, slot: &str) -> rusqlite::Resul
         .query_row([slot], |row| row.get(0))
         .optional()?;
     Ok(exists.is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SLOT_A: &str = "0190a1b2c3d4e5f60718293a4b5c6d7e";
+    const SLOT_B: &str = "0190a1b2c3d4e5f60718293a4b5c6d7f";
+
+    fn log_of(deliveries: usize) -> SlotLog {
+        SlotLog {
+            last: i64::try_from(deliveries).unwrap_or(i64::MAX),
+            deliveries: (0..deliveries as u64).collect(),
+        }
+    }
+
+    #[test]
+    fn past_the_bound_on_deliveries_only_the_slot_in_use_is_kept() {
+        let mut recent = RecentSlots::new();
+        let (a, b) = (
+            RecentSlots::key(SLOT_A).unwrap_or_default(),
+            RecentSlots::key(SLOT_B).unwrap_or_default(),
+        );
+        recent.slots.insert(a, log_of(RECENT_DELIVERIES_KEPT / 2));
+        recent.slots.insert(b, log_of(RECENT_DELIVERIES_KEPT / 2));
+        recent.deliveries = RECENT_DELIVERIES_KEPT;
+
+        // At the bound, nothing goes.
+        recent.keep_within_bounds(SLOT_B);
+        assert_eq!(recent.slots.len(), 2);
+
+        // Past it, the other slot goes and the count follows.
+        if let Some(log) = recent.slots.get_mut(&b) {
+            log.deliveries.push(u64::MAX);
+        }
+        recent.deliveries += 1;
+        recent.keep_within_bounds(SLOT_B);
+        assert_eq!(recent.slots.keys().copied().collect::<Vec<_>>(), [b]);
+        assert_eq!(recent.deliveries, RECENT_DELIVERIES_KEPT / 2 + 1);
+
+        recent.forget(SLOT_B);
+        assert!(recent.slots.is_empty());
+        assert_eq!(recent.deliveries, 0);
+    }
 }
