@@ -39,11 +39,12 @@ pub struct Mutator<'a> {
 }
 
 impl<'a> Mutator<'a> {
-    pub fn new(state: u64, seeds: Vec<&'a [u8]>, tokens: &'a [&'a [u8]]) -> Self {
+    /// `seeds` as `read` returns them.
+    pub fn new(state: u64, seeds: &'a [(String, Vec<u8>)], tokens: &'a [&'a [u8]]) -> Self {
         assert!(!seeds.is_empty() && !tokens.is_empty() && state != 0);
         Self {
             state,
-            seeds,
+            seeds: seeds.iter().map(|(_, bytes)| bytes.as_slice()).collect(),
             tokens,
         }
     }

@@ -11,6 +11,7 @@
 //!   (unless it uses a member name serde_json reserves, which the relay refuses outright);
 //! - a signature that verifies also passes the relay's form check.
 
+use std::sync::LazyLock;
 use std::time::{Duration, SystemTime};
 
 use hookgate_auth::{HeaderSource as _, Scheme, SlotTokens, bearer_token};
@@ -27,6 +28,10 @@ pub const RELAY_KEY: &[u8; 32] = b"hookgate-fuzz-relay-key-32-bytes";
 /// The slot and the relay the seeds' slot tokens are for.
 pub const SLOT: &str = "019ad3c0c0007000800000000000f022";
 pub const AUDIENCE: &str = "http://relay.test";
+
+/// The verifier of slot tokens under `RELAY_KEY`, made once rather than for every input.
+static TOKENS: LazyLock<SlotTokens> =
+    LazyLock::new(|| SlotTokens::new(RELAY_KEY).expect("a 32-byte key"));
 
 /// Which checks an input passed: the corpus test uses it to show that the seeds reach past the
 /// first refusal of each check.
@@ -103,8 +108,7 @@ pub fn exercise(data: &[u8]) -> Passed {
     }
 
     if let Some(token) = headers.header("authorization").and_then(bearer_token) {
-        let tokens = SlotTokens::new(RELAY_KEY).expect("a 32-byte key");
-        if let Ok(claims) = tokens.verify(token, SLOT, AUDIENCE, now) {
+        if let Ok(claims) = TOKENS.verify(token, SLOT, AUDIENCE, now) {
             assert_eq!(claims.sub, SLOT);
             passed.token = true;
         }

@@ -92,11 +92,7 @@ fn mutated_seeds_never_panic() {
         b">-",
     ];
     let seeds = seeds();
-    let mut mutator = Mutator::new(
-        0x9e37_79b9_7f4a_7c15,
-        seeds.iter().map(|(_, bytes)| bytes.as_slice()).collect(),
-        TOKENS,
-    );
+    let mut mutator = Mutator::new(0x9e37_79b9_7f4a_7c15, &seeds, TOKENS);
     for _ in 0..3000 {
         let bytes = mutator.input();
         exercise(&bytes);

@@ -46,11 +46,6 @@ impl Entry {
     }
 }
 
-/// The map key of a slot id (32 hex digits, so always one); an id that is not is never cached.
-fn key(id: &SlotId) -> Option<u128> {
-    u128::from_str_radix(id.as_str(), 16).ok()
-}
-
 impl SlotCache {
     /// An empty cache for slots kept `retention` past their deadline.
     pub fn new(retention: Duration) -> Self {
@@ -66,7 +61,7 @@ impl SlotCache {
 
     /// The slot, if cached and still retained.
     pub fn get(&self, id: &SlotId) -> Option<Slot> {
-        let key = key(id)?;
+        let key = id.as_u128();
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         let entry = slots.get(&key)?;
         if self.retained(entry, SystemTime::now()) {
@@ -88,7 +83,7 @@ impl SlotCache {
     }
 
     fn insert(&self, slot: Slot, last_sequence: Option<u64>) {
-        let Some(key) = key(&slot.id) else { return };
+        let key = slot.id.as_u128();
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         if slots.len() >= CAPACITY {
             let now = SystemTime::now();
@@ -113,7 +108,7 @@ impl SlotCache {
     /// Notes that a callback was stored into the slot with `sequence`; call before waking its
     /// waiters.
     pub fn stored(&self, id: &SlotId, sequence: u64) {
-        let Some(key) = key(id) else { return };
+        let key = id.as_u128();
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(last) = slots
             .get_mut(&key)
@@ -125,7 +120,7 @@ impl SlotCache {
 
     /// Forgets what was stored into the slot: polls on it read the store from now on.
     pub fn forget_sequence(&self, id: &SlotId) {
-        let Some(key) = key(id) else { return };
+        let key = id.as_u128();
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(entry) = slots.get_mut(&key) {
             entry.last_sequence = None;
@@ -134,7 +129,7 @@ impl SlotCache {
 
     /// Whether the slot is known to hold no callback after sequence `after`.
     pub fn nothing_after(&self, id: &SlotId, after: u64) -> bool {
-        let Some(key) = key(id) else { return false };
+        let key = id.as_u128();
         let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         slots
             .get(&key)

@@ -36,6 +36,12 @@ impl SlotId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The id's 128 bits, a compact map key. Every `SlotId` is 32 hex digits (`random` and
+    /// `from_str` make no other), so the parse cannot fail.
+    pub fn as_u128(&self) -> u128 {
+        u128::from_str_radix(&self.0, 16).unwrap_or_default()
+    }
 }
 
 impl FromStr for SlotId {

@@ -398,7 +398,7 @@ impl WalSync {
 
     /// Syncs every commit made so far, or says why they may not be on disk.
     fn sync(&mut self) -> Result<(), String> {
-        sync_wal(&mut self.file, &self.path).map_err(|err| {
+        self.sync_file().map_err(|err| {
             // Committed but perhaps not on disk, and a second sync could succeed without the
             // pages the first could not write: no write is answered as stored from now.
             self.failed = true;
@@ -406,22 +406,24 @@ impl WalSync {
             format!("syncing the write-ahead log: {err}")
         })
     }
-}
 
-/// Syncs the WAL file's data, opening it (and syncing its directory, so the file itself is
-/// durable) the first time.
-fn sync_wal(file: &mut Option<File>, wal: &Path) -> std::io::Result<()> {
-    let open = match file {
-        Some(open) => open,
-        None => {
-            let opened = File::open(wal)?;
-            if let Some(directory) = wal.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-                File::open(directory)?.sync_all()?;
+    /// Syncs the WAL file's data, opening it (and syncing its directory, so the file itself is
+    /// durable) the first time.
+    fn sync_file(&mut self) -> std::io::Result<()> {
+        let open = match &mut self.file {
+            Some(open) => open,
+            None => {
+                let opened = File::open(&self.path)?;
+                if let Some(directory) =
+                    self.path.parent().filter(|dir| !dir.as_os_str().is_empty())
+                {
+                    File::open(directory)?.sync_all()?;
+                }
+                self.file.insert(opened)
             }
-            file.insert(opened)
-        }
-    };
-    open.sync_data()
+        };
+        open.sync_data()
+    }
 }
 
 /// Applies `batch` (emptying it) in one transaction and commits it; the applied writes wait in
@@ -533,20 +535,13 @@ impl RecentSlots {
         }
     }
 
-    /// The slot id's 128 bits (a `SlotId` is 32 hex digits, so always one).
-    fn key(slot: &str) -> Option<u128> {
-        u128::from_str_radix(slot, 16).ok()
-    }
-
     /// The slot's log, read from the file when it is not kept.
     fn log(
         &mut self,
         connection: &rusqlite::Connection,
-        slot: &str,
+        slot: &SlotId,
     ) -> rusqlite::Result<&mut SlotLog> {
-        let key = Self::key(slot).ok_or_else(|| {
-            rusqlite::Error::InvalidParameterName(format!("slot id `{slot}` is not 32 hex digits"))
-        })?;
+        let key = slot.as_u128();
         if (self.slots.len() >= RECENT_SLOTS_KEPT || self.deliveries >= RECENT_DELIVERIES_KEPT)
             && !self.slots.contains_key(&key)
         {
@@ -563,7 +558,7 @@ impl RecentSlots {
                 let mut statement = connection.prepare_cached(
                     "SELECT sequence, dedup_key FROM callbacks WHERE slot_id = ?1",
                 )?;
-                let mut rows = statement.query([slot])?;
+                let mut rows = statement.query([slot.as_str()])?;
                 while let Some(row) = rows.next()? {
                     log.last = log.last.max(row.get(0)?);
                     log.deliveries
@@ -577,16 +572,16 @@ impl RecentSlots {
 
     /// Past the bound on deliveries, keeps only `slot`'s (which a slot allowed many callbacks may
     /// take beyond it).
-    fn keep_within_bounds(&mut self, slot: &str) {
+    fn keep_within_bounds(&mut self, slot: &SlotId) {
         if self.deliveries > RECENT_DELIVERIES_KEPT {
-            let kept = Self::key(slot);
-            self.slots.retain(|key, _| Some(*key) == kept);
+            let kept = slot.as_u128();
+            self.slots.retain(|key, _| *key == kept);
             self.deliveries = self.slots.values().map(|log| log.deliveries.len()).sum();
         }
     }
 
-    fn forget(&mut self, slot: &str) {
-        if let Some(log) = Self::key(slot).and_then(|key| self.slots.remove(&key)) {
+    fn forget(&mut self, slot: &SlotId) {
+        if let Some(log) = self.slots.remove(&slot.as_u128()) {
             self.deliveries -= log.deliveries.len();
         }
     }
@@ -608,7 +603,7 @@ fn add_callback(
     recent: &mut RecentSlots,
     callback: &NewCallback,
 ) -> rusqlite::Result<AddOutcome> {
-    let slot = callback.slot_id.as_str();
+    let slot = &callback.slot_id;
     let delivery = recent.hashes.hash_one(callback.dedup_key.as_str());
     let log = recent.log(connection, slot)?;
     if log.deliveries.contains(&delivery)
@@ -631,7 +626,7 @@ fn add_callback(
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?
         .execute(rusqlite::params![
-            slot,
+            slot.as_str(),
             sequence,
             callback.dedup_key,
             to_millis(callback.received_at),
@@ -685,16 +680,17 @@ fn earlier_delivery(
     Ok(earlier.map(i64::unsigned_abs))
 }
 
-fn slot_exists(connection: &rusqlite::Connection, slot: &str) -> rusqlite::Result<bool> {
+fn slot_exists(connection: &rusqlite::Connection, slot: &SlotId) -> rusqlite::Result<bool> {
     let exists: Option<i64> = connection
         .prepare_cached("SELECT 1 FROM slots WHERE id = ?1")?
-        .query_row([slot], |row| row.get(0))
+        .query_row([slot.as_str()], |row| row.get(0))
         .optional()?;
     Ok(exists.is_some())
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     const SLOT_A: &str = "0190a1b2c3d4e5f60718293a4b5c6d7e";
@@ -702,7 +698,7 @@ mod tests {
 
     fn log_of(deliveries: usize) -> SlotLog {
         SlotLog {
-            last: i64::try_from(deliveries).unwrap_or(i64::MAX),
+            last: i64::try_from(deliveries).unwrap(),
             deliveries: (0..deliveries as u64).collect(),
         }
     }
@@ -710,16 +706,17 @@ mod tests {
     #[test]
     fn past_the_bound_on_deliveries_only_the_slot_in_use_is_kept() {
         let mut recent = RecentSlots::new();
+        let slot_b: SlotId = SLOT_B.parse().unwrap();
         let (a, b) = (
-            RecentSlots::key(SLOT_A).unwrap_or_default(),
-            RecentSlots::key(SLOT_B).unwrap_or_default(),
+            SLOT_A.parse::<SlotId>().unwrap().as_u128(),
+            slot_b.as_u128(),
         );
         recent.slots.insert(a, log_of(RECENT_DELIVERIES_KEPT / 2));
         recent.slots.insert(b, log_of(RECENT_DELIVERIES_KEPT / 2));
         recent.deliveries = RECENT_DELIVERIES_KEPT;
 
         // At the bound, nothing goes.
-        recent.keep_within_bounds(SLOT_B);
+        recent.keep_within_bounds(&slot_b);
         assert_eq!(recent.slots.len(), 2);
 
         // Past it, the other slot goes and the count follows.
@@ -727,11 +724,11 @@ mod tests {
             log.deliveries.push(u64::MAX);
         }
         recent.deliveries += 1;
-        recent.keep_within_bounds(SLOT_B);
+        recent.keep_within_bounds(&slot_b);
         assert_eq!(recent.slots.keys().copied().collect::<Vec<_>>(), [b]);
         assert_eq!(recent.deliveries, RECENT_DELIVERIES_KEPT / 2 + 1);
 
-        recent.forget(SLOT_B);
+        recent.forget(&slot_b);
         assert!(recent.slots.is_empty());
         assert_eq!(recent.deliveries, 0);
     }
