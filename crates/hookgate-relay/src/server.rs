@@ -31,7 +31,7 @@ use crate::config::{RelayConfig, redact_url};
 use crate::error::ApiError;
 use crate::metrics::{CallbackOutcome, Metrics};
 use crate::oidc::OidcVerifier;
-use crate::slot_cache::SlotCache;
+use crate::slot_cache::{SlotCache, SlotTerms};
 use crate::store::{
     self, AddOutcome, CallbackAuth, NewCallback, Slot, SlotId, SlotStore, StoreError,
 };
@@ -503,16 +503,17 @@ fn read_audience(relay: &Relay, slot: &SlotId) -> String {
     format!("{}/v1/slots/{slot}", relay.public_url)
 }
 
-/// The slot with this id, from the cache or the store.
-async fn find_slot(relay: &Relay, id: &SlotId) -> Result<Option<Slot>, ApiError> {
-    if let Some(slot) = relay.slots.get(id) {
-        return Ok(Some(slot));
+/// The terms of the slot with this id, from the cache or the store.
+async fn find_slot(relay: &Relay, id: &SlotId) -> Result<Option<SlotTerms>, ApiError> {
+    if let Some(terms) = relay.slots.terms(id) {
+        return Ok(Some(terms));
     }
-    let slot = relay.store.slot(id).await?;
-    if let Some(slot) = &slot {
-        relay.slots.put(slot.clone());
-    }
-    Ok(slot)
+    let Some(slot) = relay.store.slot(id).await? else {
+        return Ok(None);
+    };
+    let terms = SlotTerms::from(&slot);
+    relay.slots.put(slot);
+    Ok(Some(terms))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -573,7 +574,7 @@ async fn accept_callback(
             )
         })
         .collect();
-    check_credentials(relay, &slot, headers, &stored_headers, now)?;
+    check_credentials(relay, &slot_id, slot.auth, headers, &stored_headers, now)?;
 
     let limit = relay.config.max_body;
     let declared = headers
@@ -592,7 +593,7 @@ async fn accept_callback(
     let outcome = relay
         .store
         .add_callback(NewCallback {
-            slot_id: slot.id.clone(),
+            slot_id: slot_id.clone(),
             dedup_key,
             received_at: now,
             headers: stored_headers,
@@ -603,19 +604,19 @@ async fn accept_callback(
         .inspect_err(|_| {
             // The callback may be stored all the same (committed, then its sync failed): polls on
             // the slot read the store from now on, and are woken to do so.
-            relay.slots.forget_sequence(&slot.id);
-            relay.wakers.wake(slot.id.as_str());
+            relay.slots.forget_sequence(&slot_id);
+            relay.wakers.wake(&slot_id);
         })?;
     let accepted = |sequence| Accepted {
-        slot: slot.id.to_string(),
+        slot: id.to_owned(),
         sequence,
     };
     match outcome {
         AddOutcome::Stored { sequence } | AddOutcome::Duplicate { sequence } => {
             // A repeat is noted too: its first delivery may have been stored and then answered
             // with an error.
-            relay.slots.stored(&slot.id, sequence);
-            relay.wakers.wake(slot.id.as_str());
+            relay.slots.stored(&slot_id, sequence);
+            relay.wakers.wake(&slot_id);
             let duplicate = matches!(outcome, AddOutcome::Duplicate { .. });
             Ok((accepted(sequence), duplicate))
         }
@@ -628,12 +629,13 @@ async fn accept_callback(
 /// scheme's form and (Standard Webhooks) fresh; their value is the action's to check.
 fn check_credentials(
     relay: &Relay,
-    slot: &Slot,
+    slot_id: &SlotId,
+    auth: CallbackAuth,
     headers: &HeaderMap,
     stored_headers: &[(String, String)],
     now: SystemTime,
 ) -> Result<(), ApiError> {
-    match slot.auth {
+    match auth {
         CallbackAuth::Bearer => {
             let token = headers
                 .get(header::AUTHORIZATION)
@@ -646,7 +648,7 @@ fn check_credentials(
                 })?;
             relay
                 .tokens
-                .verify(token, slot.id.as_str(), &relay.public_url, now)
+                .verify(token, slot_id.as_str(), &relay.public_url, now)
                 .map(|_| ())
                 .map_err(|err| ApiError::unauthorized(format!("the slot token is refused: {err}")))
         }
@@ -694,7 +696,13 @@ fn dedup_key(stored_headers: &[(String, String)], body: &[u8], headers: &HeaderM
             hash.update(value.as_bytes());
         }
     }
-    format!("sha256:{}", hex::encode(hash.finalize()))
+    let mut digits = [0u8; 64];
+    // Cannot fail: 32 bytes take 64 hex digits.
+    let _ = hex::encode_to_slice(hash.finalize(), &mut digits);
+    let mut key = String::with_capacity(7 + digits.len());
+    key.push_str("sha256:");
+    key.extend(digits.iter().map(|&digit| char::from(digit)));
+    key
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -757,7 +765,7 @@ async fn read_slot(
         .deadline;
     let until = tokio::time::Instant::now() + wait;
 
-    let registration = relay.wakers.register(slot_id.as_str());
+    let registration = relay.wakers.register(&slot_id);
     // Counted as waiting once the store had nothing for it, until it is answered.
     let mut waiting = None;
     let callbacks = loop {

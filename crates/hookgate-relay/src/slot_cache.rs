@@ -27,21 +27,26 @@ pub struct SlotCache {
 #[derive(Debug)]
 struct Entry {
     auth: CallbackAuth,
-    label: Box<str>,
-    created_at: SystemTime,
     deadline: SystemTime,
     /// The last sequence number stored into the slot, when this process stored every one.
     last_sequence: Option<u64>,
 }
 
-impl Entry {
-    fn slot(&self, id: &SlotId) -> Slot {
-        Slot {
-            id: id.clone(),
-            auth: self.auth,
-            label: self.label.to_string(),
-            created_at: self.created_at,
-            deadline: self.deadline,
+/// What a callback or a long poll needs to know of a slot: copied out of the cache without an
+/// allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotTerms {
+    /// How callbacks into the slot authenticate.
+    pub auth: CallbackAuth,
+    /// When the slot stops taking callbacks.
+    pub deadline: SystemTime,
+}
+
+impl From<&Slot> for SlotTerms {
+    fn from(slot: &Slot) -> Self {
+        Self {
+            auth: slot.auth,
+            deadline: slot.deadline,
         }
     }
 }
@@ -59,13 +64,16 @@ impl SlotCache {
         entry.deadline + self.retention >= now
     }
 
-    /// The slot, if cached and still retained.
-    pub fn get(&self, id: &SlotId) -> Option<Slot> {
+    /// The slot's terms, if it is cached and still retained.
+    pub fn terms(&self, id: &SlotId) -> Option<SlotTerms> {
         let key = id.as_u128();
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         let entry = slots.get(&key)?;
         if self.retained(entry, SystemTime::now()) {
-            Some(entry.slot(id))
+            Some(SlotTerms {
+                auth: entry.auth,
+                deadline: entry.deadline,
+            })
         } else {
             slots.remove(&key);
             None
@@ -97,8 +105,6 @@ impl SlotCache {
             key,
             Entry {
                 auth: slot.auth,
-                label: slot.label.into_boxed_str(),
-                created_at: slot.created_at,
                 deadline: slot.deadline,
                 last_sequence,
             },
@@ -184,9 +190,9 @@ mod tests {
         for slot in [&live, &retained, &gone] {
             cache.put(slot.clone());
         }
-        assert_eq!(cache.get(&live.id), Some(live));
-        assert_eq!(cache.get(&retained.id), Some(retained));
-        assert_eq!(cache.get(&gone.id), None);
-        assert_eq!(cache.get(&SlotId::random()), None);
+        assert_eq!(cache.terms(&live.id), Some(SlotTerms::from(&live)));
+        assert_eq!(cache.terms(&retained.id), Some(SlotTerms::from(&retained)));
+        assert_eq!(cache.terms(&gone.id), None);
+        assert_eq!(cache.terms(&SlotId::random()), None);
     }
 }

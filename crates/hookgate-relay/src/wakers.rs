@@ -8,17 +8,19 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::Notify;
 
-/// The waiters of every slot, by slot id.
+use crate::store::SlotId;
+
+/// The waiters of every slot, by the slot id's 128 bits (no allocation per waiter for the key).
 #[derive(Debug, Default)]
 pub struct Wakers {
-    slots: Mutex<HashMap<String, Arc<Notify>>>,
+    slots: Mutex<HashMap<u128, Arc<Notify>>>,
 }
 
 /// A registration of one waiter on one slot; removes the slot's entry when the last one goes.
 #[derive(Debug)]
 pub struct Registration<'a> {
     wakers: &'a Wakers,
-    slot: String,
+    slot: u128,
     notify: Arc<Notify>,
 }
 
@@ -45,20 +47,21 @@ impl Drop for Registration<'_> {
 
 impl Wakers {
     /// Registers a waiter on `slot`.
-    pub fn register(&self, slot: &str) -> Registration<'_> {
+    pub fn register(&self, slot: &SlotId) -> Registration<'_> {
+        let slot = slot.as_u128();
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-        let notify = slots.entry(slot.to_owned()).or_default().clone();
+        let notify = slots.entry(slot).or_default().clone();
         Registration {
             wakers: self,
-            slot: slot.to_owned(),
+            slot,
             notify,
         }
     }
 
     /// Wakes every waiter on `slot`.
-    pub fn wake(&self, slot: &str) {
+    pub fn wake(&self, slot: &SlotId) {
         let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(notify) = slots.get(slot) {
+        if let Some(notify) = slots.get(&slot.as_u128()) {
             notify.notify_waiters();
         }
     }

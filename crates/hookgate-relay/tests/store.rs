@@ -553,7 +553,7 @@ async fn postgres_callbacks_wake_waiters_on_another_replica() {
     replica_a.create_slot(&warm_up).await.unwrap();
     let mut listening = false;
     for attempt in 0..50 {
-        let registration = wakers_b.register(warm_up.id.as_str());
+        let registration = wakers_b.register(&warm_up.id);
         let woken = registration.notify().notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
@@ -576,13 +576,13 @@ async fn postgres_callbacks_wake_waiters_on_another_replica() {
 
     let slot = slot(Duration::from_secs(600));
     replica_a.create_slot(&slot).await.unwrap();
-    let registration = wakers_b.register(slot.id.as_str());
+    let registration = wakers_b.register(&slot.id);
     let woken = registration.notify().notified();
     tokio::pin!(woken);
     woken.as_mut().enable();
     // A slot that gets no callback (the warm-up slot may still have a NOTIFY in flight).
     let bystander = SlotId::random();
-    let other = wakers_b.register(bystander.as_str());
+    let other = wakers_b.register(&bystander);
     let not_woken = other.notify().notified();
     tokio::pin!(not_woken);
     not_woken.as_mut().enable();

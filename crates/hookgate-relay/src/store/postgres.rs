@@ -249,7 +249,11 @@ impl SlotStore for PostgresStore {
                         next = listener.try_recv() => next,
                     };
                     match next {
-                        Ok(Some(notification)) => wakers.wake(notification.payload()),
+                        Ok(Some(notification)) => match notification.payload().parse::<SlotId>() {
+                            Ok(slot) => wakers.wake(&slot),
+                            // Not a slot id: no relay sends that, so nobody waits on it.
+                            Err(_) => tracing::debug!("ignoring a notification that names no slot"),
+                        },
                         // The connection dropped; the next call reconnects. Notifications may
                         // have been lost in between, so every waiter looks again.
                         Ok(None) => wakers.wake_all(),
