@@ -414,8 +414,8 @@ async fn sqlite_sequences_stay_distinct_when_another_connection_writes() {
 
     let mut outside = sqlx::SqliteConnection::connect(&url).await.unwrap();
     sqlx::query(
-        "INSERT INTO callbacks (slot_id, sequence, dedup_key, received_at_ms, headers, body) \
-         VALUES (?1, 2, 'outside', 0, '[]', ?2)",
+        "INSERT INTO callbacks (slot_ref, sequence, dedup_key, received_at_ms, headers, body) \
+         VALUES ((SELECT ref FROM slots WHERE id = ?1), 2, 'outside', 0, '[]', ?2)",
     )
     .bind(slot.id.as_str())
     .bind(&b"{\"success\":false}"[..])
@@ -450,18 +450,42 @@ async fn sqlite_sequences_stay_distinct_when_another_connection_writes() {
 /// from new ones.
 #[tokio::test]
 async fn sqlite_callbacks_stored_before_0004_are_kept_and_still_repeat() {
+    old_file_keeps_its_callbacks("0004").await;
+}
+
+/// The same for a file from before migration 0005 (which rebuilds both tables so that callbacks
+/// refer to their slot by its number).
+#[tokio::test]
+async fn sqlite_callbacks_stored_before_0005_are_kept_and_still_repeat() {
+    old_file_keeps_its_callbacks("0005").await;
+}
+
+/// Builds a file with the SQLite migrations before `first_missing`, holding two callbacks of a
+/// live slot and one of an expired slot, then opens it with every migration: the live slot's
+/// callbacks are read back, a repeat of one is recognized, a new one gets the next number, and
+/// the expired slot goes with its callback.
+async fn old_file_keeps_its_callbacks(first_missing: &str) {
     let old_migrations = tempfile::tempdir().unwrap();
     let migrations = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
     for entry in std::fs::read_dir(&migrations).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_str().unwrap().to_owned();
-        if name.as_str() < "0004" {
+        if name.as_str() < first_missing {
             std::fs::copy(&path, old_migrations.path().join(name)).unwrap();
         }
     }
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite:{}", dir.path().join("relay.sqlite").display());
     let slot = slot(Duration::from_secs(600));
+    let expired = SlotId::random();
+    let millis = |time: SystemTime| {
+        i64::try_from(
+            time.duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_millis(),
+        )
+        .unwrap()
+    };
     {
         let options: sqlx::sqlite::SqliteConnectOptions = url.parse().unwrap();
         let mut old = sqlx::SqliteConnection::connect_with(&options.create_if_missing(true))
@@ -473,29 +497,30 @@ async fn sqlite_callbacks_stored_before_0004_are_kept_and_still_repeat() {
             .run(&mut old)
             .await
             .unwrap();
-        sqlx::query(
-            "INSERT INTO slots (id, auth, label, created_at_ms, deadline_ms) \
-             VALUES (?1, 'hmac-standard', 'old', 0, ?2)",
-        )
-        .bind(slot.id.as_str())
-        .bind(
-            i64::try_from(
-                slot.deadline
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .unwrap()
-                    .as_millis(),
+        for (id, deadline) in [
+            (&slot.id, slot.deadline),
+            (&expired, SystemTime::now() - Duration::from_secs(3600)),
+        ] {
+            sqlx::query(
+                "INSERT INTO slots (id, auth, label, created_at_ms, deadline_ms) \
+                 VALUES (?1, 'hmac-standard', 'old', 0, ?2)",
             )
-            .unwrap(),
-        )
-        .execute(&mut old)
-        .await
-        .unwrap();
-        for (sequence, key) in [(1, "first"), (2, "second")] {
+            .bind(id.as_str())
+            .bind(millis(deadline))
+            .execute(&mut old)
+            .await
+            .unwrap();
+        }
+        for (id, sequence, key) in [
+            (&slot.id, 1, "first"),
+            (&expired, 1, "expired"),
+            (&slot.id, 2, "second"),
+        ] {
             sqlx::query(
                 "INSERT INTO callbacks (slot_id, sequence, dedup_key, received_at_ms, headers, body) \
                  VALUES (?1, ?2, ?3, 0, '[]', ?4)",
             )
-            .bind(slot.id.as_str())
+            .bind(id.as_str())
             .bind(sequence)
             .bind(key)
             .bind(format!("{{\"success\":true,\"n\":{sequence}}}").into_bytes())
@@ -536,6 +561,26 @@ async fn sqlite_callbacks_stored_before_0004_are_kept_and_still_repeat() {
         store.add_callback(new).await.unwrap(),
         AddOutcome::Stored { sequence: 3 }
     );
+
+    assert_eq!(
+        store.callbacks_after(&expired, 0, 10).await.unwrap().len(),
+        1
+    );
+    let cutoff = SystemTime::now() - Duration::from_secs(60);
+    assert_eq!(store.remove_slots_before(cutoff).await.unwrap(), 1);
+    assert_eq!(store.slot(&expired).await.unwrap(), None);
+    assert!(
+        store
+            .callbacks_after(&expired, 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.callbacks_after(&slot.id, 0, 10).await.unwrap().len(),
+        3
+    );
+    store.close().await;
 }
 
 #[tokio::test]

@@ -244,7 +244,8 @@ impl SlotStore for SqliteStore {
         Box::pin(async move {
             let rows = sqlx::query(
                 "SELECT sequence, received_at_ms, headers, body FROM callbacks \
-                 WHERE slot_id = ?1 AND sequence > ?2 ORDER BY sequence LIMIT ?3",
+                 WHERE slot_ref = (SELECT ref FROM slots WHERE id = ?1) AND sequence > ?2 \
+                 ORDER BY sequence LIMIT ?3",
             )
             .bind(slot.as_str())
             .bind(i64::try_from(after).unwrap_or(i64::MAX))
@@ -474,8 +475,8 @@ fn apply(
             recent.forget_all();
             connection
                 .prepare_cached(
-                    "DELETE FROM callbacks WHERE slot_id IN \
-                     (SELECT id FROM slots WHERE deadline_ms < ?1)",
+                    "DELETE FROM callbacks WHERE slot_ref IN \
+                     (SELECT ref FROM slots WHERE deadline_ms < ?1)",
                 )?
                 .execute([cutoff])?;
             let removed = connection
@@ -502,9 +503,9 @@ fn apply(
     })
 }
 
-/// What the writer knows of the slots it stored into lately: each one's last sequence number and
-/// a hash of each delivery stored into it, so that storing a callback needs neither a lookup of
-/// its number nor an index of deliveries in the file. Only the writer stores callbacks, so what
+/// What the writer knows of the slots it stored into lately: each one's number in the file, its
+/// last sequence number and a hash of each delivery stored into it, so that storing a callback
+/// needs neither a lookup of the slot or its last number nor an index of deliveries in the file. Only the writer stores callbacks, so what
 /// is kept here is the store's, except after a failed transaction or a removal of slots, which
 /// empty it. Should another process write to the file all the same, the insert of a number it
 /// took fails on the primary key and the slot is read again.
@@ -520,8 +521,10 @@ struct RecentSlots {
     deliveries: usize,
 }
 
-/// One slot's last sequence number and the hashes of its deliveries' keys.
+/// One slot's number in the file (`slots.ref`), last sequence number and the hashes of its
+/// deliveries' keys.
 struct SlotLog {
+    slot_ref: i64,
     last: i64,
     deliveries: Vec<u64>,
 }
@@ -535,12 +538,13 @@ impl RecentSlots {
         }
     }
 
-    /// The slot's log, read from the file when it is not kept.
+    /// The slot's log, read from the file when it is not kept; `None` when the file has no such
+    /// slot.
     fn log(
         &mut self,
         connection: &rusqlite::Connection,
         slot: &SlotId,
-    ) -> rusqlite::Result<&mut SlotLog> {
+    ) -> rusqlite::Result<Option<&mut SlotLog>> {
         let key = slot.as_u128();
         if (self.slots.len() >= RECENT_SLOTS_KEPT || self.deliveries >= RECENT_DELIVERIES_KEPT)
             && !self.slots.contains_key(&key)
@@ -548,17 +552,25 @@ impl RecentSlots {
             self.forget_all();
         }
         let hashes = &self.hashes;
-        Ok(match self.slots.entry(key) {
+        Ok(Some(match self.slots.entry(key) {
             Entry::Occupied(kept) => kept.into_mut(),
             Entry::Vacant(vacant) => {
+                let slot_ref: Option<i64> = connection
+                    .prepare_cached("SELECT ref FROM slots WHERE id = ?1")?
+                    .query_row([slot.as_str()], |row| row.get(0))
+                    .optional()?;
+                let Some(slot_ref) = slot_ref else {
+                    return Ok(None);
+                };
                 let mut log = SlotLog {
+                    slot_ref,
                     last: 0,
                     deliveries: Vec::new(),
                 };
                 let mut statement = connection.prepare_cached(
-                    "SELECT sequence, dedup_key FROM callbacks WHERE slot_id = ?1",
+                    "SELECT sequence, dedup_key FROM callbacks WHERE slot_ref = ?1",
                 )?;
-                let mut rows = statement.query([slot.as_str()])?;
+                let mut rows = statement.query([slot_ref])?;
                 while let Some(row) = rows.next()? {
                     log.last = log.last.max(row.get(0)?);
                     log.deliveries
@@ -567,7 +579,7 @@ impl RecentSlots {
                 self.deliveries += log.deliveries.len();
                 vacant.insert(log)
             }
-        })
+        }))
     }
 
     /// Past the bound on deliveries, keeps only `slot`'s (which a slot allowed many callbacks may
@@ -594,7 +606,7 @@ impl RecentSlots {
 
 /// Stores one callback if its slot exists, it repeats no stored delivery and the slot has room.
 /// A new callback to a slot the writer knows (the common case) takes one statement, the insert,
-/// whose foreign key tells a missing slot. A repeat is found by its hash in `recent` and then
+/// whose foreign key tells a slot removed since. A repeat is found by its hash in `recent` and then
 /// confirmed in the file. An `INSERT ... SELECT ... RETURNING` had SQLite build a temporary table
 /// for every callback, and a unique index of deliveries made each insert cost about twice as
 /// much.
@@ -605,14 +617,17 @@ fn add_callback(
 ) -> rusqlite::Result<AddOutcome> {
     let slot = &callback.slot_id;
     let delivery = recent.hashes.hash_one(callback.dedup_key.as_str());
-    let log = recent.log(connection, slot)?;
+    let Some(log) = recent.log(connection, slot)? else {
+        return Ok(AddOutcome::NoSlot);
+    };
+    let slot_ref = log.slot_ref;
     if log.deliveries.contains(&delivery)
-        && let Some(sequence) = earlier_delivery(connection, callback)?
+        && let Some(sequence) = earlier_delivery(connection, slot_ref, &callback.dedup_key)?
     {
         return Ok(AddOutcome::Duplicate { sequence });
     }
     if log.last.unsigned_abs() >= callback.max_per_slot {
-        return Ok(if slot_exists(connection, slot)? {
+        return Ok(if slot_exists(connection, slot_ref)? {
             AddOutcome::Full
         } else {
             AddOutcome::NoSlot
@@ -622,11 +637,11 @@ fn add_callback(
     let inserted = connection
         .prepare_cached(
             "INSERT INTO callbacks \
-             (slot_id, sequence, dedup_key, received_at_ms, headers, body) \
+             (slot_ref, sequence, dedup_key, received_at_ms, headers, body) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?
         .execute(rusqlite::params![
-            slot.as_str(),
+            slot_ref,
             sequence,
             callback.dedup_key,
             to_millis(callback.received_at),
@@ -648,11 +663,10 @@ fn add_callback(
         {
             // Another process stored into the slot: read it again and start over.
             recent.forget(slot);
-            let log = recent.log(connection, slot)?;
-            if log.last >= sequence {
-                add_callback(connection, recent, callback)
-            } else {
-                Err(rusqlite::Error::SqliteFailure(failure, None))
+            match recent.log(connection, slot)? {
+                Some(log) if log.last >= sequence => add_callback(connection, recent, callback),
+                Some(_) => Err(rusqlite::Error::SqliteFailure(failure, None)),
+                None => Ok(AddOutcome::NoSlot),
             }
         }
         Err(rusqlite::Error::SqliteFailure(failure, _))
@@ -665,25 +679,24 @@ fn add_callback(
     }
 }
 
-/// The sequence number of the stored delivery `callback` repeats, if any.
+/// The sequence number of the delivery with `dedup_key` stored into slot number `slot_ref`, if
+/// any.
 fn earlier_delivery(
     connection: &rusqlite::Connection,
-    callback: &NewCallback,
+    slot_ref: i64,
+    dedup_key: &str,
 ) -> rusqlite::Result<Option<u64>> {
     let earlier: Option<i64> = connection
-        .prepare_cached("SELECT sequence FROM callbacks WHERE slot_id = ?1 AND dedup_key = ?2")?
-        .query_row(
-            [callback.slot_id.as_str(), callback.dedup_key.as_str()],
-            |row| row.get(0),
-        )
+        .prepare_cached("SELECT sequence FROM callbacks WHERE slot_ref = ?1 AND dedup_key = ?2")?
+        .query_row(rusqlite::params![slot_ref, dedup_key], |row| row.get(0))
         .optional()?;
     Ok(earlier.map(i64::unsigned_abs))
 }
 
-fn slot_exists(connection: &rusqlite::Connection, slot: &SlotId) -> rusqlite::Result<bool> {
+fn slot_exists(connection: &rusqlite::Connection, slot_ref: i64) -> rusqlite::Result<bool> {
     let exists: Option<i64> = connection
-        .prepare_cached("SELECT 1 FROM slots WHERE id = ?1")?
-        .query_row([slot.as_str()], |row| row.get(0))
+        .prepare_cached("SELECT 1 FROM slots WHERE ref = ?1")?
+        .query_row([slot_ref], |row| row.get(0))
         .optional()?;
     Ok(exists.is_some())
 }
@@ -698,6 +711,7 @@ mod tests {
 
     fn log_of(deliveries: usize) -> SlotLog {
         SlotLog {
+            slot_ref: 1,
             last: i64::try_from(deliveries).unwrap(),
             deliveries: (0..deliveries as u64).collect(),
         }
