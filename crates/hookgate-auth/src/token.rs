@@ -61,8 +61,8 @@ pub enum TokenError {
     /// The signature does not match the relay key.
     #[error("token signature does not match")]
     BadSignature,
-    /// The payload is not a JSON object.
-    #[error("token claims are not a JSON object")]
+    /// The payload is not a JSON object, or writes a claim twice.
+    #[error("token claims are not a JSON object with each claim once")]
     MalformedClaims,
     /// A required claim is absent.
     #[error("token lacks the `{name}` claim")]
@@ -275,29 +275,97 @@ impl SlotTokens {
 }
 
 /// The claims a slot token's checks read, each as written: absent (`None`), or present with
-/// any JSON value, `null` included. Other claims are ignored; a claim written twice makes the
-/// claims malformed (RFC 7519 section 4 lets a parser refuse duplicate names).
-#[derive(Deserialize)]
+/// any JSON value, `null` included. The claims must be a JSON object; other members are read
+/// and ignored, and a claim read here that is written twice makes the claims malformed
+/// (RFC 7519 section 4 lets a parser refuse duplicate names).
+#[derive(Default)]
 struct ClaimsAsWritten {
-    #[serde(default, deserialize_with = "present")]
     iss: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
     sub: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
     aud: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
     exp: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
     nbf: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
     iat: Option<Value>,
-    #[serde(default, deserialize_with = "present")]
     jti: Option<Value>,
 }
 
-/// A claim that is present, whatever its value (`null` stays `Some(Value::Null)`).
-fn present<'de, D: serde::Deserializer<'de>>(value: D) -> Result<Option<Value>, D::Error> {
-    Value::deserialize(value).map(Some)
+impl<'de> Deserialize<'de> for ClaimsAsWritten {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(ClaimsVisitor)
+    }
+}
+
+/// Reads the claims from a JSON object, and from nothing else.
+struct ClaimsVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ClaimsVisitor {
+    type Value = ClaimsAsWritten;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("a JSON object of claims")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut claims = ClaimsAsWritten::default();
+        while let Some(name) = map.next_key::<ClaimName>()? {
+            let value: Value = map.next_value()?;
+            let slot = match name {
+                ClaimName::Iss => &mut claims.iss,
+                ClaimName::Sub => &mut claims.sub,
+                ClaimName::Aud => &mut claims.aud,
+                ClaimName::Exp => &mut claims.exp,
+                ClaimName::Nbf => &mut claims.nbf,
+                ClaimName::Iat => &mut claims.iat,
+                ClaimName::Jti => &mut claims.jti,
+                ClaimName::Other => continue,
+            };
+            if slot.replace(value).is_some() {
+                return Err(serde::de::Error::custom("a claim is written twice"));
+            }
+        }
+        Ok(claims)
+    }
+}
+
+/// A claim's name, read without allocating.
+enum ClaimName {
+    Iss,
+    Sub,
+    Aud,
+    Exp,
+    Nbf,
+    Iat,
+    Jti,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for ClaimName {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(ClaimNameVisitor)
+    }
+}
+
+struct ClaimNameVisitor;
+
+impl serde::de::Visitor<'_> for ClaimNameVisitor {
+    type Value = ClaimName;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("a claim name")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<ClaimName, E> {
+        Ok(match name {
+            "iss" => ClaimName::Iss,
+            "sub" => ClaimName::Sub,
+            "aud" => ClaimName::Aud,
+            "exp" => ClaimName::Exp,
+            "nbf" => ClaimName::Nbf,
+            "iat" => ClaimName::Iat,
+            "jti" => ClaimName::Jti,
+            _ => ClaimName::Other,
+        })
+    }
 }
 
 /// The header of every token issued.
@@ -453,6 +521,91 @@ mod tests {
             .issue("slot-1", AUDIENCE, at(1000), at(2000))
             .unwrap();
         assert_eq!(token.split('.').next(), Some(issued_header));
+    }
+
+    /// A token signed with `[7; 32]` whose claims are `claims`, written as given.
+    fn signed_claims(claims: &str) -> String {
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256"}"#),
+            URL_SAFE_NO_PAD.encode(claims)
+        );
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&[7; 32]).unwrap();
+        mac.update(input.as_bytes());
+        format!(
+            "{input}.{}",
+            URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+        )
+    }
+
+    #[test]
+    fn signed_claims_are_checked_as_written() {
+        let tokens = tokens();
+        let verify = |claims: &str| {
+            tokens
+                .verify(&signed_claims(claims), "slot-1", AUDIENCE, at(1000))
+                .map(|claims| claims.sub)
+        };
+        let base = format!(r#""iss":"{DEFAULT_ISSUER}","sub":"slot-1","aud":"{AUDIENCE}""#);
+        assert_eq!(
+            verify(&format!(r#"{{{base},"exp":2000,"x":[1,{{"y":null}}]}}"#)),
+            Ok("slot-1".to_owned())
+        );
+        // Not an object, or not JSON at all.
+        for claims in [
+            format!(r#"["{DEFAULT_ISSUER}","slot-1","{AUDIENCE}",2000]"#),
+            "[]".to_owned(),
+            "2000".to_owned(),
+            "null".to_owned(),
+            format!(r#"{{{base},"exp":2000"#),
+        ] {
+            assert_eq!(
+                verify(&claims),
+                Err(TokenError::MalformedClaims),
+                "{claims}"
+            );
+        }
+        // A claim written twice, even with the same value; other members must still be JSON.
+        for claims in [
+            format!(r#"{{{base},"exp":2000,"exp":2000}}"#),
+            format!(r#"{{{base},"exp":2000,"sub":"slot-1"}}"#),
+            format!(r#"{{{base},"exp":2000,"x":"\uD800"}}"#),
+            format!(r#"{{{base},"exp":2000,"x":1e400}}"#),
+        ] {
+            assert_eq!(
+                verify(&claims),
+                Err(TokenError::MalformedClaims),
+                "{claims}"
+            );
+        }
+        // `null` is an absent string claim, and a time claim of the wrong type.
+        for name in ["iss", "sub", "aud"] {
+            let claims = base.replace(&format!(r#""{name}":"#), &format!(r#""was-{name}":"#));
+            assert_eq!(
+                verify(&format!(r#"{{{claims},"{name}":null,"exp":2000}}"#)),
+                Err(TokenError::MissingClaim { name }),
+                "{name}"
+            );
+            assert_eq!(
+                verify(&format!(r#"{{{claims},"{name}":7,"exp":2000}}"#)),
+                Err(TokenError::InvalidClaim { name }),
+                "{name}"
+            );
+        }
+        for name in ["exp", "nbf", "iat"] {
+            let exp = if name == "exp" { "" } else { r#","exp":2000"# };
+            for value in ["null", r#""1000""#, "-1", "true"] {
+                assert_eq!(
+                    verify(&format!(r#"{{{base}{exp},"{name}":{value}}}"#)),
+                    Err(TokenError::InvalidClaim { name }),
+                    "{name}: {value}"
+                );
+            }
+        }
+        assert_eq!(
+            verify(&format!(r#"{{{base}}}"#)),
+            Err(TokenError::MissingClaim { name: "exp" })
+        );
     }
 
     #[test]

@@ -23,7 +23,8 @@ pub struct SlotCache {
     slots: Mutex<HashMap<u128, Entry>>,
 }
 
-/// A slot without its id (the map's key), kept small: a relay holds many.
+/// What is kept of a slot: its terms (the id is the map's key), kept small, as a relay holds
+/// many.
 #[derive(Debug)]
 struct Entry {
     auth: CallbackAuth,

@@ -497,15 +497,17 @@ async fn old_file_keeps_its_callbacks(first_missing: &str) {
             .run(&mut old)
             .await
             .unwrap();
-        for (id, deadline) in [
-            (&slot.id, slot.deadline),
-            (&expired, SystemTime::now() - Duration::from_secs(3600)),
+        // The expired slot is created last, so it holds the highest number after 0005.
+        for (id, created_at_ms, deadline) in [
+            (&slot.id, 0, slot.deadline),
+            (&expired, 1, SystemTime::now() - Duration::from_secs(3600)),
         ] {
             sqlx::query(
                 "INSERT INTO slots (id, auth, label, created_at_ms, deadline_ms) \
-                 VALUES (?1, 'hmac-standard', 'old', 0, ?2)",
+                 VALUES (?1, 'hmac-standard', 'old', ?2, ?3)",
             )
             .bind(id.as_str())
+            .bind(created_at_ms)
             .bind(millis(deadline))
             .execute(&mut old)
             .await
@@ -569,18 +571,41 @@ async fn old_file_keeps_its_callbacks(first_missing: &str) {
     let cutoff = SystemTime::now() - Duration::from_secs(60);
     assert_eq!(store.remove_slots_before(cutoff).await.unwrap(), 1);
     assert_eq!(store.slot(&expired).await.unwrap(), None);
-    assert!(
-        store
-            .callbacks_after(&expired, 0, 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
     assert_eq!(
         store.callbacks_after(&slot.id, 0, 10).await.unwrap().len(),
         3
     );
+    // The expired slot's callback went with it; the next slot starts empty, with a number of
+    // its own (the expired slot's is not reused).
+    let later = self::slot(Duration::from_secs(600));
+    store.create_slot(&later).await.unwrap();
+    assert!(
+        store
+            .callbacks_after(&later.id, 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     store.close().await;
+
+    let mut file = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM callbacks")
+        .fetch_one(&mut file)
+        .await
+        .unwrap();
+    assert_eq!(rows, 3);
+    let parents: Vec<String> =
+        sqlx::query_scalar("SELECT \"table\" FROM pragma_foreign_key_list('callbacks')")
+            .fetch_all(&mut file)
+            .await
+            .unwrap();
+    assert_eq!(parents, ["slots"]);
+    let numbers: Vec<i64> = sqlx::query_scalar("SELECT ref FROM slots ORDER BY ref")
+        .fetch_all(&mut file)
+        .await
+        .unwrap();
+    assert_eq!(numbers, [1, 3]);
+    file.close().await.unwrap();
 }
 
 #[tokio::test]

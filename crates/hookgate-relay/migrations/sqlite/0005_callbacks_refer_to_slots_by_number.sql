@@ -1,12 +1,13 @@
--- Callbacks refer to their slot by the slot's number (`slots.ref`, its row id, in the order slots
--- were created) instead of by its 32-character id. The callbacks' primary key then holds a few
--- bytes per callback, and the callbacks of slots created about the same time sit together in it,
--- so a transaction storing callbacks into many recent slots changes a page or two of that index
--- instead of one per slot. `ref` is an INTEGER PRIMARY KEY, so VACUUM keeps it. The unused
--- `callback_count` column goes. Both tables are rebuilt and every row is kept.
+-- Callbacks refer to their slot by the slot's number (`slots.ref`) instead of by its
+-- 32-character id: the callbacks' primary key then takes a few bytes per callback instead of
+-- about forty, so the entries of the slots a transaction stores into fill fewer of its pages.
+-- `ref` is an INTEGER PRIMARY KEY, so VACUUM keeps it, and AUTOINCREMENT, so the number of a
+-- removed slot never goes to another (the writer keeps slots' numbers in memory). The unused
+-- `callback_count` column goes. Both tables are rebuilt and their rows kept, except callbacks
+-- whose slot no longer exists, which no request could reach (a poll needs its slot).
 
 CREATE TABLE slots_rebuilt (
-    ref            INTEGER PRIMARY KEY,
+    ref            INTEGER PRIMARY KEY AUTOINCREMENT,
     id             TEXT    NOT NULL UNIQUE,
     auth           TEXT    NOT NULL,
     label          TEXT    NOT NULL,

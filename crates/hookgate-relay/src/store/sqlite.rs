@@ -505,10 +505,11 @@ fn apply(
 
 /// What the writer knows of the slots it stored into lately: each one's number in the file, its
 /// last sequence number and a hash of each delivery stored into it, so that storing a callback
-/// needs neither a lookup of the slot or its last number nor an index of deliveries in the file. Only the writer stores callbacks, so what
-/// is kept here is the store's, except after a failed transaction or a removal of slots, which
-/// empty it. Should another process write to the file all the same, the insert of a number it
-/// took fails on the primary key and the slot is read again.
+/// needs neither a lookup of the slot or its last number nor an index of deliveries in the
+/// file. Only the writer stores callbacks, so what is kept here is the store's, except after a
+/// failed transaction or a removal of slots, which empty it. Should another process write to
+/// the file all the same, the insert of a number it took fails on the primary key and the slot
+/// is read again; should it remove a slot, the insert fails on the foreign key.
 ///
 /// The hashes are keyed at random per process, so nobody can choose a delivery whose hash
 /// matches another's; a match is still confirmed against the file before a callback is answered
@@ -606,7 +607,8 @@ impl RecentSlots {
 
 /// Stores one callback if its slot exists, it repeats no stored delivery and the slot has room.
 /// A new callback to a slot the writer knows (the common case) takes one statement, the insert,
-/// whose foreign key tells a slot removed since. A repeat is found by its hash in `recent` and then
+/// whose foreign key tells a slot another process removed since (slot numbers are never
+/// reused). A repeat is found by its hash in `recent` and then
 /// confirmed in the file. An `INSERT ... SELECT ... RETURNING` had SQLite build a temporary table
 /// for every callback, and a unique index of deliveries made each insert cost about twice as
 /// much.
