@@ -10,8 +10,10 @@
 //!   callbacks after sequence N, at once if there are any, else when one arrives or the wait ends.
 //! - `/healthz`, `/metrics`.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::body::{Body, Bytes};
@@ -21,6 +23,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
+use futures::task::AtomicWaker;
 use hookgate_auth::{Scheme, SlotTokens, bearer_matches, bearer_token};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -162,6 +165,7 @@ async fn accept_loop(
     drain_limit: Duration,
 ) -> Result<(), RelayError> {
     let mut connections = tokio::task::JoinSet::new();
+    let closing = Arc::new(StopSignal::default());
     loop {
         let (stream, _peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -177,7 +181,7 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let service = measured(app.clone(), relay.clone());
-        let stopping = stop.clone();
+        let stopping = closing.listen();
         connections.spawn(async move {
             let connection = hyper::server::conn::http1::Builder::new()
                 .half_close(true)
@@ -187,7 +191,7 @@ async fn accept_loop(
             tokio::pin!(connection);
             let result = tokio::select! {
                 result = connection.as_mut() => result,
-                () = stopping.cancelled() => {
+                () = stopping.stopped() => {
                     connection.as_mut().graceful_shutdown();
                     connection.await
                 }
@@ -200,6 +204,7 @@ async fn accept_loop(
         while connections.try_join_next().is_some() {}
     }
     drop(listener);
+    closing.stop();
     let drained = tokio::time::timeout(drain_limit, async {
         while connections.join_next().await.is_some() {}
     })
@@ -212,6 +217,76 @@ async fn accept_loop(
         connections.abort_all();
     }
     Ok(())
+}
+
+/// Tells every open connection that the relay is stopping. A connection polls its listener each
+/// time it is polled, which costs two atomic operations; a shared cancellation token would take a
+/// lock shared by all connections on every poll of each.
+#[derive(Default)]
+struct StopSignal {
+    stopped: AtomicBool,
+    next_id: AtomicU64,
+    listeners: Mutex<HashMap<u64, Arc<AtomicWaker>>>,
+}
+
+impl StopSignal {
+    /// Wakes every listener, and makes later ones stopped from the start.
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        let listeners = self
+            .listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for waker in listeners.values() {
+            waker.wake();
+        }
+    }
+
+    fn listen(self: &Arc<Self>) -> StopListener {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let waker = Arc::new(AtomicWaker::new());
+        self.listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, waker.clone());
+        StopListener {
+            signal: self.clone(),
+            id,
+            waker,
+        }
+    }
+}
+
+/// One connection's view of the [`StopSignal`]; leaves it when dropped.
+struct StopListener {
+    signal: Arc<StopSignal>,
+    id: u64,
+    waker: Arc<AtomicWaker>,
+}
+
+impl StopListener {
+    /// Completes once the signal has stopped.
+    fn stopped(&self) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(|cx| {
+            // Registered before the flag is read: a stop in between still wakes this task.
+            self.waker.register(cx.waker());
+            if self.signal.stopped.load(Ordering::SeqCst) {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        })
+    }
+}
+
+impl Drop for StopListener {
+    fn drop(&mut self) {
+        self.signal
+            .listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.id);
+    }
 }
 
 fn router(relay: Shared) -> Router {
@@ -833,6 +908,29 @@ fn authorize_reader(relay: &Relay, slot: &SlotId, headers: &HeaderMap) -> Result
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_stop_reaches_listeners_from_before_and_after_it() {
+        let signal = Arc::new(StopSignal::default());
+        let before = signal.listen();
+        let waiting = tokio::spawn(async move { before.stopped().await });
+        let other = signal.listen();
+        drop(other);
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        assert_eq!(signal.listeners.lock().unwrap().len(), 1);
+
+        signal.stop();
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("the listener from before the stop wakes")
+            .expect("the listener's task does not fail");
+        assert!(signal.listeners.lock().unwrap().is_empty());
+        let after = signal.listen();
+        tokio::time::timeout(Duration::from_secs(5), after.stopped())
+            .await
+            .expect("a listener from after the stop is stopped at once");
+    }
 
     #[test]
     fn waits_parse_as_seconds_or_durations() {
