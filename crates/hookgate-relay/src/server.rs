@@ -220,8 +220,8 @@ async fn accept_loop(
 }
 
 /// Tells every open connection that the relay is stopping. A connection polls its listener each
-/// time it is polled, which costs two atomic operations; a shared cancellation token would take a
-/// lock shared by all connections on every poll of each.
+/// time it is polled, which costs a few atomic operations; a shared cancellation token would take
+/// a lock shared by all connections on every poll of each.
 #[derive(Default)]
 struct StopSignal {
     stopped: AtomicBool,
@@ -233,11 +233,15 @@ impl StopSignal {
     /// Wakes every listener, and makes later ones stopped from the start.
     fn stop(&self) {
         self.stopped.store(true, Ordering::SeqCst);
-        let listeners = self
+        // Woken outside the lock, which closing connections take to leave.
+        let wakers: Vec<Arc<AtomicWaker>> = self
             .listeners
             .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        for waker in listeners.values() {
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        for waker in wakers {
             waker.wake();
         }
     }
