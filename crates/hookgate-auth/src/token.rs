@@ -144,12 +144,12 @@ impl SlotTokens {
         if key.len() < MIN_KEY_LEN {
             return Err(TokenKeyError::TooShort { len: key.len() });
         }
-        let encoding = EncodingKey::from_secret(key);
-        let issued_header = jsonwebtoken::encode(&issued_header(), &Map::new(), &encoding)
+        // What `jsonwebtoken::encode` writes as the first segment (RFC 7515 section 7.1).
+        let issued_header = serde_json::to_vec(&issued_header())
             .ok()
-            .and_then(|token| token.split('.').next().map(str::to_owned));
+            .map(|header| URL_SAFE_NO_PAD.encode(header));
         Ok(Self {
-            encoding,
+            encoding: EncodingKey::from_secret(key),
             issued_header,
             verifying: <Hmac<Sha256> as Mac>::new_from_slice(key)
                 .map_err(|_| TokenKeyError::TooShort { len: key.len() })?,

@@ -11,6 +11,7 @@
 //! - `/healthz`, `/metrics`.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -775,12 +776,9 @@ fn dedup_key(stored_headers: &[(String, String)], body: &[u8], headers: &HeaderM
             hash.update(value.as_bytes());
         }
     }
-    let mut digits = [0u8; 64];
-    // Cannot fail: 32 bytes take 64 hex digits.
-    let _ = hex::encode_to_slice(hash.finalize(), &mut digits);
-    let mut key = String::with_capacity(7 + digits.len());
-    key.push_str("sha256:");
-    key.extend(digits.iter().map(|&digit| char::from(digit)));
+    let mut key = String::with_capacity(71);
+    // Writing to a String cannot fail.
+    let _ = write!(key, "sha256:{:x}", hash.finalize());
     key
 }
 

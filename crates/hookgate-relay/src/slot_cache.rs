@@ -27,8 +27,7 @@ pub struct SlotCache {
 /// many.
 #[derive(Debug)]
 struct Entry {
-    auth: CallbackAuth,
-    deadline: SystemTime,
+    terms: SlotTerms,
     /// The last sequence number stored into the slot, when this process stored every one.
     last_sequence: Option<u64>,
 }
@@ -62,7 +61,7 @@ impl SlotCache {
     }
 
     fn retained(&self, entry: &Entry, now: SystemTime) -> bool {
-        entry.deadline + self.retention >= now
+        entry.terms.deadline + self.retention >= now
     }
 
     /// The slot's terms, if it is cached and still retained.
@@ -71,10 +70,7 @@ impl SlotCache {
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         let entry = slots.get(&key)?;
         if self.retained(entry, SystemTime::now()) {
-            Some(SlotTerms {
-                auth: entry.auth,
-                deadline: entry.deadline,
-            })
+            Some(entry.terms)
         } else {
             slots.remove(&key);
             None
@@ -97,7 +93,7 @@ impl SlotCache {
         if slots.len() >= CAPACITY {
             let now = SystemTime::now();
             // Past their deadline first; if that is not enough, start over.
-            slots.retain(|_, entry| entry.deadline >= now);
+            slots.retain(|_, entry| entry.terms.deadline >= now);
             if slots.len() >= CAPACITY {
                 slots.clear();
             }
@@ -105,8 +101,7 @@ impl SlotCache {
         slots.insert(
             key,
             Entry {
-                auth: slot.auth,
-                deadline: slot.deadline,
+                terms: SlotTerms::from(&slot),
                 last_sequence,
             },
         );

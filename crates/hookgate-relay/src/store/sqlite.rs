@@ -608,10 +608,9 @@ impl RecentSlots {
 /// Stores one callback if its slot exists, it repeats no stored delivery and the slot has room.
 /// A new callback to a slot the writer knows (the common case) takes one statement, the insert,
 /// whose foreign key tells a slot another process removed since (slot numbers are never
-/// reused). A repeat is found by its hash in `recent` and then
-/// confirmed in the file. An `INSERT ... SELECT ... RETURNING` had SQLite build a temporary table
-/// for every callback, and a unique index of deliveries made each insert cost about twice as
-/// much.
+/// reused). A repeat is found by its hash in `recent` and then confirmed in the file. An
+/// `INSERT ... SELECT ... RETURNING` had SQLite build a temporary table for every callback, and a
+/// unique index of deliveries made each insert cost about twice as much.
 fn add_callback(
     connection: &rusqlite::Connection,
     recent: &mut RecentSlots,
