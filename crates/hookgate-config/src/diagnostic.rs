@@ -66,6 +66,40 @@ impl Diagnostic {
     }
 }
 
+/// The lines of a text, found by number without scanning the text again each time (a large file
+/// has many places to look up).
+pub(crate) struct LineIndex<'a> {
+    text: &'a str,
+    /// The byte offset at which each line starts.
+    starts: Vec<usize>,
+}
+
+impl<'a> LineIndex<'a> {
+    pub(crate) fn new(text: &'a str) -> Self {
+        let mut starts = Vec::new();
+        if !text.is_empty() {
+            starts.push(0);
+            starts.extend(
+                text.match_indices('\n')
+                    .map(|(at, _)| at + 1)
+                    .filter(|&start| start < text.len()),
+            );
+        }
+        LineIndex { text, starts }
+    }
+
+    /// Line `number` (counted from 1) without its line ending, as `str::lines` gives it.
+    pub(crate) fn line(&self, number: usize) -> Option<&'a str> {
+        let start = *self.starts.get(number.checked_sub(1)?)?;
+        let end = self.starts.get(number).copied().unwrap_or(self.text.len());
+        let line = &self.text[start..end];
+        Some(match line.strip_suffix('\n') {
+            Some(line) => line.strip_suffix('\r').unwrap_or(line),
+            None => line,
+        })
+    }
+}
+
 /// Every problem found in one file, with the file's name and text to render them against.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostics {
@@ -155,14 +189,19 @@ impl Diagnostics {
         )
     }
 
-    fn render_one(&self, d: &Diagnostic, out: &mut fmt::Formatter<'_>) -> fmt::Result {
+    fn render_one(
+        &self,
+        d: &Diagnostic,
+        lines: &LineIndex<'_>,
+        out: &mut fmt::Formatter<'_>,
+    ) -> fmt::Result {
         writeln!(out, "{}: {}", d.severity.as_str(), d.message)?;
         match d.span {
             Some(span) => {
                 let gutter = span.line.to_string().len();
                 let pad = " ".repeat(gutter);
                 writeln!(out, "{pad}--> {}:{}:{}", self.file, span.line, span.col)?;
-                if let Some(line) = self.source.lines().nth(span.line.saturating_sub(1)) {
+                if let Some(line) = lines.line(span.line) {
                     // Tabs become one space each so the caret stays under the column.
                     let shown: String = line
                         .chars()
@@ -193,8 +232,9 @@ impl Diagnostics {
 impl fmt::Display for Diagnostics {
     /// Every problem with its source line and caret, a blank line between them, then a summary.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let lines = LineIndex::new(&self.source);
         for d in &self.items {
-            self.render_one(d, f)?;
+            self.render_one(d, &lines, f)?;
             writeln!(f)?;
         }
         write!(f, "{}", self.summary())
@@ -238,6 +278,28 @@ mod tests {
         );
         d.push(Diagnostic::warning(None, "no place"));
         d
+    }
+
+    #[test]
+    fn line_index_gives_the_lines_of_str_lines() {
+        for text in [
+            "",
+            "\n",
+            "a",
+            "a\n",
+            "a\n\nb",
+            "a\r\nb\r\n",
+            "a\rb\r",
+            "é\n\n\tx\n\n",
+        ] {
+            let index = LineIndex::new(text);
+            let expected: Vec<&str> = text.lines().collect();
+            let found: Vec<&str> = (1..=expected.len() + 1)
+                .map_while(|n| index.line(n))
+                .collect();
+            assert_eq!(found, expected, "{text:?}");
+            assert_eq!(index.line(0), None);
+        }
     }
 
     #[test]

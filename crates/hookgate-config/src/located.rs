@@ -8,7 +8,9 @@
 //! and deserialized into the model, and any error's path is looked up here to find its location.
 //!
 //! Limits keep hostile input cheap: nesting deeper than [`MAX_DEPTH`] and alias expansion beyond
-//! [`MAX_NODES`] nodes are errors, not stack overflows or memory blow-ups.
+//! [`MAX_NODES`] nodes (more for a long file, in proportion to its length) are errors, not stack overflows or memory blow-ups.
+
+use std::collections::HashMap;
 
 use serde_json::{Map, Number, Value};
 use yaml_rust2::parser::{Event, Parser, Tag};
@@ -16,8 +18,12 @@ use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 /// How deeply collections may nest.
 pub const MAX_DEPTH: usize = 64;
-/// How many nodes a file may expand to, aliases included.
+/// How many nodes a file may expand to, aliases included, at the least; a longer file may hold
+/// one node for every [`BYTES_PER_NODE`] bytes of its text.
 pub const MAX_NODES: usize = 200_000;
+/// Over [`MAX_NODES`], the bytes of text each further node needs: a file written out in full
+/// takes about ten bytes a node, so only aliases can come near this bound.
+pub const BYTES_PER_NODE: usize = 4;
 
 /// A place in the source: 1-based line and column (in characters), and how many characters the
 /// thing there spans on that line (at least one).
@@ -192,7 +198,10 @@ pub fn parse(text: &str) -> Result<Node, YamlError> {
 /// Parses like [`parse`], but a key repeated within one map keeps its first value and is
 /// returned as a problem beside the tree, so the rest of the file can still be checked.
 pub fn parse_lenient(text: &str) -> Result<(Node, Vec<YamlError>), YamlError> {
-    let mut builder = TreeBuilder::default();
+    let mut builder = TreeBuilder {
+        max_nodes: MAX_NODES.max(text.len() / BYTES_PER_NODE),
+        ..TreeBuilder::default()
+    };
     let mut parser = Parser::new_from_str(text);
     loop {
         let (event, mark) = parser.next_token().map_err(|err| YamlError {
@@ -231,6 +240,8 @@ enum Open {
         span: Span,
         anchor: usize,
         entries: Vec<(Key, Node)>,
+        /// Where each key of `entries` is, by its text, to find repeats at once.
+        key_spans: HashMap<String, Span>,
         pending_key: Option<Key>,
         /// The pending key repeats an earlier one: its value is dropped.
         pending_is_duplicate: bool,
@@ -240,9 +251,10 @@ enum Open {
 #[derive(Default)]
 struct TreeBuilder {
     stack: Vec<Open>,
-    anchors: Vec<(usize, Node)>,
+    anchors: HashMap<usize, Node>,
     root: Option<Node>,
     nodes: usize,
+    max_nodes: usize,
     documents: usize,
     duplicates: Vec<YamlError>,
 }
@@ -263,13 +275,7 @@ impl TreeBuilder {
                 }
             }
             Event::Alias(id) => {
-                let Some(node) = self
-                    .anchors
-                    .iter()
-                    .rev()
-                    .find(|(anchor, _)| *anchor == id)
-                    .map(|(_, node)| node.clone())
-                else {
+                let Some(node) = self.anchors.get(&id).cloned() else {
                     return Err(YamlError {
                         message: "this alias refers to no anchor".to_owned(),
                         span: Span::at(mark, 1),
@@ -302,7 +308,7 @@ impl TreeBuilder {
                 };
                 let node = Node { value, span };
                 if anchor > 0 {
-                    self.anchors.push((anchor, node.clone()));
+                    self.anchors.insert(anchor, node.clone());
                 }
                 self.add(node)?;
             }
@@ -320,6 +326,7 @@ impl TreeBuilder {
                     span: Span::at(mark, 1),
                     anchor,
                     entries: Vec::new(),
+                    key_spans: HashMap::new(),
                     pending_key: None,
                     pending_is_duplicate: false,
                 });
@@ -369,7 +376,7 @@ impl TreeBuilder {
                     }
                 };
                 if anchor > 0 {
-                    self.anchors.push((anchor, node.clone()));
+                    self.anchors.insert(anchor, node.clone());
                 }
                 self.add(node)?;
             }
@@ -390,10 +397,11 @@ impl TreeBuilder {
 
     fn count(&mut self, nodes: usize, mark: Marker) -> Result<(), YamlError> {
         self.nodes = self.nodes.saturating_add(nodes);
-        if self.nodes > MAX_NODES {
+        if self.nodes > self.max_nodes {
             return Err(YamlError {
                 message: format!(
-                    "the file expands to more than {MAX_NODES} values (aliases included)"
+                    "the file expands to more than {} values (aliases included)",
+                    self.max_nodes
                 ),
                 span: Span::at(mark, 1),
             });
@@ -408,6 +416,7 @@ impl TreeBuilder {
             Some(Open::Seq { items, .. }) => items.push(node),
             Some(Open::Map {
                 entries,
+                key_spans,
                 pending_key,
                 pending_is_duplicate,
                 ..
@@ -415,15 +424,17 @@ impl TreeBuilder {
                 None => {
                     let key = key_of(&node);
                     *pending_is_duplicate = false;
-                    if let Some((first, _)) = entries.iter().find(|(k, _)| k.text == key.text) {
+                    if let Some(first) = key_spans.get(&key.text) {
                         self.duplicates.push(YamlError {
                             message: format!(
                                 "the key `{}` appears twice in this map (first on line {})",
-                                key.text, first.span.line
+                                key.text, first.line
                             ),
                             span: key.span,
                         });
                         *pending_is_duplicate = true;
+                    } else {
+                        key_spans.insert(key.text.clone(), key.span);
                     }
                     *pending_key = Some(key);
                 }
@@ -592,6 +603,17 @@ mod tests {
             ));
         }
         let err = parse(&bomb).unwrap_err();
+        assert!(err.message.contains("expands to more than"), "{err}");
+    }
+
+    #[test]
+    fn a_long_file_may_hold_nodes_in_proportion_to_its_length() {
+        let long = "- value-of-a-line\n".repeat(MAX_NODES + 1);
+        let tree = parse(&long).unwrap();
+        assert!(matches!(&tree.value, NodeValue::Seq(items) if items.len() == MAX_NODES + 1));
+        // Short items are not enough: aliases and tiny scalars stay under the fixed bound.
+        let dense = format!("[{}]", "x,".repeat(MAX_NODES * 3 / 2));
+        let err = parse(&dense).unwrap_err();
         assert!(err.message.contains("expands to more than"), "{err}");
     }
 

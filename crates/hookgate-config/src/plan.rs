@@ -5,6 +5,7 @@
 //! cannot act on (`setWeight`, `analysis`, ...) stay in the plan as `NotHandled`, so they are
 //! reported rather than silently dropped.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
@@ -164,18 +165,22 @@ pub fn plan(file: &DeploymentFile, target: &str, phase: Phase) -> Result<Plan, P
             known: known_names(file.targets.keys()),
         });
     };
+    let mut webhooks = HashMap::with_capacity(file.webhooks.len());
+    for webhook in &file.webhooks {
+        // Validation refuses repeated names; should one get here, the first wins.
+        webhooks.entry(webhook.name.as_str()).or_insert(webhook);
+    }
     let mut builder = PlanBuilder {
-        file,
+        webhooks,
         groups: Vec::new(),
         seen: IndexMap::new(),
     };
-    let constraints = spec.constraints.clone().unwrap_or_default();
     match phase {
         Phase::BeforeDeployment | Phase::AfterDeployment => {
-            let steps = if phase == Phase::BeforeDeployment {
-                &constraints.before_deployment
-            } else {
-                &constraints.after_deployment
+            let steps = match (&spec.constraints, phase) {
+                (None, _) => &[][..],
+                (Some(c), Phase::BeforeDeployment) => &c.before_deployment[..],
+                (Some(c), _) => &c.after_deployment[..],
             };
             for step in steps {
                 let planned =
@@ -228,7 +233,8 @@ pub fn plan(file: &DeploymentFile, target: &str, phase: Phase) -> Result<Plan, P
 }
 
 struct PlanBuilder<'a> {
-    file: &'a DeploymentFile,
+    /// The file's webhooks by name.
+    webhooks: HashMap<&'a str, &'a Webhook>,
     groups: Vec<StepGroup>,
     /// How many times each webhook has been used, for unique step names.
     seen: IndexMap<String, usize>,
@@ -283,10 +289,8 @@ impl PlanBuilder<'_> {
 
     fn webhook_step(&mut self, run: &RunWebhook) -> Result<PlannedStep, PlanError> {
         let webhook = self
-            .file
             .webhooks
-            .iter()
-            .find(|w| w.name == run.name)
+            .get(run.name.as_str())
             .ok_or_else(|| PlanError::UnknownWebhook(run.name.clone()))?;
         let count = self.seen.entry(run.name.clone()).or_insert(0);
         *count += 1;
@@ -297,7 +301,7 @@ impl PlanBuilder<'_> {
         };
         Ok(PlannedStep::Webhook(Box::new(WebhookCall {
             step_name,
-            webhook: webhook.clone(),
+            webhook: (*webhook).clone(),
             context: run.context.clone(),
             condition: run.condition.clone(),
         })))

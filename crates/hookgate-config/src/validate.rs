@@ -25,7 +25,7 @@ use indexmap::IndexMap;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::diagnostic::{Diagnostic, Diagnostics, LineIndex};
 use crate::located::{Node, NodeValue, PathSegment, Span};
 use crate::model::{
     CallbackAuthMode, DeploymentFile, NetworkMode, RunWebhook, StatusUrlResolution, WaitFor,
@@ -54,7 +54,9 @@ pub(crate) fn check(tree: &mut Node, diags: &mut Diagnostics) -> Option<Deployme
         ));
         return None;
     }
-    repair_unquoted_templates(tree, &diags.source.clone(), diags);
+    let source = diags.source.clone();
+    let lines = LineIndex::new(&source);
+    repair_unquoted_templates(tree, &lines, diags);
     let original = tree.clone();
     let schema = crate::schema::shared();
     let mut unknown = Vec::new();
@@ -73,6 +75,7 @@ pub(crate) fn check(tree: &mut Node, diags: &mut Diagnostics) -> Option<Deployme
 
     let mut checker = Checker {
         tree,
+        lines: &lines,
         schema,
         diags,
         webhooks: Vec::new(),
@@ -102,9 +105,9 @@ pub(crate) fn check(tree: &mut Node, diags: &mut Diagnostics) -> Option<Deployme
 
 /// YAML reads `value: {{context.environment}}` as a map inside a map. Report each such value and
 /// put back the text that was meant, so the other passes see what the author wanted.
-fn repair_unquoted_templates(node: &mut Node, source: &str, diags: &mut Diagnostics) {
+fn repair_unquoted_templates(node: &mut Node, lines: &LineIndex<'_>, diags: &mut Diagnostics) {
     if let NodeValue::Map(_) = node.value
-        && let Some(raw) = source_from(source, node.span)
+        && let Some(raw) = source_from(lines, node.span)
         && raw.starts_with("{{")
     {
         let raw = raw.to_owned();
@@ -116,17 +119,17 @@ fn repair_unquoted_templates(node: &mut Node, source: &str, diags: &mut Diagnost
     match &mut node.value {
         NodeValue::Seq(items) => items
             .iter_mut()
-            .for_each(|n| repair_unquoted_templates(n, source, diags)),
+            .for_each(|n| repair_unquoted_templates(n, lines, diags)),
         NodeValue::Map(entries) => entries
             .iter_mut()
-            .for_each(|(_, n)| repair_unquoted_templates(n, source, diags)),
+            .for_each(|(_, n)| repair_unquoted_templates(n, lines, diags)),
         _ => {}
     }
 }
 
 /// The rest of the line from `span`, without a trailing comment.
-fn source_from(source: &str, span: Span) -> Option<&str> {
-    let line = source.lines().nth(span.line.checked_sub(1)?)?;
+fn source_from<'a>(lines: &LineIndex<'a>, span: Span) -> Option<&'a str> {
+    let line = lines.line(span.line)?;
     let start = line
         .char_indices()
         .nth(span.col.checked_sub(1)?)
@@ -261,6 +264,7 @@ fn get_mut<'a>(node: &'a mut Node, path: &[PathSegment]) -> Option<&'a mut Node>
 
 struct Checker<'a> {
     tree: &'a Node,
+    lines: &'a LineIndex<'a>,
     schema: &'a Value,
     diags: &'a mut Diagnostics,
     /// The webhooks that deserialized, with their index under `webhooks`.
@@ -353,7 +357,7 @@ impl Checker<'_> {
         if message.contains("expected a string")
             && let Some(node) = self.tree.get(path)
             && matches!(node.value, NodeValue::Number(_) | NodeValue::Bool(_))
-            && let Some(raw) = source_from(&self.diags.source, node.span)
+            && let Some(raw) = source_from(self.lines, node.span)
         {
             return Some(format!("quote it to make it text: {}", quote(raw)));
         }
@@ -600,7 +604,7 @@ impl Checker<'_> {
             let Some(name) = name_node.as_str() else {
                 continue;
             };
-            if !webhook_names.contains(&name) {
+            if !names.contains_key(name) {
                 let help = not_found_help(name, &webhook_names, "webhook", "under `webhooks:`");
                 let place = describe(tree, &path);
                 self.error(
