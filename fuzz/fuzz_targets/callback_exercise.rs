@@ -3,7 +3,7 @@
 //!
 //! An input is a callback as the relay receives it: header lines (`name: value`), an empty line,
 //! then the raw body; without an empty line it is all body. Every check the relay and the action
-//! make on a callback from outside runs on it: the verdict check of the body, both HMAC schemes'
+//! make on a callback from outside runs on it: the verdict parse of the body (the one both use), both HMAC schemes'
 //! form check (the relay) and full verification (the action), and the slot token of an
 //! `Authorization: Bearer` header. None may panic, and they must agree with each other:
 //! - a body the relay accepts as a verdict is JSON with a boolean `success` to `serde_json`,
@@ -15,7 +15,7 @@ use std::sync::LazyLock;
 use std::time::{Duration, SystemTime};
 
 use hookgate_auth::{HeaderSource as _, Scheme, SlotTokens, bearer_token};
-use hookgate_relay::verdict::{self, VerdictError};
+use hookgate_protocol::{Verdict, VerdictError};
 
 /// The clock of every check: 2026-01-01T00:00:00Z.
 pub const NOW_SECONDS: u64 = 1_767_225_600;
@@ -65,7 +65,7 @@ pub fn exercise(data: &[u8]) -> Passed {
     let mut passed = Passed::default();
 
     let full = serde_json::from_slice::<serde_json::Value>(body);
-    match (verdict::check(body), &full) {
+    match (Verdict::parse(body).map(drop), &full) {
         (Ok(()), Ok(value)) => {
             assert!(
                 value["success"].is_boolean(),

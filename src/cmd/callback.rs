@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context;
 use hookgate_auth::{Scheme, standard};
 use hookgate_engine::backoff::parse_retry_after;
+use hookgate_protocol::Verdict;
 use reqwest::StatusCode;
 use reqwest::header::{
     AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
@@ -155,12 +156,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Ok(_) => return Ok(usage("--url must be an http:// or https:// URL")),
         Err(err) => return Ok(usage(&format!("{err:#}"))),
     };
-    let mut verdict = serde_json::Map::new();
-    verdict.insert("success".into(), args.success.into());
-    if let Some(message) = &args.message {
-        verdict.insert("mdMessage".into(), message.clone().into());
+    let body = Verdict {
+        success: args.success,
+        message: args.message.clone(),
     }
-    let body = serde_json::to_vec(&verdict).context("cannot encode the callback body")?;
+    .to_body();
     let msg_id = standard::new_message_id();
     // Refuse an unusable secret before anything is sent.
     if let Err(message) = credentials.headers(&msg_id, &body) {

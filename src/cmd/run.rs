@@ -17,7 +17,8 @@ use hookgate_engine::relay_mailbox::RelayMailbox;
 use hookgate_engine::settings::github_values;
 use hookgate_engine::{ArmoryValues, Mailbox, Masker, RunSettings, Runner, needs_mailbox};
 use hookgate_github::context::Credentials;
-use hookgate_relay::{Credential, FetchCredential};
+use hookgate_protocol::{Credential, FetchCredential};
+use hookgate_relay::EmbeddedRelay;
 use indexmap::IndexMap;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -191,9 +192,14 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     for reporter in github.reporters() {
         runner = runner.with_reporter(reporter);
     }
+    // An embedded relay runs for as long as this holds it.
+    let mut _embedded = None;
     if needs_mailbox(runner.plan()) {
         match open_mailbox(&args, in_actions, &masker).await {
-            Ok(mailbox) => runner = runner.with_mailbox(mailbox),
+            Ok((mailbox, embedded)) => {
+                runner = runner.with_mailbox(mailbox);
+                _embedded = embedded;
+            }
             Err(err) => return usage_error(&masker.mask(&format!("{err:#}"))),
         }
     }
@@ -217,30 +223,34 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// The relay for callback steps: the one at `--relay`, or (outside GitHub Actions) one embedded
-/// in this process, reachable from this machine only.
+/// in this process, reachable from this machine only, which is returned to be kept running.
 async fn open_mailbox(
     args: &Args,
     in_actions: bool,
     masker: &Masker,
-) -> anyhow::Result<Arc<dyn Mailbox>> {
+) -> anyhow::Result<(Arc<dyn Mailbox>, Option<EmbeddedRelay>)> {
     let mailbox = match &args.relay {
         Some(url) => {
             let credential = relay_credential(args, url, masker)?;
-            RelayMailbox::remote(url, credential)?
+            (RelayMailbox::new(url, credential)?, None)
         }
         None if in_actions => anyhow::bail!(
             "a step waits for a callback, but no relay is configured: runners take no inbound traffic, so set the `relay-url` input (or --relay URL) to a hookgate relay"
         ),
         None => {
-            let mailbox = RelayMailbox::embedded().await?;
+            let relay = EmbeddedRelay::start()
+                .await
+                .context("cannot start the embedded relay")?;
+            let mailbox =
+                RelayMailbox::new(relay.url(), Credential::Token(relay.token().to_owned()))?;
             eprintln!(
                 "hookgate: callbacks go to an embedded relay at {} (reachable from this machine only; pass --relay URL for a public one)",
                 mailbox.url()
             );
-            mailbox
+            (mailbox, Some(relay))
         }
     };
-    Ok(Arc::new(mailbox))
+    Ok((Arc::new(mailbox.0), mailbox.1))
 }
 
 /// What authenticates this run to the relay: `--relay-token`, or in GitHub Actions the job's

@@ -424,11 +424,12 @@ async fn unusable_credentials_are_usage_errors_and_nothing_is_sent() {
 /// mode, stores it once, and what it hands back verifies with the secret.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_relay_stores_what_hookgate_callback_sends() {
-    use hookgate_relay::{CallbackAuth, EmbeddedRelay, NewSlot};
+    use hookgate_protocol::{CallbackAuth, CreateSlot, Deadline, RelayClient};
+    use hookgate_relay::EmbeddedRelay;
     use std::time::Duration;
 
     let relay = EmbeddedRelay::start().await.unwrap();
-    let client = relay.client().unwrap();
+    let client = RelayClient::new(relay.url(), relay.token()).unwrap();
     let standard_secret = standard::Secret::generate();
     let github_secret = "relay-e2e-github-secret-51aa";
 
@@ -438,9 +439,9 @@ async fn the_relay_stores_what_hookgate_callback_sends() {
         CallbackAuth::HmacGithub,
     ] {
         let slot = client
-            .create_slot(&NewSlot {
+            .create_slot(&CreateSlot {
                 auth,
-                deadline: SystemTime::now() + Duration::from_secs(600),
+                deadline: Deadline::At(SystemTime::now() + Duration::from_secs(600)),
                 label: "callback test".to_string(),
             })
             .await
@@ -505,17 +506,17 @@ async fn the_relay_stores_what_hookgate_callback_sends() {
 
     // A token for another slot, and a slot that does not exist: refused, explained, not retried.
     let other = client
-        .create_slot(&NewSlot {
+        .create_slot(&CreateSlot {
             auth: CallbackAuth::Bearer,
-            deadline: SystemTime::now() + Duration::from_secs(600),
+            deadline: Deadline::In(600),
             label: "other".to_string(),
         })
         .await
         .unwrap();
     let target = client
-        .create_slot(&NewSlot {
+        .create_slot(&CreateSlot {
             auth: CallbackAuth::Bearer,
-            deadline: SystemTime::now() + Duration::from_secs(600),
+            deadline: Deadline::In(600),
             label: "target".to_string(),
         })
         .await

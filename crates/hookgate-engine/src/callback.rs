@@ -1,19 +1,20 @@
 //! `waitFor: callback`: wait in a relay slot for a verified verdict. The relay is a mailbox, not a
 //! judge: HMAC deliveries are verified here again from their raw bytes with the secret only this
-//! process holds (a Standard Webhooks one signed before the slot was opened is a replay), a
-//! bearer token that was kept is compared with the slot's, and deliveries that fail
-//! verification or are not `{"success": bool}` are reported and ignored, never trusted.
-//! (Bearer slot tokens are issued by the relay itself, which checks them on intake and keeps no
-//! credentials; end-to-end protection against a compromised relay needs `callback.auth: hmac`.)
+//! process holds (a Standard Webhooks one signed before the slot was opened is a replay), and
+//! deliveries that fail verification or are not `{"success": bool}` are reported and ignored,
+//! never trusted. Bearer slots are the exception: the relay issued the slot's token, checks it on
+//! intake and never stores credentials, so a bearer delivery is as good as the relay that holds
+//! it; end-to-end protection against a compromised relay needs `callback.auth: hmac`.
 
 use std::time::{Duration, SystemTime};
 
-use hookgate_auth::{Scheme, bearer_matches, standard};
+use hookgate_auth::{Scheme, standard};
+use hookgate_protocol::{Delivery, SlotCreated, Verdict, VerdictError};
 use serde_json::Value;
 
 use crate::backoff::Backoff;
 use crate::event::Conclusion;
-use crate::mailbox::{Mailbox, MailboxError, OpenSlot, ReceivedCallback};
+use crate::mailbox::{Mailbox, MailboxError};
 use crate::request::excerpt;
 
 /// The longest single long-poll of the mailbox.
@@ -22,11 +23,9 @@ pub const LONG_POLL: Duration = Duration::from_secs(30);
 /// How a delivery must prove where it comes from.
 #[derive(Clone)]
 pub enum CallbackCheck {
-    /// `Authorization: Bearer <the slot's token>`.
-    Bearer {
-        /// The slot's token. Secret.
-        token: String,
-    },
+    /// A bearer slot: the relay checked the slot's token on intake (and kept no credential to
+    /// check again), so what it delivers is trusted as far as the relay is.
+    Relay,
     /// An HMAC signature of the raw body.
     Hmac {
         /// The scheme.
@@ -57,7 +56,7 @@ impl CallbackCheck {
 impl std::fmt::Debug for CallbackCheck {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            CallbackCheck::Bearer { .. } => f.write_str("Bearer(***)"),
+            CallbackCheck::Relay => f.write_str("Relay"),
             CallbackCheck::Hmac { scheme, .. } => write!(f, "Hmac({scheme}, ***)"),
         }
     }
@@ -78,23 +77,9 @@ pub enum DeliveryVerdict {
 }
 
 /// Verifies and reads one delivery.
-pub fn judge_delivery(check: &CallbackCheck, delivery: &ReceivedCallback) -> DeliveryVerdict {
+pub fn judge_delivery(check: &CallbackCheck, delivery: &Delivery) -> DeliveryVerdict {
     let verified = match check {
-        CallbackCheck::Bearer { token } => {
-            let authorization = delivery
-                .headers
-                .iter()
-                .find(|(name, _)| name.eq_ignore_ascii_case("authorization"))
-                .map(|(_, value)| value.as_str());
-            match authorization {
-                // The relay checks a bearer slot's token on intake and does not store credentials.
-                // It issued that token, so for bearer slots it is trusted either way; HMAC slots
-                // are the ones verified end to end, with a secret the relay never sees.
-                None => Ok(()),
-                Some(_) if bearer_matches(authorization, token) => Ok(()),
-                Some(_) => Err("its bearer token is not this slot's".to_owned()),
-            }
-        }
+        CallbackCheck::Relay => Ok(()),
         CallbackCheck::Hmac {
             scheme,
             secret,
@@ -124,26 +109,23 @@ pub fn judge_delivery(check: &CallbackCheck, delivery: &ReceivedCallback) -> Del
             delivery.sequence
         ));
     }
-    let parsed: Result<Value, _> = serde_json::from_slice(&delivery.body);
-    let Ok(Value::Object(body)) = parsed else {
-        return DeliveryVerdict::Ignored(format!(
-            "ignored callback #{}: the body is not a JSON object: {}",
-            delivery.sequence,
-            excerpt(&String::from_utf8_lossy(&delivery.body), 100)
-        ));
-    };
-    let Some(success) = body.get("success").and_then(Value::as_bool) else {
-        return DeliveryVerdict::Ignored(format!(
+    match Verdict::parse(&delivery.body) {
+        Ok(verdict) => DeliveryVerdict::Accepted {
+            success: verdict.success,
+            message: verdict.message.unwrap_or_default(),
+        },
+        Err(VerdictError::NotABoolean) => DeliveryVerdict::Ignored(format!(
             "ignored callback #{}: `success` must be true or false",
             delivery.sequence
-        ));
-    };
-    let message = match body.get("mdMessage") {
-        Some(Value::String(text)) => text.clone(),
-        Some(Value::Null) | None => String::new(),
-        Some(other) => other.to_string(),
-    };
-    DeliveryVerdict::Accepted { success, message }
+        )),
+        Err(VerdictError::NotJson(_) | VerdictError::NotAnObject) => {
+            DeliveryVerdict::Ignored(format!(
+                "ignored callback #{}: the body is not a JSON object with a boolean `success`: {}",
+                delivery.sequence,
+                excerpt(&String::from_utf8_lossy(&delivery.body), 100)
+            ))
+        }
+    }
 }
 
 /// The verdict of a slot, once one verified delivery arrives.
@@ -162,7 +144,7 @@ pub struct CallbackResult {
 /// and each outage.
 pub async fn await_verdict(
     mailbox: &dyn Mailbox,
-    slot: &OpenSlot,
+    slot: &SlotCreated,
     check: &CallbackCheck,
     backoff: Backoff,
     progress: &(dyn Fn(String) + Send + Sync),
@@ -228,8 +210,8 @@ mod tests {
 
     use super::*;
 
-    fn delivery(headers: Vec<(&str, String)>, body: &str) -> ReceivedCallback {
-        ReceivedCallback {
+    fn delivery(headers: Vec<(&str, String)>, body: &str) -> Delivery {
+        Delivery {
             sequence: 1,
             received_at: SystemTime::now(),
             headers: headers
@@ -241,45 +223,26 @@ mod tests {
     }
 
     #[test]
-    fn a_bearer_callback_with_the_slot_token_is_accepted() {
-        let check = CallbackCheck::Bearer {
-            token: "slot-token".into(),
-        };
-        let ok = delivery(
-            vec![("authorization", "Bearer slot-token".into())],
-            r#"{"success": false, "mdMessage": "tests failed"}"#,
-        );
+    fn a_bearer_callback_is_as_good_as_the_relay_that_checked_its_token() {
+        let relayed = delivery(vec![], r#"{"success": false, "mdMessage": "tests failed"}"#);
         assert_eq!(
-            judge_delivery(&check, &ok),
+            judge_delivery(&CallbackCheck::Relay, &relayed),
             DeliveryVerdict::Accepted {
                 success: false,
                 message: "tests failed".into()
             }
         );
-        let wrong = delivery(
-            vec![("authorization", "Bearer other".into())],
-            r#"{"success": true}"#,
-        );
-        assert!(
-            matches!(judge_delivery(&check, &wrong), DeliveryVerdict::Ignored(r) if r.contains("not this slot's"))
-        );
-        // Stored by a relay that checked the token and keeps no credentials.
-        let relayed = delivery(vec![], r#"{"success": true}"#);
-        assert!(matches!(
-            judge_delivery(&check, &relayed),
-            DeliveryVerdict::Accepted { success: true, .. }
-        ));
     }
 
     #[test]
-    fn debug_output_of_a_delivery_leaves_out_its_token() {
+    fn debug_output_of_a_delivery_leaves_out_header_values() {
         let d = delivery(
-            vec![("authorization", "Bearer slot-s3cret".into())],
+            vec![("x-hub-signature-256", "sha256=s3cret".into())],
             r#"{"success": true}"#,
         );
         let debug = format!("{d:?}");
-        assert!(debug.contains("authorization"), "{debug}");
-        assert!(!debug.contains("slot-s3cret"), "{debug}");
+        assert!(debug.contains("x-hub-signature-256"), "{debug}");
+        assert!(!debug.contains("s3cret"), "{debug}");
     }
 
     #[test]
@@ -328,9 +291,9 @@ mod tests {
 
     #[test]
     fn a_body_without_a_boolean_success_is_ignored() {
-        let check = CallbackCheck::Bearer { token: "t".into() };
+        let check = CallbackCheck::Relay;
         for body in [r#"{"success": "yes"}"#, "[1]", "not json", "{}"] {
-            let d = delivery(vec![("authorization", "Bearer t".into())], body);
+            let d = delivery(vec![], body);
             assert!(
                 matches!(judge_delivery(&check, &d), DeliveryVerdict::Ignored(_)),
                 "{body}"

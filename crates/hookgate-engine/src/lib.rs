@@ -18,7 +18,7 @@ pub mod template;
 
 pub use event::{Conclusion, Event, Reporter, StepInfo, StepOutcome};
 pub use github_api::{GithubApi, StaticToken, TokenSource};
-pub use mailbox::{Mailbox, MailboxError, OpenSlot, ReceivedCallback, SlotAuth, SlotRequest};
+pub use mailbox::{Mailbox, MailboxError};
 pub use mask::Masker;
 pub use runner::{RunError, RunReport, Runner, needs_github, needs_mailbox, step_infos, wait_mode};
 pub use settings::{ArmoryValues, RunSettings};

@@ -1,51 +1,32 @@
-//! The engine's [`Mailbox`] over a hookgate relay: a remote one (its URL and a relay token or the
-//! job's OIDC token), or one embedded in this process for runs outside GitHub Actions that name
-//! no relay. Relay errors keep their class: unreachable or 5xx is `Transient` (the engine retries
-//! with backoff), any other refusal `Permanent`.
+//! The engine's [`Mailbox`] over a hookgate relay, through the protocol's HTTP client: a relay
+//! anywhere (its URL and a relay token or the job's OIDC token), or one the binary embedded in
+//! this process. Relay errors keep their class: unreachable or 5xx is `Transient` (the engine
+//! retries with backoff), any other refusal `Permanent`.
 
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use hookgate_relay::{CallbackAuth, ClientError, Credential, EmbeddedRelay, NewSlot, RelayClient};
+use hookgate_protocol::{ClientError, CreateSlot, Credential, Delivery, RelayClient, SlotCreated};
 
-use crate::mailbox::{Mailbox, MailboxError, OpenSlot, ReceivedCallback, SlotAuth, SlotRequest};
+use crate::mailbox::{Mailbox, MailboxError};
 
 /// A [`Mailbox`] backed by a relay.
 #[derive(Debug)]
 pub struct RelayMailbox {
     client: RelayClient,
-    // Kept running for as long as the mailbox is used.
-    embedded: Option<EmbeddedRelay>,
 }
 
 impl RelayMailbox {
     /// A mailbox on the relay at `url`, creating slots with `credential`.
-    pub fn remote(url: &str, credential: Credential) -> Result<Self, MailboxError> {
+    pub fn new(url: &str, credential: Credential) -> Result<Self, MailboxError> {
         Ok(Self {
             client: RelayClient::with_credential(url, credential).map_err(into_mailbox_error)?,
-            embedded: None,
-        })
-    }
-
-    /// A mailbox on a relay started in this process, on 127.0.0.1 and a free port.
-    pub async fn embedded() -> Result<Self, MailboxError> {
-        let relay = EmbeddedRelay::start().await.map_err(|err| {
-            MailboxError::Permanent(format!("cannot start the embedded relay: {err}"))
-        })?;
-        Ok(Self {
-            client: relay.client().map_err(into_mailbox_error)?,
-            embedded: Some(relay),
         })
     }
 
     /// The relay's URL.
     pub fn url(&self) -> &str {
         self.client.base_url()
-    }
-
-    /// Whether the relay runs in this process.
-    pub fn is_embedded(&self) -> bool {
-        self.embedded.is_some()
     }
 }
 
@@ -57,52 +38,26 @@ fn into_mailbox_error(err: ClientError) -> MailboxError {
 }
 
 impl Mailbox for RelayMailbox {
-    fn open(&self, request: SlotRequest) -> BoxFuture<'_, Result<OpenSlot, MailboxError>> {
+    fn open(&self, request: CreateSlot) -> BoxFuture<'_, Result<SlotCreated, MailboxError>> {
         Box::pin(async move {
-            let auth = match request.auth {
-                SlotAuth::Bearer => CallbackAuth::Bearer,
-                SlotAuth::HmacGithub => CallbackAuth::HmacGithub,
-                SlotAuth::HmacStandard => CallbackAuth::HmacStandard,
-            };
-            let slot = self
-                .client
-                .create_slot(&NewSlot {
-                    auth,
-                    deadline: request.deadline,
-                    label: request.label,
-                })
+            self.client
+                .create_slot(&request)
                 .await
-                .map_err(into_mailbox_error)?;
-            Ok(OpenSlot {
-                id: slot.id,
-                callback_url: slot.callback_url,
-                token: slot.token,
-                deadline: slot.deadline,
-            })
+                .map_err(into_mailbox_error)
         })
     }
 
     fn wait<'a>(
         &'a self,
-        slot: &'a OpenSlot,
+        slot: &'a SlotCreated,
         after: u64,
         wait: Duration,
-    ) -> BoxFuture<'a, Result<Vec<ReceivedCallback>, MailboxError>> {
+    ) -> BoxFuture<'a, Result<Vec<Delivery>, MailboxError>> {
         Box::pin(async move {
-            let deliveries = self
-                .client
+            self.client
                 .wait(&slot.id, after, wait)
                 .await
-                .map_err(into_mailbox_error)?;
-            Ok(deliveries
-                .into_iter()
-                .map(|delivery| ReceivedCallback {
-                    sequence: delivery.sequence,
-                    received_at: delivery.received_at,
-                    headers: delivery.headers,
-                    body: delivery.body,
-                })
-                .collect())
+                .map_err(into_mailbox_error)
         })
     }
 }
@@ -112,16 +67,30 @@ impl Mailbox for RelayMailbox {
 mod tests {
     use std::time::SystemTime;
 
+    use hookgate_protocol::{CallbackAuth, Deadline};
+    use hookgate_relay::EmbeddedRelay;
+
     use super::*;
+
+    /// A real relay in this process, and a mailbox on it with its relay token.
+    async fn embedded() -> (EmbeddedRelay, RelayMailbox) {
+        let relay = EmbeddedRelay::start().await.unwrap();
+        let mailbox =
+            RelayMailbox::new(relay.url(), Credential::Token(relay.token().to_owned())).unwrap();
+        (relay, mailbox)
+    }
+
+    fn in_a_minute() -> Deadline {
+        Deadline::At(SystemTime::now() + Duration::from_secs(60))
+    }
 
     #[tokio::test]
     async fn an_embedded_relay_delivers_a_bearer_callback() {
-        let mailbox = RelayMailbox::embedded().await.unwrap();
-        assert!(mailbox.is_embedded());
+        let (_relay, mailbox) = embedded().await;
         let slot = mailbox
-            .open(SlotRequest {
-                auth: SlotAuth::Bearer,
-                deadline: SystemTime::now() + Duration::from_secs(60),
+            .open(CreateSlot {
+                auth: CallbackAuth::Bearer,
+                deadline: in_a_minute(),
                 label: "gate".to_owned(),
             })
             .await
@@ -169,21 +138,21 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let gone = RelayMailbox::remote(
+        let gone = RelayMailbox::new(
             &format!("http://127.0.0.1:{port}"),
             Credential::Token("token".into()),
         )
         .unwrap();
-        let request = SlotRequest {
-            auth: SlotAuth::HmacGithub,
-            deadline: SystemTime::now() + Duration::from_secs(60),
+        let request = CreateSlot {
+            auth: CallbackAuth::HmacGithub,
+            deadline: in_a_minute(),
             label: String::new(),
         };
         let err = gone.open(request.clone()).await.unwrap_err();
         assert!(matches!(err, MailboxError::Transient(_)), "{err}");
 
-        let embedded = RelayMailbox::embedded().await.unwrap();
-        let wrong = RelayMailbox::remote(
+        let (_relay, embedded) = embedded().await;
+        let wrong = RelayMailbox::new(
             embedded.url(),
             Credential::Token("not-the-relay-token".into()),
         )
@@ -197,10 +166,10 @@ mod tests {
         use std::sync::Arc;
         use std::sync::atomic::{AtomicUsize, Ordering};
 
-        let embedded = RelayMailbox::embedded().await.unwrap();
+        let (_relay, embedded) = embedded().await;
         let fetches = Arc::new(AtomicUsize::new(0));
         let counter = fetches.clone();
-        let fetch: hookgate_relay::FetchCredential = Arc::new(move || {
+        let fetch: hookgate_protocol::FetchCredential = Arc::new(move || {
             let n = counter.fetch_add(1, Ordering::SeqCst);
             Box::pin(async move {
                 if n == 0 {
@@ -210,10 +179,10 @@ mod tests {
                 }
             })
         });
-        let mailbox = RelayMailbox::remote(embedded.url(), Credential::Fetched(fetch)).unwrap();
-        let request = SlotRequest {
-            auth: SlotAuth::Bearer,
-            deadline: SystemTime::now() + Duration::from_secs(60),
+        let mailbox = RelayMailbox::new(embedded.url(), Credential::Fetched(fetch)).unwrap();
+        let request = CreateSlot {
+            auth: CallbackAuth::Bearer,
+            deadline: in_a_minute(),
             label: String::new(),
         };
         // The first slot is refused by the relay (a token it does not accept) ...

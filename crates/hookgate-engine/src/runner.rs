@@ -21,7 +21,7 @@ use crate::callback::{self, CallbackCheck};
 use crate::dispatch;
 use crate::event::{Conclusion, Event, Reporter, StepInfo, StepOutcome};
 use crate::github_api::GithubApi;
-use crate::mailbox::{Mailbox, MailboxError, OpenSlot, SlotAuth, SlotRequest};
+use crate::mailbox::{Mailbox, MailboxError};
 use crate::mask::Masker;
 use crate::poll::{self, PollIntervals};
 use crate::request::{
@@ -29,6 +29,7 @@ use crate::request::{
 };
 use crate::settings::RunSettings;
 use crate::template::{self, TemplateSite};
+use hookgate_protocol::{CallbackAuth, CreateSlot, Deadline, SlotCreated};
 
 /// How long reporters may take to catch up at the end of a run that was not cancelled.
 const REPORTER_DRAIN: Duration = Duration::from_secs(60);
@@ -869,7 +870,7 @@ async fn open_callback(
     webhook: &Webhook,
     state: &Mutex<StepState>,
     deadline: SystemTime,
-) -> Result<(OpenSlot, CallbackCheck), String> {
+) -> Result<(SlotCreated, CallbackCheck), String> {
     let Some(mailbox) = shared.mailbox.as_deref() else {
         return Err("no relay is configured".to_owned());
     };
@@ -890,16 +891,18 @@ async fn open_callback(
                 template::render(secret_template, &vars, &site).map_err(|e| e.to_string())?;
             shared.masker.add(&secret);
             let (slot_auth, scheme) = match config.scheme {
-                HmacScheme::Standard => (SlotAuth::HmacStandard, hookgate_auth::Scheme::Standard),
-                HmacScheme::Github => (SlotAuth::HmacGithub, hookgate_auth::Scheme::Github),
+                HmacScheme::Standard => {
+                    (CallbackAuth::HmacStandard, hookgate_auth::Scheme::Standard)
+                }
+                HmacScheme::Github => (CallbackAuth::HmacGithub, hookgate_auth::Scheme::Github),
             };
             (slot_auth, Some(CallbackCheck::hmac(scheme, secret)))
         }
-        _ => (SlotAuth::Bearer, None),
+        _ => (CallbackAuth::Bearer, None),
     };
-    let request = SlotRequest {
+    let request = CreateSlot {
         auth,
-        deadline,
+        deadline: Deadline::At(deadline),
         label: info.name.clone(),
     };
     let progress = |message: String| shared.progress(info, message, None);
@@ -909,9 +912,7 @@ async fn open_callback(
     }
     let check = match (hmac, &opened.token) {
         (Some(check), _) => check,
-        (None, Some(token)) => CallbackCheck::Bearer {
-            token: token.clone(),
-        },
+        (None, Some(_)) => CallbackCheck::Relay,
         (None, None) => return Err("the relay opened a bearer slot without a token".to_owned()),
     };
     let mut state = lock(state);
@@ -976,9 +977,9 @@ async fn build_request(
 async fn open_slot(
     shared: &Shared,
     mailbox: &dyn Mailbox,
-    request: SlotRequest,
+    request: CreateSlot,
     progress: &(dyn Fn(String) + Send + Sync),
-) -> Result<OpenSlot, String> {
+) -> Result<SlotCreated, String> {
     let mut failures = 0u32;
     loop {
         match mailbox.open(request.clone()).await {

@@ -11,39 +11,43 @@ use axum::body::Bytes;
 use futures::future::BoxFuture;
 use hookgate_config::Phase;
 use hookgate_engine::backoff::Backoff;
-use hookgate_engine::{
-    Conclusion, Event, Mailbox, MailboxError, OpenSlot, ReceivedCallback, Reporter, RunSettings,
-    Runner, SlotAuth, SlotRequest,
-};
+use hookgate_engine::{Conclusion, Event, Mailbox, MailboxError, Reporter, RunSettings, Runner};
+use hookgate_protocol::{CallbackAuth, CreateSlot, Deadline, Delivery, SlotCreated, SlotId};
 
 const SLOT_TOKEN: &str = "slot-token-7f3a9c";
 
 /// A mailbox whose `wait` answers from a script, one entry per call.
 struct ScriptedMailbox {
-    script: Mutex<Vec<Result<Vec<ReceivedCallback>, MailboxError>>>,
-    opened: Mutex<Vec<SlotRequest>>,
+    script: Mutex<Vec<Result<Vec<Delivery>, MailboxError>>>,
+    opened: Mutex<Vec<CreateSlot>>,
     waited_after: Mutex<Vec<u64>>,
 }
 
 impl Mailbox for ScriptedMailbox {
-    fn open(&self, request: SlotRequest) -> BoxFuture<'_, Result<OpenSlot, MailboxError>> {
+    fn open(&self, request: CreateSlot) -> BoxFuture<'_, Result<SlotCreated, MailboxError>> {
         self.opened.lock().unwrap().push(request.clone());
         Box::pin(async move {
-            Ok(OpenSlot {
-                id: "slot-1".into(),
+            let deadline = match request.deadline {
+                Deadline::At(instant) => instant,
+                Deadline::In(seconds) => SystemTime::now() + Duration::from_secs(seconds),
+            };
+            Ok(SlotCreated {
+                id: SlotId::random(),
                 callback_url: "https://relay.example/v1/callbacks/slot-1".into(),
+                deadline,
+                auth: request.auth,
                 token: Some(SLOT_TOKEN.into()),
-                deadline: request.deadline,
+                read_token: "read-token".into(),
             })
         })
     }
 
     fn wait<'a>(
         &'a self,
-        _slot: &'a OpenSlot,
+        _slot: &'a SlotCreated,
         after: u64,
         _wait: Duration,
-    ) -> BoxFuture<'a, Result<Vec<ReceivedCallback>, MailboxError>> {
+    ) -> BoxFuture<'a, Result<Vec<Delivery>, MailboxError>> {
         self.waited_after.lock().unwrap().push(after);
         let next = {
             let mut script = self.script.lock().unwrap();
@@ -65,11 +69,12 @@ impl Mailbox for ScriptedMailbox {
     }
 }
 
-fn delivery(sequence: u64, authorization: &str, body: &str) -> ReceivedCallback {
-    ReceivedCallback {
+/// A delivery as a relay serves it: the relay keeps no `Authorization` header.
+fn delivery(sequence: u64, body: &str) -> Delivery {
+    Delivery {
         sequence,
         received_at: SystemTime::now(),
-        headers: vec![("authorization".into(), authorization.into())],
+        headers: vec![("content-type".into(), "application/json".into())],
         body: body.as_bytes().to_vec(),
     }
 }
@@ -126,14 +131,9 @@ webhooks:
         script: Mutex::new(vec![
             Err(MailboxError::Transient("connection refused".into())),
             Err(MailboxError::Transient("HTTP 503".into())),
-            Ok(vec![delivery(
-                1,
-                "Bearer someone-else",
-                r#"{"success": true}"#,
-            )]),
+            Ok(vec![delivery(1, r#"{"success": "yes"}"#)]),
             Ok(vec![delivery(
                 2,
-                &format!("Bearer {SLOT_TOKEN}"),
                 &format!(
                     r#"{{"success": false, "mdMessage": "2 failed; token was {SLOT_TOKEN}"}}"#
                 ),
@@ -161,7 +161,7 @@ webhooks:
     assert_eq!(report.outcomes[0].1.message, "2 failed; token was ***");
     let opened = mailbox.opened.lock().unwrap();
     assert_eq!(opened.len(), 1);
-    assert_eq!(opened[0].auth, SlotAuth::Bearer);
+    assert_eq!(opened[0].auth, CallbackAuth::Bearer);
     assert_eq!(opened[0].label, "tests");
     // The long poll asks only for what it has not seen.
     assert_eq!(*mailbox.waited_after.lock().unwrap(), vec![0, 0, 0, 1]);
@@ -191,7 +191,7 @@ webhooks:
     assert!(
         progress
             .iter()
-            .any(|m| m.contains("ignored callback #1: its bearer token is not this slot's")),
+            .any(|m| m.contains("ignored callback #1: `success` must be true or false")),
         "{progress:?}"
     );
     let kinds: Vec<&str> = events

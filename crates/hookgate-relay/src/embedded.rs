@@ -10,7 +10,6 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{ClientError, RelayClient};
 use crate::config::RelayConfig;
 use crate::server::{self, RelayError};
 use crate::store;
@@ -62,9 +61,9 @@ impl EmbeddedRelay {
         &self.url
     }
 
-    /// A client of this relay, allowed to create slots.
-    pub fn client(&self) -> Result<RelayClient, ClientError> {
-        RelayClient::new(&self.url, &self.token)
+    /// A relay token of this relay, which creates and reads slots. Secret.
+    pub fn token(&self) -> &str {
+        &self.token
     }
 
     /// Stops the relay and waits for it to finish.

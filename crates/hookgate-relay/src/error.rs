@@ -109,7 +109,10 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "code": self.code, "detail": self.detail });
+        let body = hookgate_protocol::ErrorAnswer {
+            code: self.code.to_owned(),
+            detail: self.detail,
+        };
         (self.status, Json(body)).into_response()
     }
 }

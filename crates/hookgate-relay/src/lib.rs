@@ -5,9 +5,9 @@
 //! the run verifies them again, so a compromised relay cannot turn a failure into a success.
 //!
 //! [`run`] serves a [`RelayConfig`] on a listener (the `hookgate relay` command);
-//! [`EmbeddedRelay`] runs one in-process; [`RelayClient`] is what a waiting run uses.
+//! [`EmbeddedRelay`] runs one in-process. What crosses the wire, and the client a waiting run
+//! uses, live in `hookgate-protocol`.
 
-pub mod client;
 pub mod config;
 pub mod embedded;
 pub mod error;
@@ -16,12 +16,8 @@ pub mod oidc;
 pub mod server;
 pub mod slot_cache;
 pub mod store;
-pub mod verdict;
 pub mod wakers;
 
-pub use client::{
-    ClientError, CreatedSlot, Credential, Delivery, FetchCredential, NewSlot, RelayClient,
-};
 pub use config::RelayConfig;
 pub use embedded::EmbeddedRelay;
 pub use server::{RelayError, run, serve};

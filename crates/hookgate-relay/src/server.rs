@@ -23,10 +23,12 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use base64::Engine as _;
 use futures::task::AtomicWaker;
 use hookgate_auth::{Scheme, SlotTokens, bearer_matches, bearer_token};
-use serde::{Deserialize, Serialize};
+use hookgate_protocol::{
+    Accepted, CreateSlot, Deadline, SlotCallbacks, SlotCreated, Verdict, VerdictError,
+};
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -39,7 +41,6 @@ use crate::slot_cache::{SlotCache, SlotTerms};
 use crate::store::{
     self, AddOutcome, CallbackAuth, NewCallback, Slot, SlotId, SlotStore, StoreError,
 };
-use crate::verdict::{self, VerdictError};
 use crate::wakers::Wakers;
 
 /// The name the slot-token key is kept under in the store.
@@ -395,33 +396,12 @@ async fn metrics(State(relay): State<Shared>) -> impl IntoResponse {
 // ---------------------------------------------------------------------------------------------
 // Creating slots
 
-/// A deadline: RFC 3339 (UTC) or seconds from now.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum DeadlineSpec {
-    Seconds(u64),
-    Instant(String),
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateSlot {
-    auth: CallbackAuth,
-    deadline: DeadlineSpec,
-    #[serde(default)]
-    label: String,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct SlotCreated {
-    id: String,
-    callback_url: String,
-    deadline: String,
-    auth: CallbackAuth,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    token: Option<String>,
-    read_token: String,
+/// The request's `deadline` read alone, when there is one: tells a bad deadline from other
+/// mistakes in a refused request.
+fn unreadable_deadline(body: &[u8]) -> Option<Result<Deadline, serde_json::Error>> {
+    let request: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let deadline = request.get("deadline")?;
+    Some(Deadline::deserialize(deadline))
 }
 
 /// Who is creating a slot, for the logs.
@@ -487,6 +467,12 @@ async fn create_slot(
 ) -> Result<(StatusCode, Json<SlotCreated>), ApiError> {
     let creator = authorize_creator(&relay, &headers).await?;
     let request: CreateSlot = serde_json::from_slice(&body).map_err(|err| {
+        if let Some(Err(why)) = unreadable_deadline(&body) {
+            return ApiError::bad_request(
+                "invalid_deadline",
+                format!("{why} (e.g. 2030-01-01T12:00:00Z, or seconds from now)"),
+            );
+        }
         ApiError::bad_request(
             "invalid_slot_request",
             format!(
@@ -502,13 +488,10 @@ async fn create_slot(
     }
     let now = SystemTime::now();
     let wanted = match request.deadline {
-        DeadlineSpec::Seconds(seconds) => now + Duration::from_secs(seconds),
-        DeadlineSpec::Instant(text) => humantime::parse_rfc3339_weak(&text).map_err(|err| {
-            ApiError::bad_request(
-                "invalid_deadline",
-                format!("the deadline is not an RFC 3339 instant in UTC (e.g. 2030-01-01T12:00:00Z): {err}"),
-            )
-        })?,
+        Deadline::In(seconds) => now
+            .checked_add(Duration::from_secs(seconds))
+            .unwrap_or(now + relay.config.max_slot_lifetime),
+        Deadline::At(instant) => instant,
     };
     if wanted <= now {
         return Err(ApiError::bad_request(
@@ -568,8 +551,8 @@ async fn create_slot(
         StatusCode::CREATED,
         Json(SlotCreated {
             callback_url: format!("{}/v1/callbacks/{}", relay.public_url, slot.id),
-            id: slot.id.to_string(),
-            deadline: humantime::format_rfc3339_millis(deadline).to_string(),
+            id: slot.id,
+            deadline,
             auth: slot.auth,
             token,
             read_token,
@@ -598,12 +581,6 @@ async fn find_slot(relay: &Relay, id: &SlotId) -> Result<Option<SlotTerms>, ApiE
 
 // ---------------------------------------------------------------------------------------------
 // Taking callbacks
-
-#[derive(Debug, Serialize)]
-struct Accepted {
-    slot: String,
-    sequence: u64,
-}
 
 async fn take_callback(
     State(relay): State<Shared>,
@@ -688,7 +665,7 @@ async fn accept_callback(
             relay.wakers.wake(&slot_id);
         })?;
     let accepted = |sequence| Accepted {
-        slot: id.to_owned(),
+        slot: slot_id.clone(),
         sequence,
     };
     match outcome {
@@ -743,7 +720,7 @@ fn check_credentials(
 
 /// The body must be a JSON object with a boolean `success` (Armory's callback).
 fn check_verdict(body: &[u8]) -> Result<(), ApiError> {
-    verdict::check(body).map_err(|err| match err {
+    Verdict::parse(body).map(drop).map_err(|err| match err {
         VerdictError::NotJson(why) => {
             ApiError::bad_request("invalid_body", format!("the body is not JSON: {why}"))
         }
@@ -790,23 +767,6 @@ struct ReadQuery {
     #[serde(default)]
     after: u64,
     wait: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct DeliveredCallback {
-    sequence: u64,
-    received_at: String,
-    headers: Vec<(String, String)>,
-    body_base64: String,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct SlotCallbacks {
-    id: String,
-    deadline: String,
-    callbacks: Vec<DeliveredCallback>,
 }
 
 fn parse_wait(text: &str) -> Result<Duration, ApiError> {
@@ -868,19 +828,10 @@ async fn read_slot(
             () = relay.shutdown.cancelled() => break Vec::new(),
         }
     };
-    let engine = base64::engine::general_purpose::STANDARD;
     Ok(Json(SlotCallbacks {
-        id: slot_id.to_string(),
-        deadline: humantime::format_rfc3339_millis(deadline).to_string(),
-        callbacks: callbacks
-            .into_iter()
-            .map(|callback| DeliveredCallback {
-                sequence: callback.sequence,
-                received_at: humantime::format_rfc3339_millis(callback.received_at).to_string(),
-                headers: callback.headers,
-                body_base64: engine.encode(&callback.body),
-            })
-            .collect(),
+        id: slot_id,
+        deadline,
+        callbacks,
     }))
 }
 

@@ -10,10 +10,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use hookgate_auth::{Scheme, SlotTokens};
+use hookgate_protocol::{CallbackAuth, ClientError, CreateSlot, Deadline, RelayClient};
 use hookgate_relay::oidc::OidcConfig;
-use hookgate_relay::{
-    CallbackAuth, ClientError, EmbeddedRelay, NewSlot, RelayClient, RelayConfig, serve, store,
-};
+use hookgate_relay::{EmbeddedRelay, RelayConfig, serve, store};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -632,9 +631,9 @@ async fn the_client_creates_waits_and_classifies_errors() {
     let relay = TestRelay::start().await;
     let client = RelayClient::new(&relay.url, RELAY_TOKEN).unwrap();
     let slot = client
-        .create_slot(&NewSlot {
+        .create_slot(&CreateSlot {
             auth: CallbackAuth::Bearer,
-            deadline: SystemTime::now() + Duration::from_secs(300),
+            deadline: Deadline::In(300),
             label: "client".to_owned(),
         })
         .await
@@ -664,9 +663,9 @@ async fn the_client_creates_waits_and_classifies_errors() {
 
     let refused = RelayClient::new(&relay.url, "wrong-token-0123456789")
         .unwrap()
-        .create_slot(&NewSlot {
+        .create_slot(&CreateSlot {
             auth: CallbackAuth::Bearer,
-            deadline: SystemTime::now() + Duration::from_secs(300),
+            deadline: Deadline::In(300),
             label: String::new(),
         })
         .await
@@ -698,7 +697,7 @@ async fn the_client_treats_5xx_as_transient() {
     let client = RelayClient::new(&url, RELAY_TOKEN).unwrap();
     let err = client
         .wait(
-            "0123456789abcdef0123456789abcdef",
+            &"0123456789abcdef0123456789abcdef".parse().unwrap(),
             0,
             Duration::from_secs(1),
         )
@@ -712,11 +711,11 @@ async fn the_client_treats_5xx_as_transient() {
 async fn the_embedded_relay_serves_a_whole_round() {
     let relay = EmbeddedRelay::start().await.unwrap();
     assert!(relay.url().starts_with("http://127.0.0.1:"));
-    let client = relay.client().unwrap();
+    let client = RelayClient::new(relay.url(), relay.token()).unwrap();
     let slot = client
-        .create_slot(&NewSlot {
+        .create_slot(&CreateSlot {
             auth: CallbackAuth::HmacStandard,
-            deadline: SystemTime::now() + Duration::from_secs(60),
+            deadline: Deadline::In(60),
             label: "embedded".to_owned(),
         })
         .await

@@ -6,8 +6,6 @@
 mod postgres;
 mod sqlite;
 
-use std::fmt;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -19,91 +17,10 @@ pub use sqlite::SqliteStore;
 
 use crate::wakers::Wakers;
 
-/// A slot's id: 32 lower-case hex digits, a UUIDv7 (RFC 9562). Its first 12 digits are the
-/// creation time in milliseconds and the rest is random, so slots created together sit together
-/// in the store's indexes: the callbacks that soon follow write a few shared pages instead of a
-/// page each somewhere in the index.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SlotId(String);
+pub use hookgate_protocol::{CallbackAuth, Delivery, SlotId};
 
-impl SlotId {
-    /// A new id: time-ordered, with 74 random bits.
-    pub fn random() -> Self {
-        Self(uuid::Uuid::now_v7().simple().to_string())
-    }
-
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The id's 128 bits, a compact map key. Every `SlotId` is 32 hex digits (`random` and
-    /// `from_str` make no other), so the parse cannot fail.
-    pub fn as_u128(&self) -> u128 {
-        u128::from_str_radix(&self.0, 16).unwrap_or_default()
-    }
-}
-
-impl FromStr for SlotId {
-    type Err = InvalidSlotId;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        if text.len() == 32
-            && text
-                .bytes()
-                .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
-        {
-            Ok(Self(text.to_owned()))
-        } else {
-            Err(InvalidSlotId)
-        }
-    }
-}
-
-impl fmt::Display for SlotId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// A text that is not a slot id.
-#[derive(Debug, thiserror::Error)]
-#[error("not a slot id (32 lower-case hex digits)")]
-pub struct InvalidSlotId;
-
-/// How callbacks into a slot authenticate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum CallbackAuth {
-    /// `Authorization: Bearer <slot token>`, checked by the relay.
-    #[serde(rename = "bearer")]
-    Bearer,
-    /// GitHub's `X-Hub-Signature-256`; the relay checks its form, the action its value.
-    #[serde(rename = "hmac-github")]
-    HmacGithub,
-    /// Standard Webhooks `webhook-id`/`webhook-timestamp`/`webhook-signature`; the relay checks
-    /// their form and freshness, the action the value.
-    #[serde(rename = "hmac-standard")]
-    HmacStandard,
-}
-
-impl CallbackAuth {
-    /// The name used in the API and in the store.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Bearer => "bearer",
-            Self::HmacGithub => "hmac-github",
-            Self::HmacStandard => "hmac-standard",
-        }
-    }
-
-    fn parse(text: &str) -> Result<Self, StoreError> {
-        match text {
-            "bearer" => Ok(Self::Bearer),
-            "hmac-github" => Ok(Self::HmacGithub),
-            "hmac-standard" => Ok(Self::HmacStandard),
-            other => Err(StoreError::Corrupt(format!("unknown slot auth {other:?}"))),
-        }
-    }
+fn parse_auth(text: &str) -> Result<CallbackAuth, StoreError> {
+    text.parse().map_err(StoreError::Corrupt)
 }
 
 /// A slot as stored.
@@ -136,19 +53,6 @@ pub struct NewCallback {
     pub body: Vec<u8>,
     /// The most callbacks the slot may hold.
     pub max_per_slot: u64,
-}
-
-/// A callback as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredCallback {
-    /// Its number within the slot, from 1.
-    pub sequence: u64,
-    /// When the relay stored it.
-    pub received_at: SystemTime,
-    /// The request headers, lower-case names, in the order received.
-    pub headers: Vec<(String, String)>,
-    /// The raw body.
-    pub body: Vec<u8>,
 }
 
 /// What storing a callback did.
@@ -232,7 +136,7 @@ pub trait SlotStore: Send + Sync + 'static {
         slot: &'a SlotId,
         after: u64,
         limit: u32,
-    ) -> BoxFuture<'a, Result<Vec<StoredCallback>, StoreError>>;
+    ) -> BoxFuture<'a, Result<Vec<Delivery>, StoreError>>;
 
     /// Removes the slots whose deadline is before `cutoff`, and their callbacks; returns how many
     /// slots went.

@@ -37,8 +37,8 @@ use sqlx::{ConnectOptions, Connection, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    AddOutcome, CallbackAuth, NewCallback, Slot, SlotId, SlotStore, StoreError, StoredCallback,
-    decode_headers, encode_headers, from_millis, to_millis, to_sequence,
+    AddOutcome, Delivery, NewCallback, Slot, SlotId, SlotStore, StoreError, decode_headers,
+    encode_headers, from_millis, to_millis, to_sequence,
 };
 
 /// Each reader connection's page cache, in KiB (SQLite's negative `cache_size`).
@@ -223,7 +223,7 @@ impl SlotStore for SqliteStore {
             let Some(row) = row else { return Ok(None) };
             Ok(Some(Slot {
                 id: id.clone(),
-                auth: CallbackAuth::parse(row.get::<&str, _>(0))?,
+                auth: super::parse_auth(row.get::<&str, _>(0))?,
                 label: row.get(1),
                 created_at: from_millis(row.get(2)),
                 deadline: from_millis(row.get(3)),
@@ -240,7 +240,7 @@ impl SlotStore for SqliteStore {
         slot: &'a SlotId,
         after: u64,
         limit: u32,
-    ) -> BoxFuture<'a, Result<Vec<StoredCallback>, StoreError>> {
+    ) -> BoxFuture<'a, Result<Vec<Delivery>, StoreError>> {
         Box::pin(async move {
             let rows = sqlx::query(
                 "SELECT sequence, received_at_ms, headers, body FROM callbacks \
@@ -255,7 +255,7 @@ impl SlotStore for SqliteStore {
             .map_err(StoreError::database("reading callbacks"))?;
             rows.iter()
                 .map(|row| {
-                    Ok(StoredCallback {
+                    Ok(Delivery {
                         sequence: to_sequence(row.get(0))?,
                         received_at: from_millis(row.get(1)),
                         headers: decode_headers(row.get::<&str, _>(2))?,

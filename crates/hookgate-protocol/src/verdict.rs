@@ -1,11 +1,15 @@
-//! What a callback's body must be before the relay stores it: JSON, exactly as strict as
-//! `serde_json::Value` parses it (UTF-8, escapes, number range, nesting depth), and an object with
-//! a boolean `success` (Armory's callback). Only `success` is kept while checking; every other
-//! member is parsed and dropped, so a body costs no allocation per member.
+//! The verdict a callback carries, `{"success": true|false, "mdMessage": "..."}` (Armory's
+//! callback), and the one parse of it that the relay (on intake), the run (after verifying the
+//! signature) and `hookgate callback` (its own body) share.
+//!
+//! The parse is exactly as strict as `serde_json::Value` (UTF-8, escapes, number range, nesting
+//! depth) over the whole body, while keeping only `success` and `mdMessage`: every other member
+//! is parsed and dropped, so a body costs no allocation per member. A repeated member counts as
+//! its last occurrence, as `serde_json` reads it.
 //!
 //! Member names that start with `$serde_json::private::` are refused at any depth: with some of
 //! its features on, serde_json reads an object whose first member has such a name as something
-//! else (the `RawValue` one turns a string into the JSON it contains), so the action could read
+//! else (the `RawValue` one turns a string into the JSON it contains), so a reader could take
 //! another verdict from the body than the one checked here.
 
 use std::fmt;
@@ -13,58 +17,91 @@ use std::fmt;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
 /// Why a body is not a verdict.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VerdictError {
     /// Not JSON at all (the parser's message).
+    #[error("the body is not JSON: {0}")]
     NotJson(String),
     /// JSON, but not an object, or an object without `success`.
+    #[error("the body is not a JSON object with `success`")]
     NotAnObject,
     /// `success` is there but not `true` or `false`.
+    #[error("`success` must be true or false")]
     NotABoolean,
 }
 
-/// Checks that `body` is a JSON object with a boolean `success`. A member repeated counts as its
-/// last occurrence, as when the action reads the body.
-pub fn check(body: &[u8]) -> Result<(), VerdictError> {
-    let value: Checked =
-        serde_json::from_slice(body).map_err(|err| VerdictError::NotJson(err.to_string()))?;
-    match value {
-        Checked::Object {
-            success: Some(Some(_)),
-        } => Ok(()),
-        Checked::Object {
-            success: Some(None),
-        } => Err(VerdictError::NotABoolean),
-        Checked::Object { success: None } | Checked::Bool(_) | Checked::Other => {
-            Err(VerdictError::NotAnObject)
+/// What a callback says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// `success`: whether the gate passes.
+    pub success: bool,
+    /// `mdMessage`, Markdown shown with the result: a string as it is, any other JSON value as
+    /// its JSON text; `None` when absent or `null`.
+    pub message: Option<String>,
+}
+
+impl Verdict {
+    /// Reads `body` as a verdict: a JSON object with a boolean `success`.
+    pub fn parse(body: &[u8]) -> Result<Verdict, VerdictError> {
+        let value: Checked =
+            serde_json::from_slice(body).map_err(|err| VerdictError::NotJson(err.to_string()))?;
+        match value {
+            Checked::Object {
+                success: Some(Some(success)),
+                message,
+            } => Ok(Verdict { success, message }),
+            Checked::Object {
+                success: Some(None),
+                ..
+            } => Err(VerdictError::NotABoolean),
+            Checked::Object { success: None, .. } | Checked::Bool(_) | Checked::Other => {
+                Err(VerdictError::NotAnObject)
+            }
         }
+    }
+
+    /// The verdict as a callback body, `{"success": ..., "mdMessage": ...}`.
+    pub fn to_body(&self) -> Vec<u8> {
+        let mut body = serde_json::Map::new();
+        body.insert("success".into(), self.success.into());
+        if let Some(message) = &self.message {
+            body.insert("mdMessage".into(), message.clone().into());
+        }
+        serde_json::Value::Object(body).to_string().into_bytes()
     }
 }
 
 /// The names serde_json keeps for itself.
 const RESERVED_PREFIX: &str = "$serde_json::private::";
 
-/// Whether a member's name is `success`, read without keeping the name; reserved names are
-/// refused.
-struct IsSuccess(bool);
+/// Which member a name is, read without keeping the name; reserved names are refused.
+enum Member {
+    Success,
+    Message,
+    Other,
+}
 
-impl<'de> Deserialize<'de> for IsSuccess {
+impl<'de> Deserialize<'de> for Member {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct NameVisitor;
         impl Visitor<'_> for NameVisitor {
-            type Value = IsSuccess;
+            type Value = Member;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a member name")
             }
 
-            fn visit_str<E: de::Error>(self, name: &str) -> Result<IsSuccess, E> {
+            fn visit_str<E: de::Error>(self, name: &str) -> Result<Member, E> {
                 if name.starts_with(RESERVED_PREFIX) {
                     return Err(E::custom(format_args!(
                         "member names starting with `{RESERVED_PREFIX}` are not accepted"
                     )));
                 }
-                Ok(IsSuccess(name == "success"))
+                Ok(match name {
+                    "success" => Member::Success,
+                    "mdMessage" => Member::Message,
+                    _ => Member::Other,
+                })
             }
         }
         deserializer.deserialize_str(NameVisitor)
@@ -81,6 +118,7 @@ enum Checked {
     /// `success` is `None` when absent, `Some(None)` when not a boolean.
     Object {
         success: Option<Option<bool>>,
+        message: Option<String>,
     },
     Other,
 }
@@ -131,22 +169,78 @@ impl<'de> Visitor<'de> for CheckedVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
         let mut success = None;
-        while let Some(IsSuccess(is_success)) = map.next_key()? {
-            let value = map.next_value::<Checked>()?;
-            if is_success {
-                success = Some(match value {
-                    Checked::Bool(value) => Some(value),
-                    Checked::Object { .. } | Checked::Other => None,
-                });
+        let mut message = None;
+        while let Some(member) = map.next_key()? {
+            match member {
+                Member::Success => {
+                    success = Some(match map.next_value::<Checked>()? {
+                        Checked::Bool(value) => Some(value),
+                        Checked::Object { .. } | Checked::Other => None,
+                    });
+                }
+                Member::Message => {
+                    // Checked first, so reserved names inside it are refused too.
+                    let Text(text) = map.next_value()?;
+                    message = text;
+                }
+                Member::Other => {
+                    map.next_value::<Checked>()?;
+                }
             }
         }
-        Ok(Checked::Object { success })
+        Ok(Checked::Object { success, message })
+    }
+}
+
+/// `mdMessage`: a string as it is, `null` as nothing, anything else as its JSON text, with the
+/// same strictness (and reserved names refused) as every other member.
+struct Text(Option<String>);
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(deserializer)?;
+        let text = serde_json::to_vec(&value).map_err(de::Error::custom)?;
+        // The same checks as any member: the value is parsed once more from its own JSON.
+        serde_json::from_slice::<Checked>(&text).map_err(de::Error::custom)?;
+        Ok(Text(match value {
+            serde_json::Value::Null => None,
+            serde_json::Value::String(text) => Some(text),
+            other => Some(other.to_string()),
+        }))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn check(body: &[u8]) -> Result<(), VerdictError> {
+        Verdict::parse(body).map(drop)
+    }
+
+    #[test]
+    fn the_message_is_kept_as_text() {
+        let read = |body: &str| Verdict::parse(body.as_bytes()).map(|v| v.message);
+        assert_eq!(
+            read(r#"{"success": true, "mdMessage": "**ok**"}"#),
+            Ok(Some("**ok**".to_owned()))
+        );
+        assert_eq!(read(r#"{"success": true, "mdMessage": null}"#), Ok(None));
+        assert_eq!(read(r#"{"success": true}"#), Ok(None));
+        assert_eq!(
+            read(r#"{"success": false, "mdMessage": {"failed": 3}}"#),
+            Ok(Some(r#"{"failed":3}"#.to_owned()))
+        );
+        assert_eq!(
+            read(r#"{"mdMessage": "first", "success": true, "mdMessage": "last"}"#),
+            Ok(Some("last".to_owned()))
+        );
+        let verdict = Verdict {
+            success: false,
+            message: Some("3 \"tests\" failed".to_owned()),
+        };
+        assert_eq!(Verdict::parse(&verdict.to_body()), Ok(verdict));
+    }
 
     #[test]
     fn objects_with_a_boolean_success_are_verdicts() {

@@ -5,13 +5,13 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use base64::Engine as _;
 use reqwest::StatusCode;
-use serde::Deserialize;
 
-use crate::store::CallbackAuth;
+use crate::answer::ErrorAnswer;
+use crate::delivery::{Delivery, SlotCallbacks};
+use crate::slot::{CreateSlot, SlotCreated, SlotId};
 
 /// How much longer than the long poll itself a request may take before it is abandoned.
 const POLL_GRACE: Duration = Duration::from_secs(30);
@@ -32,87 +32,6 @@ impl ClientError {
     pub fn is_transient(&self) -> bool {
         matches!(self, Self::Unavailable(_))
     }
-}
-
-/// What a new slot should be.
-#[derive(Debug, Clone)]
-pub struct NewSlot {
-    /// How callbacks authenticate.
-    pub auth: CallbackAuth,
-    /// After this instant the slot takes no callbacks.
-    pub deadline: SystemTime,
-    /// A label for the relay's logs; never secret.
-    pub label: String,
-}
-
-/// A slot the relay opened.
-#[derive(Clone)]
-pub struct CreatedSlot {
-    /// Its id.
-    pub id: String,
-    /// Where callbacks go.
-    pub callback_url: String,
-    /// The deadline granted (the relay may shorten the one asked for).
-    pub deadline: SystemTime,
-    /// For bearer slots, the token callbacks must carry. Secret.
-    pub token: Option<String>,
-    /// The token that reads the slot. Secret.
-    pub read_token: String,
-}
-
-impl std::fmt::Debug for CreatedSlot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CreatedSlot")
-            .field("id", &self.id)
-            .field("callback_url", &self.callback_url)
-            .field("deadline", &self.deadline)
-            .field("token", &self.token.as_ref().map(|_| "***"))
-            .field("read_token", &"***")
-            .finish()
-    }
-}
-
-/// One stored callback, as delivered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Delivery {
-    /// Its sequence number in the slot, from 1.
-    pub sequence: u64,
-    /// When the relay stored it.
-    pub received_at: SystemTime,
-    /// The request headers (lower-case names, in order; `Authorization` is never stored).
-    pub headers: Vec<(String, String)>,
-    /// The raw body.
-    pub body: Vec<u8>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct SlotCreatedAnswer {
-    id: String,
-    callback_url: String,
-    deadline: String,
-    token: Option<String>,
-    read_token: String,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct DeliveredAnswer {
-    sequence: u64,
-    received_at: String,
-    headers: Vec<(String, String)>,
-    body_base64: String,
-}
-
-#[derive(Deserialize)]
-struct SlotCallbacksAnswer {
-    callbacks: Vec<DeliveredAnswer>,
-}
-
-#[derive(Deserialize)]
-struct ErrorAnswer {
-    code: String,
-    detail: String,
 }
 
 /// Fetches a credential for creating a slot, such as a job's GitHub Actions OIDC token.
@@ -145,7 +64,7 @@ pub struct RelayClient {
     http: reqwest::Client,
     base_url: String,
     credential: Credential,
-    read_tokens: Mutex<HashMap<String, String>>,
+    read_tokens: Mutex<HashMap<SlotId, String>>,
 }
 
 impl std::fmt::Debug for RelayClient {
@@ -185,37 +104,23 @@ impl RelayClient {
     }
 
     /// Opens a slot.
-    pub async fn create_slot(&self, slot: &NewSlot) -> Result<CreatedSlot, ClientError> {
-        let body = serde_json::json!({
-            "auth": slot.auth,
-            "deadline": humantime::format_rfc3339_millis(slot.deadline).to_string(),
-            "label": slot.label,
-        });
+    pub async fn create_slot(&self, slot: &CreateSlot) -> Result<SlotCreated, ClientError> {
         let credential = self.credential.current().await?;
         let response = self
             .http
             .post(format!("{}/v1/slots", self.base_url))
             .bearer_auth(credential)
             .timeout(POLL_GRACE)
-            .json(&body)
+            .json(slot)
             .send()
             .await
             .map_err(unreachable)?;
-        let answer: SlotCreatedAnswer = read_answer(response, "creating a slot").await?;
-        let deadline = humantime::parse_rfc3339_weak(&answer.deadline).map_err(|err| {
-            ClientError::Refused(format!("the relay answered an unreadable deadline: {err}"))
-        })?;
+        let created: SlotCreated = read_answer(response, "creating a slot").await?;
         self.read_tokens
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(answer.id.clone(), answer.read_token.clone());
-        Ok(CreatedSlot {
-            id: answer.id,
-            callback_url: answer.callback_url,
-            deadline,
-            token: answer.token,
-            read_token: answer.read_token,
-        })
+            .insert(created.id.clone(), created.read_token.clone());
+        Ok(created)
     }
 
     /// The callbacks of `slot_id` after sequence `after`, waiting up to `wait` for the first;
@@ -223,7 +128,7 @@ impl RelayClient {
     /// token, others with the client's credential (a relay token).
     pub async fn wait(
         &self,
-        slot_id: &str,
+        slot_id: &SlotId,
         after: u64,
         wait: Duration,
     ) -> Result<Vec<Delivery>, ClientError> {
@@ -249,24 +154,8 @@ impl RelayClient {
             .send()
             .await
             .map_err(unreachable)?;
-        let answer: SlotCallbacksAnswer = read_answer(response, "reading a slot").await?;
-        let engine = base64::engine::general_purpose::STANDARD;
-        answer
-            .callbacks
-            .into_iter()
-            .map(|callback| {
-                Ok(Delivery {
-                    sequence: callback.sequence,
-                    received_at: humantime::parse_rfc3339_weak(&callback.received_at).map_err(
-                        |err| ClientError::Refused(format!("unreadable receivedAt: {err}")),
-                    )?,
-                    headers: callback.headers,
-                    body: engine.decode(callback.body_base64).map_err(|err| {
-                        ClientError::Refused(format!("unreadable bodyBase64: {err}"))
-                    })?,
-                })
-            })
-            .collect()
+        let answer: SlotCallbacks = read_answer(response, "reading a slot").await?;
+        Ok(answer.callbacks)
     }
 }
 
