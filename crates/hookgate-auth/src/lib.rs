@@ -20,8 +20,9 @@
 //! - **Bearer callbacks.** The relay issues a JWT for one slot ([`SlotTokens`]: subject = slot
 //!   id, audience = the relay, expiry = the slot's deadline, HS256 only) and hands it to the
 //!   action, which passes it to the called service. The relay verifies it on intake (any replica
-//!   can, without a lookup); the action compares the stored `Authorization` header with the token
-//!   it was given, in constant time ([`bearer_matches`]).
+//!   can, without a lookup) and never stores credentials, so the action cannot check the token
+//!   again: a bearer delivery is as trustworthy as the relay that holds it. Only HMAC callbacks
+//!   are verified end to end. Relay tokens are compared in constant time ([`bearer_matches`]).
 //!
 //! An HMAC signature does not name the slot it is meant for: a delivery signed for one run
 //! verifies in any run that uses the same secret. Standard Webhooks bounds such a replay with

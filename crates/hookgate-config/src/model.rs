@@ -136,15 +136,81 @@ pub struct Pause {
     /// How long to wait, in `unit`s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration: Option<u64>,
-    /// `seconds`, `minutes` or `hours`.
+    /// `seconds` (the default), `minutes` or `hours`, in any case.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unit: Option<String>,
+    pub unit: Option<PauseUnit>,
     /// Wait for a manual approval (not something a workflow step can give).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until_approved: Option<bool>,
     /// Other pause keys Armory knows (`requiresRoles`, `approvalExpiration`, ...).
     #[serde(flatten)]
     pub other: IndexMap<String, Value>,
+}
+
+/// The unit of a pause's `duration`: Armory's three, written in any case (`minutes`, `MINUTES`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PauseUnit {
+    /// Seconds.
+    #[default]
+    Seconds,
+    /// Minutes.
+    Minutes,
+    /// Hours.
+    Hours,
+}
+
+impl PauseUnit {
+    const NAMES: [&'static str; 3] = ["seconds", "minutes", "hours"];
+
+    /// The unit's name, in lower case.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PauseUnit::Seconds => "seconds",
+            PauseUnit::Minutes => "minutes",
+            PauseUnit::Hours => "hours",
+        }
+    }
+
+    /// `amount` of this unit.
+    pub fn of(self, amount: u64) -> Duration {
+        Duration::from_secs(match self {
+            PauseUnit::Seconds => amount,
+            PauseUnit::Minutes => amount.saturating_mul(60),
+            PauseUnit::Hours => amount.saturating_mul(3600),
+        })
+    }
+}
+
+impl Serialize for PauseUnit {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for PauseUnit {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        match text.to_ascii_lowercase().as_str() {
+            "seconds" => Ok(PauseUnit::Seconds),
+            "minutes" => Ok(PauseUnit::Minutes),
+            "hours" => Ok(PauseUnit::Hours),
+            _ => Err(serde::de::Error::unknown_variant(&text, &Self::NAMES)),
+        }
+    }
+}
+
+impl JsonSchema for PauseUnit {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "PauseUnit".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "`seconds`, `minutes` or `hours`, in any case.",
+            "type": "string",
+            "pattern": "^(?:[Ss][Ee][Cc][Oo][Nn][Dd][Ss]|[Mm][Ii][Nn][Uu][Tt][Ee][Ss]|[Hh][Oo][Uu][Rr][Ss])$"
+        })
+    }
 }
 
 /// A named strategy: canary or blue/green.

@@ -310,15 +310,9 @@ impl PlanBuilder<'_> {
 
 fn pause_step(pause: &Pause) -> PlannedStep {
     match (pause.duration, pause.until_approved) {
-        (Some(amount), _) => {
-            let unit = pause.unit.as_deref().unwrap_or("seconds");
-            let secs = match unit.to_ascii_lowercase().as_str() {
-                "minutes" | "minute" | "min" | "m" => amount.saturating_mul(60),
-                "hours" | "hour" | "h" => amount.saturating_mul(3600),
-                _ => amount,
-            };
-            PlannedStep::Pause { duration: Duration::from_secs(secs) }
-        }
+        (Some(amount), _) => PlannedStep::Pause {
+            duration: pause.unit.unwrap_or_default().of(amount),
+        },
         (None, Some(true)) => PlannedStep::NotHandled {
             step: "pause".to_owned(),
             reason: "a manual approval cannot be given to a workflow step; use a GitHub environment with required reviewers".to_owned(),

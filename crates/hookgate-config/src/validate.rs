@@ -530,7 +530,7 @@ impl Checker<'_> {
             let pause = join(&step, &[key("pause")]);
             if self.map_at(&pause, "write `pause: {duration: 5, unit: minutes}`") {
                 self.typed::<Option<u64>>(&join(&pause, &[key("duration")]));
-                self.typed::<Option<String>>(&join(&pause, &[key("unit")]));
+                self.typed::<Option<crate::model::PauseUnit>>(&join(&pause, &[key("unit")]));
                 self.typed::<Option<bool>>(&join(&pause, &[key("untilApproved")]));
             }
         }

@@ -130,3 +130,42 @@ fn armory_context_written_as_an_empty_list_is_accepted() {
             .is_empty()
     );
 }
+
+#[test]
+fn pause_units_are_armorys_three_in_any_case() {
+    let file = |unit: &str| {
+        format!(
+            "targets:\n  t:\n    constraints:\n      beforeDeployment:\n        - pause: {{duration: 2, unit: {unit}}}\n"
+        )
+    };
+    for (unit, seconds) in [
+        ("seconds", 2),
+        ("MINUTES", 120),
+        ("Hours", 7200),
+        ("hours", 7200),
+    ] {
+        let loaded = load_str("deploy.yml", &file(unit)).unwrap();
+        let plan =
+            hookgate_config::plan(&loaded.file, "t", hookgate_config::Phase::BeforeDeployment)
+                .unwrap();
+        let steps: Vec<_> = plan.steps().collect();
+        assert!(
+            matches!(steps[..], [hookgate_config::PlannedStep::Pause { duration }] if duration.as_secs() == seconds),
+            "{unit}: {steps:?}"
+        );
+    }
+    for (unit, help) in [
+        ("days", "use one of `seconds`, `minutes`, `hours`"),
+        ("minuts", "did you mean `minutes`?"),
+        ("m", "use one of `seconds`, `minutes`, `hours`"),
+    ] {
+        let diags = load_str("deploy.yml", &file(unit)).unwrap_err();
+        let text = diags.to_string();
+        assert!(
+            text.contains(&format!("`unit` cannot be `{unit}`"))
+                && text.contains("deploy.yml:5:38")
+                && text.contains(help),
+            "{unit}: {text}"
+        );
+    }
+}
