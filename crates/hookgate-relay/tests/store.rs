@@ -675,6 +675,57 @@ async fn postgres_callbacks_wake_waiters_on_another_replica() {
     backend.clean_up().await;
 }
 
+/// Two replicas storing into the same slots at once, each committing groups of callbacks: every
+/// slot is numbered 1, 2, 3, ... without a gap or a number given twice, each delivery is stored
+/// once, and no group waits on the other's for ever (their slot locks are taken in one order).
+#[tokio::test]
+async fn postgres_replicas_number_shared_slots_without_gaps() {
+    let backend = Backend::new_postgres().await;
+    let replicas = [backend.open().await, backend.open().await];
+    let slots: Vec<Slot> = (0..3).map(|_| slot(Duration::from_secs(600))).collect();
+    for slot in &slots {
+        replicas[0].create_slot(slot).await.unwrap();
+    }
+    let adds = (0..240).map(|n| {
+        let store = replicas[n % 2].clone();
+        // Every delivery is sent twice, once to each replica.
+        let slot = &slots[(n / 2) % 3];
+        let mut callback = delivery(slot, &format!("k{}", n / 2), b"{\"success\":true}");
+        callback.max_per_slot = 1000;
+        let slot_id = slot.id.clone();
+        tokio::spawn(async move { (slot_id, store.add_callback(callback).await.unwrap()) })
+    });
+    let outcomes = tokio::time::timeout(Duration::from_secs(60), futures::future::join_all(adds))
+        .await
+        .expect("the replicas' groups did not finish");
+    let (mut stored, mut repeats) = (0, 0);
+    for outcome in outcomes {
+        match outcome.unwrap().1 {
+            AddOutcome::Stored { .. } => stored += 1,
+            AddOutcome::Duplicate { .. } => repeats += 1,
+            other => panic!("expected stored or a repeat, got {other:?}"),
+        }
+    }
+    assert_eq!((stored, repeats), (120, 120));
+    let mut total = 0;
+    for slot in &slots {
+        let numbers: Vec<u64> = replicas[1]
+            .callbacks_after(&slot.id, 0, 1000)
+            .await
+            .unwrap()
+            .iter()
+            .map(|delivery| delivery.sequence)
+            .collect();
+        assert_eq!(numbers, (1..=numbers.len() as u64).collect::<Vec<_>>());
+        total += numbers.len();
+    }
+    assert_eq!(total, 120);
+    for replica in &replicas {
+        replica.close().await;
+    }
+    backend.clean_up().await;
+}
+
 #[test]
 fn unsupported_store_urls_are_refused() {
     let runtime = tokio::runtime::Runtime::new().unwrap();

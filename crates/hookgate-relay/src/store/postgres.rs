@@ -1,6 +1,12 @@
-//! The PostgreSQL store, for several relay replicas on one database. Each callback is stored in
-//! its own transaction that locks the slot's row (so sequence numbers and the de-duplication
-//! check cannot race between replicas) and sends `NOTIFY hookgate_callbacks, '<slot id>'`, which
+//! The PostgreSQL store, for several relay replicas on one database.
+//!
+//! Callbacks are committed in groups, as the SQLite store does: one writer task per replica takes
+//! whatever callbacks are waiting and stores them in one transaction of a few set-based
+//! statements, whose commit (one WAL flush) answers them all. The transaction locks the rows of
+//! the slots it writes to, in id order (so replicas writing to the same slots queue rather than
+//! deadlock), and then numbers each callback after its slot's count and checks it against the
+//! deliveries stored before, so sequence numbers and the de-duplication check cannot race between
+//! replicas. It sends `NOTIFY hookgate_callbacks, '<slot id>'` for each slot written, which
 //! PostgreSQL delivers on commit; every replica LISTENs and wakes its local waiters.
 //! A `search_path` given in the URL (`?options=-c search_path=NAME`) selects the schema.
 
@@ -8,9 +14,12 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use std::collections::{HashMap, HashSet};
+
 use futures::future::BoxFuture;
+use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
-use sqlx::{Postgres, Row, Transaction};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::{
@@ -22,9 +31,21 @@ use crate::wakers::Wakers;
 /// The channel callbacks are announced on; the payload is the slot id.
 const CHANNEL: &str = "hookgate_callbacks";
 
+/// The most callbacks one transaction stores.
+const MAX_GROUP: usize = 256;
+/// Callbacks waiting for the writer, at most; more wait for room (back-pressure, not memory).
+const QUEUE: usize = 1024;
+
 /// The PostgreSQL store.
 pub struct PostgresStore {
     pool: PgPool,
+    callbacks: mpsc::Sender<Pending>,
+}
+
+/// A callback waiting for the writer, with where its outcome goes once committed.
+struct Pending {
+    callback: NewCallback,
+    reply: oneshot::Sender<Result<AddOutcome, StoreError>>,
 }
 
 impl PostgresStore {
@@ -39,64 +60,153 @@ impl PostgresStore {
             .await
             .map_err(StoreError::database("connecting to PostgreSQL"))?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(Self { pool })
+        let (callbacks, queue) = mpsc::channel(QUEUE);
+        tokio::spawn(write_callbacks(pool.clone(), queue));
+        Ok(Self { pool, callbacks })
     }
+}
 
-    async fn add_in(
-        tx: &mut Transaction<'_, Postgres>,
-        callback: &NewCallback,
-    ) -> Result<AddOutcome, sqlx::Error> {
+/// Stores the callbacks that arrive, a group per transaction, until every sender is gone.
+async fn write_callbacks(pool: PgPool, mut queue: mpsc::Receiver<Pending>) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    while queue.recv_many(&mut group, MAX_GROUP).await > 0 {
+        let callbacks: Vec<&NewCallback> = group.iter().map(|p| &p.callback).collect();
+        match store_group(&pool, &callbacks).await {
+            Ok(outcomes) => {
+                for (pending, outcome) in group.drain(..).zip(outcomes) {
+                    // A caller that has gone away no longer needs its answer.
+                    let _ = pending.reply.send(Ok(outcome));
+                }
+            }
+            Err(err) => {
+                tracing::error!(error = %err, callbacks = group.len(), "storing callbacks failed");
+                let why = err.to_string();
+                for pending in group.drain(..) {
+                    let _ = pending.reply.send(Err(StoreError::Write(why.clone())));
+                }
+            }
+        }
+    }
+}
+
+/// Stores `callbacks` in one transaction; the outcome of each, in order.
+async fn store_group(
+    pool: &PgPool,
+    callbacks: &[&NewCallback],
+) -> Result<Vec<AddOutcome>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let mut slot_ids: Vec<&str> = callbacks.iter().map(|c| c.slot_id.as_str()).collect();
+    slot_ids.sort_unstable();
+    slot_ids.dedup();
+    // The row locks order concurrent deliveries to one slot, across replicas; taken in id order
+    // so that two replicas' groups never wait on each other in a cycle.
+    let counts: HashMap<String, i64> = sqlx::query_as(
+        "SELECT id, callback_count FROM slots WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+    )
+    .bind(&slot_ids)
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .collect();
+    let (keys_slots, keys): (Vec<&str>, Vec<&str>) = callbacks
+        .iter()
+        .map(|c| (c.slot_id.as_str(), c.dedup_key.as_str()))
+        .unzip();
+    let mut earlier: HashMap<(String, String), i64> = sqlx::query_as(
+        "SELECT c.slot_id, c.dedup_key, c.sequence FROM callbacks c \
+         JOIN UNNEST($1::text[], $2::text[]) AS k(slot_id, dedup_key) \
+         ON c.slot_id = k.slot_id AND c.dedup_key = k.dedup_key",
+    )
+    .bind(&keys_slots)
+    .bind(&keys)
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .map(|(slot, key, sequence): (String, String, i64)| ((slot, key), sequence))
+    .collect();
+
+    let mut counts = counts;
+    let mut outcomes = Vec::with_capacity(callbacks.len());
+    let mut rows = NewRows::default();
+    for callback in callbacks {
         let slot = callback.slot_id.as_str();
-        // The row lock orders concurrent deliveries to one slot, across replicas.
-        let count: Option<i64> =
-            sqlx::query_scalar("SELECT callback_count FROM slots WHERE id = $1 FOR UPDATE")
-                .bind(slot)
-                .fetch_optional(&mut **tx)
-                .await?;
-        let Some(count) = count else {
-            return Ok(AddOutcome::NoSlot);
+        let Some(count) = counts.get_mut(slot) else {
+            outcomes.push(AddOutcome::NoSlot);
+            continue;
         };
-        let earlier: Option<i64> = sqlx::query_scalar(
-            "SELECT sequence FROM callbacks WHERE slot_id = $1 AND dedup_key = $2",
-        )
-        .bind(slot)
-        .bind(&callback.dedup_key)
-        .fetch_optional(&mut **tx)
-        .await?;
-        if let Some(sequence) = earlier {
-            return Ok(AddOutcome::Duplicate {
+        let key = (slot.to_owned(), callback.dedup_key.clone());
+        if let Some(sequence) = earlier.get(&key) {
+            outcomes.push(AddOutcome::Duplicate {
                 sequence: sequence.unsigned_abs(),
             });
+            continue;
         }
         if count.unsigned_abs() >= callback.max_per_slot {
-            return Ok(AddOutcome::Full);
+            outcomes.push(AddOutcome::Full);
+            continue;
         }
-        let sequence = count + 1;
-        sqlx::query("UPDATE slots SET callback_count = $2 WHERE id = $1")
-            .bind(slot)
-            .bind(sequence)
-            .execute(&mut **tx)
-            .await?;
+        *count += 1;
+        earlier.insert(key, *count);
+        rows.push(callback, *count);
+        outcomes.push(AddOutcome::Stored {
+            sequence: count.unsigned_abs(),
+        });
+    }
+    if !rows.slot_ids.is_empty() {
         sqlx::query(
             "INSERT INTO callbacks (slot_id, sequence, dedup_key, received_at_ms, headers, body) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+             SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::text[], $6::bytea[])",
         )
-        .bind(slot)
-        .bind(sequence)
-        .bind(&callback.dedup_key)
-        .bind(to_millis(callback.received_at))
-        .bind(encode_headers(&callback.headers))
-        .bind(&callback.body)
-        .execute(&mut **tx)
+        .bind(&rows.slot_ids)
+        .bind(&rows.sequences)
+        .bind(&rows.dedup_keys)
+        .bind(&rows.received_at_ms)
+        .bind(&rows.headers)
+        .bind(&rows.bodies)
+        .execute(&mut *tx)
         .await?;
-        sqlx::query("SELECT pg_notify($1, $2)")
+        let written: HashSet<&str> = rows.slot_ids.iter().copied().collect();
+        let (slots, totals): (Vec<&str>, Vec<i64>) = written
+            .iter()
+            .filter_map(|slot| counts.get(*slot).map(|count| (*slot, *count)))
+            .unzip();
+        sqlx::query(
+            "UPDATE slots SET callback_count = v.count \
+             FROM UNNEST($1::text[], $2::bigint[]) AS v(id, count) WHERE slots.id = v.id",
+        )
+        .bind(&slots)
+        .bind(&totals)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("SELECT pg_notify($1, slot) FROM UNNEST($2::text[]) AS slot")
             .bind(CHANNEL)
-            .bind(slot)
-            .execute(&mut **tx)
+            .bind(&slots)
+            .execute(&mut *tx)
             .await?;
-        Ok(AddOutcome::Stored {
-            sequence: sequence.unsigned_abs(),
-        })
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+/// The callbacks of a group to insert, column by column.
+#[derive(Default)]
+struct NewRows<'a> {
+    slot_ids: Vec<&'a str>,
+    sequences: Vec<i64>,
+    dedup_keys: Vec<&'a str>,
+    received_at_ms: Vec<i64>,
+    headers: Vec<String>,
+    bodies: Vec<&'a [u8]>,
+}
+
+impl<'a> NewRows<'a> {
+    fn push(&mut self, callback: &'a NewCallback, sequence: i64) {
+        self.slot_ids.push(callback.slot_id.as_str());
+        self.sequences.push(sequence);
+        self.dedup_keys.push(&callback.dedup_key);
+        self.received_at_ms.push(to_millis(callback.received_at));
+        self.headers.push(encode_headers(&callback.headers));
+        self.bodies.push(&callback.body);
     }
 }
 
@@ -141,18 +251,13 @@ impl SlotStore for PostgresStore {
 
     fn add_callback(&self, callback: NewCallback) -> BoxFuture<'_, Result<AddOutcome, StoreError>> {
         Box::pin(async move {
-            let mut tx = self
-                .pool
-                .begin()
+            let (reply, outcome) = oneshot::channel();
+            let stopped = || StoreError::Write("the store's writer has stopped".to_owned());
+            self.callbacks
+                .send(Pending { callback, reply })
                 .await
-                .map_err(StoreError::database("starting a transaction"))?;
-            let outcome = Self::add_in(&mut tx, &callback)
-                .await
-                .map_err(StoreError::database("storing a callback"))?;
-            tx.commit()
-                .await
-                .map_err(StoreError::database("committing a callback"))?;
-            Ok(outcome)
+                .map_err(|_| stopped())?;
+            outcome.await.map_err(|_| stopped())?
         })
     }
 
