@@ -1,28 +1,28 @@
 //! The relay's benchmark: starts the real `hookgate relay` (release build) on a SQLite file with
-//! durable commits (WAL, each commit fsynced before its callers are answered) and measures, over
-//! loopback on this machine:
+//! durable commits and on the machine's PostgreSQL, and measures over loopback, for each store:
 //!
 //! 1. callback to waiting poll: a long poll waits on a slot, a callback is sent, and the time
 //!    from sending the callback to the poll's answer is taken, over many rounds (p50, p99);
-//! 2. callback intake at 64 concurrent connections, against a trivial axum handler measured in
-//!    the same run with the same client (the handler runs in a process of its own, as the relay
-//!    does, so neither shares the client's runtime). The two take turns, in rounds of a few
-//!    seconds each, so that a change in the machine's speed during the run (a shared virtual
-//!    machine's speed drifts) falls on both alike; the rates are over all rounds, and so is the
-//!    CPU time each process spent per request, which varies less between runs. As in use,
-//!    callbacks go to slots created shortly before: the slots are created first, and the
-//!    connections take them in the order they were created, ten callbacks each, within the
-//!    relay's default limit per slot;
-//! 3. the relay's resident memory (VmRSS) while it holds 10,000 long polls on 10,000 slots: on a
-//!    relay just started, and on the relay of 1 and 2 after their runs.
+//! 2. callback intake at 64 concurrent connections. As in use, callbacks go to slots created
+//!    shortly before: the connections take the slots in the order they were created, ten
+//!    callbacks each, within the relay's default limit per slot. With `--before PATH` (another
+//!    build of `hookgate`, such as the last release) both relays take turns on the same store
+//!    kind, in rounds of a few seconds, so that a change in the machine's speed during the run
+//!    falls on both alike; the CPU time each process spent per callback is printed too;
+//! 3. the resident memory (VmRSS) of a relay just started while it holds 10,000 long polls;
+//! 4. durability: callbacks are sent at full speed, the relay is killed with SIGKILL, started
+//!    again on the same store, and every callback that was answered 202 is looked for.
 //!
-//! Run with `cargo run --release -p relay-bench`; it builds `hookgate` in release first when
-//! `target/release/hookgate` is missing (`HOOKGATE_BIN` names another binary). The relay logs at
-//! `warn` during the run, so logging costs are not measured.
+//! Run with `cargo run --release -p relay-bench [-- --before PATH]`; it builds `hookgate` in
+//! release first when `target/release/hookgate` is missing (`HOOKGATE_BIN` names another
+//! binary). PostgreSQL is `HOOKGATE_BENCH_POSTGRES` (default
+//! `postgres://postgres@127.0.0.1:5432/test`), a fresh schema per relay. The relay logs at `warn`
+//! during the run, so logging costs are not measured.
 
 // A report tool: its output is the point.
 #![allow(clippy::print_stdout)]
 
+use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -32,12 +32,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
+use sqlx::Connection as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const RELAY_TOKEN: &str = "relay-bench-token-0123456789abcdef";
 const LATENCY_ROUNDS: usize = 500;
 const INTAKE_CONNECTIONS: usize = 64;
-/// Rounds of intake: in each, the relay and then the trivial handler take callbacks.
+/// Rounds of intake: in each, every relay measured takes callbacks in turn.
 const INTAKE_ROUNDS: u32 = 4;
 /// Requests before the count starts, in each round (connections open, caches warm).
 const INTAKE_WARMUP: Duration = Duration::from_millis(500);
@@ -50,90 +51,238 @@ const CALLBACKS_PER_SLOT: usize = 10;
 /// then start over from the first (each slot stays below the limit of 100 in a run of fewer than
 /// ten passes).
 const INTAKE_SLOTS: usize = 8_000;
+/// How long callbacks are sent before the relay is killed, in the durability run.
+const KILL_AFTER: Duration = Duration::from_millis(1500);
 
 fn main() -> anyhow::Result<()> {
+    let mut before = std::env::var_os("HOOKGATE_BEFORE_BIN").map(PathBuf::from);
     let mut args = std::env::args().skip(1);
-    if args.next().as_deref() == Some("baseline-server") {
-        let port: u16 = args.next().context("baseline-server PORT")?.parse()?;
-        return baseline_server(port);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--before" => before = Some(args.next().context("--before PATH")?.into()),
+            other => bail!("unknown argument {other:?}; usage: relay-bench [--before PATH]"),
+        }
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(bench())
+    runtime.block_on(bench(before))
 }
 
-/// The comparison: an axum handler that reads the body and answers 202 with a small JSON.
-fn baseline_server(port: u16) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async move {
-        let app = axum::Router::new()
-            .route(
-                "/v1/callbacks/{id}",
-                axum::routing::post(|_body: axum::body::Bytes| async {
-                    (
-                        axum::http::StatusCode::ACCEPTED,
-                        axum::Json(json!({"slot": "x", "sequence": 1})),
-                    )
-                }),
-            )
-            .route("/healthz", axum::routing::get(|| async { "ok" }));
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-        axum::serve(listener, app).await?;
-        Ok(())
-    })
+/// A relay build under test.
+struct Build {
+    name: &'static str,
+    path: PathBuf,
 }
 
-async fn bench() -> anyhow::Result<()> {
-    let hookgate = hookgate_binary()?;
+/// Where relays keep their data: fresh files in a directory, or fresh schemas on one server.
+struct Stores {
+    dir: PathBuf,
+    postgres: String,
+    schemas: Vec<String>,
+    count: usize,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+enum StoreKind {
+    Sqlite,
+    Postgres,
+}
+
+impl StoreKind {
+    fn name(self) -> &'static str {
+        match self {
+            StoreKind::Sqlite => "SQLite",
+            StoreKind::Postgres => "PostgreSQL",
+        }
+    }
+}
+
+impl Stores {
+    /// A store URL nobody used yet.
+    async fn fresh(&mut self, kind: StoreKind) -> anyhow::Result<String> {
+        self.count += 1;
+        match kind {
+            StoreKind::Sqlite => Ok(format!(
+                "sqlite:{}",
+                self.dir
+                    .join(format!("relay-{}.sqlite", self.count))
+                    .display()
+            )),
+            StoreKind::Postgres => {
+                let schema = format!("hg_bench_{}_{}", std::process::id(), self.count);
+                let mut connection = sqlx::PgConnection::connect(&self.postgres)
+                    .await
+                    .with_context(|| format!("connecting to {}", self.postgres))?;
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+                    .execute(&mut connection)
+                    .await?;
+                self.schemas.push(schema.clone());
+                Ok(format!(
+                    "{}?options=-c%20search_path%3D{schema}",
+                    self.postgres
+                ))
+            }
+        }
+    }
+
+    async fn clean_up(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        if let Ok(mut connection) = sqlx::PgConnection::connect(&self.postgres).await {
+            for schema in self.schemas.drain(..) {
+                let drop = format!("DROP SCHEMA {schema} CASCADE");
+                let _ = sqlx::query(sqlx::AssertSqlSafe(drop))
+                    .execute(&mut connection)
+                    .await;
+            }
+        }
+    }
+}
+
+/// A relay process, stopped when dropped.
+struct Relay {
+    child: Child,
+    url: String,
+    address: SocketAddr,
+}
+
+impl Relay {
+    async fn start(build: &Build, store: &str) -> anyhow::Result<Self> {
+        let (child, address) = start_relay(&build.path, store)?;
+        let relay = Relay {
+            child,
+            url: format!("http://{address}"),
+            address,
+        };
+        wait_healthy(&relay.url).await?;
+        Ok(relay)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+    }
+}
+
+/// What one build measured on one store kind.
+#[derive(Default)]
+struct Figures {
+    latency: Option<Latency>,
+    intake: Option<Count>,
+    memory: Option<Memory>,
+    durability: Option<Durability>,
+}
+
+async fn bench(before: Option<PathBuf>) -> anyhow::Result<()> {
+    let mut builds = vec![Build {
+        name: "this build",
+        path: hookgate_binary()?,
+    }];
+    if let Some(path) = before {
+        builds.push(Build {
+            name: "before",
+            path,
+        });
+    }
     let dir = std::env::temp_dir().join(format!("hookgate-relay-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let store = format!("sqlite:{}", dir.join("relay.sqlite").display());
+    let mut stores = Stores {
+        dir,
+        postgres: std::env::var("HOOKGATE_BENCH_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned()),
+        schemas: Vec::new(),
+        count: 0,
+    };
+    println!(
+        "hookgate relay benchmark ({} CPUs): {}",
+        std::thread::available_parallelism().map_or(0, usize::from),
+        builds
+            .iter()
+            .map(|b| format!("{} = {}", b.name, b.path.display()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let result = measure_all(&builds, &mut stores).await;
+    stores.clean_up().await;
+    let figures = result?;
+    report(&builds, &figures);
+    Ok(())
+}
 
-    let (mut relay, relay_address) = start_relay(&hookgate, &store)?;
-    let baseline_address = free_address()?;
-    let mut baseline = Command::new(std::env::current_exe()?)
-        .args(["baseline-server", &baseline_address.port().to_string()])
-        .spawn()?;
-    let mut fresh_relay = None;
-
-    let result = async {
-        let relay_url = format!("http://{relay_address}");
-        let baseline_url = format!("http://{baseline_address}");
-        wait_healthy(&relay_url).await?;
-        wait_healthy(&baseline_url).await?;
+async fn measure_all(
+    builds: &[Build],
+    stores: &mut Stores,
+) -> anyhow::Result<HashMap<(StoreKind, usize), Figures>> {
+    let mut figures: HashMap<(StoreKind, usize), Figures> = HashMap::new();
+    for kind in [StoreKind::Sqlite, StoreKind::Postgres] {
+        println!("{}:", kind.name());
+        // Latency and intake: one relay per build, each on a store of its own.
+        let mut relays = Vec::new();
+        for build in builds {
+            relays.push(Relay::start(build, &stores.fresh(kind).await?).await?);
+        }
+        for (n, relay) in relays.iter().enumerate() {
+            let latency = latency(&relay.url).await?;
+            println!(
+                "  {}: callback -> waiting poll p50 {:.2} ms, p99 {:.2} ms",
+                builds[n].name,
+                ms(latency.p50),
+                ms(latency.p99)
+            );
+            figures.entry((kind, n)).or_default().latency = Some(latency);
+        }
+        let mut targets = Vec::new();
+        for relay in &relays {
+            targets.push(Targets::new(create_slots(&relay.url, INTAKE_SLOTS).await?));
+        }
+        let mut counts: Vec<Count> = relays.iter().map(|_| Count::default()).collect();
+        for round in 0..INTAKE_ROUNDS {
+            let mut line = Vec::new();
+            for (n, relay) in relays.iter().enumerate() {
+                let count = rate(&targets[n], round, relay.pid()).await?;
+                line.push(format!("{} {:.0}/s", builds[n].name, count.per_second()));
+                counts[n].add(count);
+            }
+            println!("  intake round {}: {}", round + 1, line.join(", "));
+        }
+        for (n, count) in counts.into_iter().enumerate() {
+            figures.entry((kind, n)).or_default().intake = Some(count);
+        }
+        drop(relays);
+        // Memory: a relay just started on a fresh store, holding the polls.
+        for (n, build) in builds.iter().enumerate() {
+            let relay = Relay::start(build, &stores.fresh(kind).await?).await?;
+            let held = memory(&relay.url, relay.pid(), relay.address).await?;
+            println!(
+                "  {}: {} waiting long polls, RSS {:.1} MB",
+                build.name,
+                held.waiters,
+                mb(held.waiting_kib)
+            );
+            figures.entry((kind, n)).or_default().memory = Some(held);
+        }
+        // Durability, of this build.
+        let durability = durability(&builds[0], &stores.fresh(kind).await?).await?;
         println!(
-            "hookgate relay benchmark: {} ({} CPUs), relay on {store} (WAL, durable commits)",
-            hookgate.display(),
-            std::thread::available_parallelism().map_or(0, usize::from)
+            "  {}: kill -9 during intake: {} answered 202, {} found after the restart, {} lost",
+            builds[0].name, durability.acknowledged, durability.found, durability.lost
         );
-        let latency = latency(&relay_url).await?;
-        let intake = intake(&relay_url, relay.id(), &baseline_url, baseline.id()).await?;
-        let mut held = memory(&relay_url, relay.id(), relay_address).await?;
-        held.baseline_kib = baseline_memory(baseline.id(), baseline_address).await?;
-        // The same on a relay that has done nothing else: what holding the polls costs, without
-        // the heap left over from the intake run.
-        let fresh_store = format!("sqlite:{}", dir.join("fresh.sqlite").display());
-        let (fresh, fresh_address) = start_relay(&hookgate, &fresh_store)?;
-        let fresh_pid = fresh.id();
-        fresh_relay = Some(fresh);
-        let fresh_url = format!("http://{fresh_address}");
-        wait_healthy(&fresh_url).await?;
-        let fresh_memory = memory(&fresh_url, fresh_pid, fresh_address).await?;
-        report(&latency, &intake, &fresh_memory, &held);
-        anyhow::Ok(())
+        figures.entry((kind, 0)).or_default().durability = Some(durability);
     }
-    .await;
+    Ok(figures)
+}
 
-    stop(&mut relay);
-    stop(&mut baseline);
-    if let Some(mut fresh) = fresh_relay {
-        stop(&mut fresh);
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    result
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn mb(kib: u64) -> f64 {
+    (kib * 1024) as f64 / 1e6
 }
 
 /// Starts `hookgate relay` on a free port with `store`, logging warnings only.
@@ -225,7 +374,6 @@ fn field<'v>(value: &'v Value, name: &str) -> anyhow::Result<&'v str> {
 struct Latency {
     p50: Duration,
     p99: Duration,
-    max: Duration,
 }
 
 /// Each round, as the action does: a slot is created, a poll waits on it, then a callback is
@@ -276,73 +424,10 @@ async fn latency(relay_url: &str) -> anyhow::Result<Latency> {
     Ok(Latency {
         p50: at(0.50),
         p99: at(0.99),
-        max: samples[samples.len() - 1],
     })
 }
 
 // ---------------------------------------------------------------------------------------------
-
-struct Intake {
-    /// Callbacks per second answered 202, over all rounds.
-    relay: f64,
-    baseline: f64,
-    /// CPU time (user and system) each process spent per request answered 202, over all rounds.
-    relay_cpu: Duration,
-    baseline_cpu: Duration,
-    /// The ratio of the two in each round.
-    round_ratios: Vec<f64>,
-}
-
-async fn intake(
-    relay_url: &str,
-    relay_pid: u32,
-    baseline_url: &str,
-    baseline_pid: u32,
-) -> anyhow::Result<Intake> {
-    let slots = create_slots(relay_url, INTAKE_SLOTS).await?;
-    // The trivial handler gets the same requests: the same paths, slot tokens and bodies.
-    let baseline_slots: Vec<_> = slots
-        .iter()
-        .map(|(url, token)| (url.replacen(relay_url, baseline_url, 1), token.clone()))
-        .collect();
-    let (relay_targets, baseline_targets) = (Targets::new(slots), Targets::new(baseline_slots));
-    let (mut relay, mut baseline) = (Count::default(), Count::default());
-    let mut round_ratios = Vec::new();
-    for round in 0..INTAKE_ROUNDS {
-        let relay_round = rate(&relay_targets, round, relay_pid).await?;
-        let baseline_round = rate(&baseline_targets, round, baseline_pid).await?;
-        round_ratios.push(relay_round.per_second() / baseline_round.per_second());
-        relay.add(relay_round);
-        baseline.add(baseline_round);
-    }
-    // Where the time goes: the relay's own view of a callback's duration.
-    let client = reqwest::Client::new();
-    let metrics = metrics_text(&client, relay_url).await?;
-    let series = |name: &str| {
-        series_value(
-            &metrics,
-            &format!("{name}{{route=\"/v1/callbacks/{{id}}\"}}"),
-        )
-        .unwrap_or(0.0)
-    };
-    let (sum, count) = (
-        series("hookgate_relay_request_duration_seconds_sum"),
-        series("hookgate_relay_request_duration_seconds_count"),
-    );
-    if count > 0.0 {
-        println!(
-            "  relay-side mean time per callback during intake: {:.2} ms over {count} callbacks",
-            sum / count * 1000.0
-        );
-    }
-    Ok(Intake {
-        relay: relay.per_second(),
-        baseline: baseline.per_second(),
-        relay_cpu: relay.cpu_per_request(),
-        baseline_cpu: baseline.cpu_per_request(),
-        round_ratios,
-    })
-}
 
 /// Callback targets (URL and token) and where the next connection takes up.
 struct Targets {
@@ -525,11 +610,8 @@ async fn rate(targets: &Arc<Targets>, round: u32, server_pid: u32) -> anyhow::Re
 // ---------------------------------------------------------------------------------------------
 
 struct Memory {
-    idle_kib: u64,
     waiting_kib: u64,
     waiters: u64,
-    /// The trivial axum handler holding as many open connections, each after one request.
-    baseline_kib: u64,
 }
 
 fn rss_kib(pid: u32) -> anyhow::Result<u64> {
@@ -574,7 +656,6 @@ fn series_value(metrics: &str, series: &str) -> Option<f64> {
 /// resident memory. Plain sockets keep the client light.
 async fn memory(relay_url: &str, pid: u32, address: SocketAddr) -> anyhow::Result<Memory> {
     let client = reqwest::Client::new();
-    let idle_kib = rss_kib(pid)?;
     // At most this many slots are being created at once.
     let creating = Arc::new(tokio::sync::Semaphore::new(64));
     let mut polls = Vec::with_capacity(WAITERS);
@@ -623,10 +704,8 @@ async fn memory(relay_url: &str, pid: u32, address: SocketAddr) -> anyhow::Resul
         poll.abort();
     }
     Ok(Memory {
-        idle_kib,
         waiting_kib,
         waiters: waiters.min(still),
-        baseline_kib: 0,
     })
 }
 
@@ -664,95 +743,214 @@ async fn read_answer(socket: &mut tokio::net::TcpStream) -> anyhow::Result<Vec<u
     }
 }
 
-/// For scale: the trivial axum handler's resident memory with `WAITERS` open keep-alive
-/// connections that have each been answered once (what hyper keeps per connection).
-async fn baseline_memory(pid: u32, address: SocketAddr) -> anyhow::Result<u64> {
-    let mut connections = Vec::with_capacity(WAITERS);
-    for n in 0..WAITERS {
-        connections.push(tokio::spawn(async move {
-            let mut socket = tokio::net::TcpStream::connect(address).await?;
-            socket
-                .write_all(format!("GET /healthz HTTP/1.1\r\nhost: {address}\r\n\r\n").as_bytes())
-                .await?;
-            let mut answer = [0u8; 256];
-            let read = socket.read(&mut answer).await?;
-            anyhow::Ok((socket, read))
-        }));
-        if n % 500 == 499 {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-    let mut open = Vec::with_capacity(WAITERS);
-    for connection in connections {
-        open.push(connection.await??);
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let kib = rss_kib(pid)?;
-    drop(open);
-    Ok(kib)
-}
-
 // ---------------------------------------------------------------------------------------------
 
 fn verdict(ok: bool) -> &'static str {
     if ok { "PASS" } else { "FAIL" }
 }
 
-fn report(latency: &Latency, intake: &Intake, fresh: &Memory, after_intake: &Memory) {
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+/// What a relay killed with SIGKILL during intake kept.
+struct Durability {
+    acknowledged: u64,
+    found: u64,
+    lost: u64,
+}
+
+/// Sends callbacks at full speed to slots of a fresh relay on `store`, kills the relay with
+/// SIGKILL while they arrive, starts it again on the same store and reads every slot back: each
+/// callback answered 202 must be there, with the body it was sent with.
+async fn durability(build: &Build, store: &str) -> anyhow::Result<Durability> {
+    let mut relay = Relay::start(build, store).await?;
+    let slots = create_slots(&relay.url, 500).await?;
+    let client = reqwest::Client::new();
+    let acknowledged = Arc::new(std::sync::Mutex::new(Vec::<(String, String)>::new()));
+    let running = Arc::new(AtomicBool::new(true));
+    let slots = Arc::new(slots);
+    let senders: Vec<_> = (0..INTAKE_CONNECTIONS)
+        .map(|worker| {
+            let (client, acknowledged, running, slots) = (
+                client.clone(),
+                acknowledged.clone(),
+                running.clone(),
+                slots.clone(),
+            );
+            tokio::spawn(async move {
+                let mut n = 0usize;
+                while running.load(Ordering::Relaxed) {
+                    let (url, token) = &slots[(worker + n * INTAKE_CONNECTIONS) % slots.len()];
+                    n += 1;
+                    let body = format!(r#"{{"success": true, "worker": {worker}, "n": {n}}}"#);
+                    let sent = client
+                        .post(url)
+                        .bearer_auth(token)
+                        .body(body.clone())
+                        .timeout(Duration::from_secs(5))
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(response) if response.status() == reqwest::StatusCode::ACCEPTED => {
+                            acknowledged
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                .push((url.clone(), body));
+                        }
+                        // Refused by the dying relay, or the connection cut: not acknowledged.
+                        _ => tokio::time::sleep(Duration::from_millis(20)).await,
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(KILL_AFTER).await;
+    // `Child::kill` is SIGKILL: no shutdown code runs.
+    relay.child.kill()?;
+    relay.child.wait()?;
+    running.store(false, Ordering::Relaxed);
+    for sender in senders {
+        sender.await?;
+    }
+    drop(relay);
+    let acknowledged = std::mem::take(
+        &mut *acknowledged
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    let restarted = Relay::start(build, store).await?;
+    let mut stored: HashMap<String, Vec<Vec<u8>>> = HashMap::new();
+    for (url, _) in slots.iter() {
+        let id = url.rsplit('/').next().context("a slot id")?;
+        let mut after = 0;
+        loop {
+            let answer: Value = client
+                .get(format!("{}/v1/slots/{id}?after={after}", restarted.url))
+                .bearer_auth(RELAY_TOKEN)
+                .send()
+                .await?
+                .json()
+                .await?;
+            let callbacks = answer["callbacks"].as_array().cloned().unwrap_or_default();
+            if callbacks.is_empty() {
+                break;
+            }
+            for callback in &callbacks {
+                after = callback["sequence"].as_u64().context("a sequence")?;
+                let body = base64_decode(field(callback, "bodyBase64")?)?;
+                stored.entry(url.clone()).or_default().push(body);
+            }
+        }
+    }
+    let found = acknowledged
+        .iter()
+        .filter(|(url, body)| {
+            stored
+                .get(url)
+                .is_some_and(|bodies| bodies.iter().any(|b| b == body.as_bytes()))
+        })
+        .count() as u64;
+    let acknowledged = acknowledged.len() as u64;
+    Ok(Durability {
+        acknowledged,
+        found,
+        lost: acknowledged - found,
+    })
+}
+
+fn base64_decode(text: &str) -> anyhow::Result<Vec<u8>> {
+    use base64::Engine as _;
+    Ok(base64::engine::general_purpose::STANDARD.decode(text)?)
+}
+
+fn report(builds: &[Build], figures: &HashMap<(StoreKind, usize), Figures>) {
     println!();
     println!(
-        "1. callback -> waiting poll, {LATENCY_ROUNDS} rounds: p50 {:.2} ms (target < 5 ms) {}, \
-         p99 {:.2} ms (target < 20 ms) {}, max {:.2} ms",
-        ms(latency.p50),
-        verdict(latency.p50 < Duration::from_millis(5)),
-        ms(latency.p99),
-        verdict(latency.p99 < Duration::from_millis(20)),
-        ms(latency.max),
+        "| store | build | p50 / p99 callback -> poll | intake (64 connections) | CPU per callback | RSS, 10,000 polls | kill -9: answered 202 / lost |"
     );
-    let ratio = intake.relay / intake.baseline;
-    let rounds: Vec<String> = intake
-        .round_ratios
-        .iter()
-        .map(|ratio| format!("{:.0}%", ratio * 100.0))
-        .collect();
-    println!(
-        "2. callback intake, {INTAKE_CONNECTIONS} connections, {INTAKE_ROUNDS} rounds of {} s each: \
-         relay {:.0} req/s, trivial axum handler {:.0} req/s, ratio {:.0}% (target >= 50%) {} \
-         (by round: {})",
-        INTAKE_DURATION.as_secs(),
-        intake.relay,
-        intake.baseline,
-        ratio * 100.0,
-        verdict(ratio >= 0.5),
-        rounds.join(", "),
-    );
-    println!(
-        "   CPU time per request: relay {:.1} µs, trivial axum handler {:.1} µs",
-        intake.relay_cpu.as_secs_f64() * 1e6,
-        intake.baseline_cpu.as_secs_f64() * 1e6,
-    );
-    let mib = |kib: u64| kib as f64 / 1024.0;
-    let held = |memory: &Memory| {
-        format!(
-            "{} waiting long polls, relay RSS {:.1} MiB = {:.1} MB (idle before: {:.1} MiB) \
-             (target < 150 MB) {}",
-            memory.waiters,
-            mib(memory.waiting_kib),
-            (memory.waiting_kib * 1024) as f64 / 1e6,
-            mib(memory.idle_kib),
-            verdict(
-                memory.waiters >= WAITERS as u64 && memory.waiting_kib * 1024 < 150 * 1000 * 1000
-            ),
-        )
+    println!("|---|---|---|---|---|---|---|");
+    for kind in [StoreKind::Sqlite, StoreKind::Postgres] {
+        for (n, build) in builds.iter().enumerate() {
+            let Some(f) = figures.get(&(kind, n)) else {
+                continue;
+            };
+            let latency = f.latency.as_ref().map_or("-".to_owned(), |l| {
+                format!("{:.2} / {:.2} ms", ms(l.p50), ms(l.p99))
+            });
+            let (intake, cpu) = f
+                .intake
+                .as_ref()
+                .map_or(("-".to_owned(), "-".to_owned()), |c| {
+                    (
+                        format!("{:.0}/s", c.per_second()),
+                        format!("{:.1} µs", c.cpu_per_request().as_secs_f64() * 1e6),
+                    )
+                });
+            let memory = f
+                .memory
+                .as_ref()
+                .map_or("-".to_owned(), |m| format!("{:.1} MB", mb(m.waiting_kib)));
+            let durability = f.durability.as_ref().map_or("-".to_owned(), |d| {
+                format!("{} / {}", d.acknowledged, d.lost)
+            });
+            println!(
+                "| {} | {} | {latency} | {intake} | {cpu} | {memory} | {durability} |",
+                kind.name(),
+                build.name
+            );
+        }
+    }
+    println!();
+    let this = |kind| figures.get(&(kind, 0));
+    for kind in [StoreKind::Sqlite, StoreKind::Postgres] {
+        if let Some(f) = this(kind) {
+            if let Some(l) = &f.latency {
+                println!(
+                    "{}: p50 {:.2} ms (goal < 5 ms) {}, p99 {:.2} ms (goal < 20 ms) {}",
+                    kind.name(),
+                    ms(l.p50),
+                    verdict(l.p50 < Duration::from_millis(5)),
+                    ms(l.p99),
+                    verdict(l.p99 < Duration::from_millis(20))
+                );
+            }
+            if let Some(m) = &f.memory {
+                println!(
+                    "{}: {} polls held in {:.1} MB (goal <= 150 MB) {}",
+                    kind.name(),
+                    m.waiters,
+                    mb(m.waiting_kib),
+                    verdict(m.waiters >= WAITERS as u64 && mb(m.waiting_kib) <= 150.0)
+                );
+            }
+            if let Some(d) = &f.durability {
+                println!(
+                    "{}: {} callbacks answered 202 before kill -9, {} lost (goal 0) {}",
+                    kind.name(),
+                    d.acknowledged,
+                    d.lost,
+                    verdict(d.lost == 0 && d.acknowledged > 0)
+                );
+            }
+        }
+    }
+    let rate = |kind, n| {
+        figures
+            .get(&(kind, n))
+            .and_then(|f| f.intake.as_ref())
+            .map(Count::per_second)
     };
-    println!("3. a relay just started: {}", held(fresh));
-    println!(
-        "   the relay of 1 and 2, after their runs: {}",
-        held(after_intake)
-    );
-    println!(
-        "   for scale, the trivial axum handler with {WAITERS} open connections answered once: {:.1} MiB",
-        mib(after_intake.baseline_kib),
-    );
+    if let (Some(sqlite), Some(before)) = (rate(StoreKind::Sqlite, 0), rate(StoreKind::Sqlite, 1)) {
+        println!(
+            "SQLite intake: {sqlite:.0}/s against {before:.0}/s before = {:.0}% (goal >= 100%) {}",
+            sqlite / before * 100.0,
+            verdict(sqlite >= before)
+        );
+    }
+    if let (Some(postgres), Some(sqlite)) =
+        (rate(StoreKind::Postgres, 0), rate(StoreKind::Sqlite, 0))
+    {
+        println!(
+            "PostgreSQL intake: {postgres:.0}/s against SQLite's {sqlite:.0}/s = {:.0}% (goal >= 50%) {}",
+            postgres / sqlite * 100.0,
+            verdict(postgres >= sqlite / 2.0)
+        );
+    }
 }
