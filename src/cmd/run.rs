@@ -186,8 +186,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(Credentials::Token(token)) = &github.context().credentials {
         masker.add(token.expose());
     }
-    if let Some(api) = github.github_api() {
-        runner = runner.with_github(api);
+    if let Some(port) = github.github_port() {
+        runner = runner.with_github(port);
     }
     for reporter in github.reporters() {
         runner = runner.with_reporter(reporter);

@@ -573,10 +573,9 @@ async fn a_github_app_authenticates_with_a_jwt_and_one_installation_token() {
     assert_eq!(fake.check_runs()[0]["conclusion"], "success");
 
     // The engine's dispatches share the same token.
-    let api = actions.github_api().unwrap();
-    assert_eq!(api.base_url, fake.url);
-    assert_eq!(api.repository.as_deref(), Some("octo/app"));
-    let token = api.tokens.token().await.unwrap();
+    let port = actions.github_port().unwrap();
+    assert_eq!(port.repository(), Some("octo/app"));
+    let token = actions.tokens().unwrap().token().await.unwrap();
     assert_eq!(format!("Bearer {token}"), installation_token);
     assert_eq!(calls_to(&fake, "POST", "/access_tokens").len(), 1);
 }
@@ -591,9 +590,9 @@ async fn an_installation_token_near_its_expiry_is_replaced() {
         .unset("INPUT_GITHUB-TOKEN")
         .set("INPUT_APP-ID", &APP_ID.to_string())
         .set("INPUT_APP-PRIVATE-KEY", &app_private_key());
-    let api = runner.actions().github_api().unwrap();
-    let first = api.tokens.token().await.unwrap();
-    let second = api.tokens.token().await.unwrap();
+    let tokens = runner.actions().tokens().unwrap();
+    let first = tokens.token().await.unwrap();
+    let second = tokens.token().await.unwrap();
     assert_ne!(first, second);
     fake.assert_no_problems();
     assert_eq!(calls_to(&fake, "POST", "/access_tokens").len(), 2);
@@ -770,10 +769,15 @@ async fn outside_actions_there_are_no_reporters_but_dispatches_still_authenticat
     let ctx = GithubContext::from_lookup(&|k| vars.get(k).map(|v| (*v).to_owned())).unwrap();
     let actions = Actions::new(ctx, RetryPolicy::default()).unwrap();
     assert!(actions.reporters().is_empty());
-    let api = actions.github_api().unwrap();
-    assert_eq!(api.base_url, "https://api.github.com");
-    assert_eq!(api.repository.as_deref(), Some("octo/app"));
-    assert_eq!(api.tokens.token().await.unwrap(), "ghp_local");
+    assert_eq!(
+        actions.github_port().unwrap().repository(),
+        Some("octo/app")
+    );
+    assert_eq!(
+        actions.tokens().unwrap().token().await.unwrap(),
+        "ghp_local"
+    );
+    assert_eq!(actions.context().api_url, "https://api.github.com");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -247,15 +247,18 @@ fn plural(n: usize, one: &'static str, many: &'static str) -> &'static str {
     if n == 1 { one } else { many }
 }
 
-/// Escapes the message of a workflow command (GitHub's `escapeData`).
-fn escape_data(text: &str) -> String {
+/// Escapes the message of a GitHub Actions workflow command (the runner's `escapeData`): `%`,
+/// CR and LF, so a message shows as written and cannot start a command of its own. The one
+/// copy of this rule: every crate that writes workflow commands uses it.
+pub fn escape_data(text: &str) -> String {
     text.replace('%', "%25")
         .replace('\r', "%0D")
         .replace('\n', "%0A")
 }
 
-/// Escapes a property of a workflow command (GitHub's `escapeProperty`).
-fn escape_property(text: &str) -> String {
+/// Escapes a property of a workflow command (the runner's `escapeProperty`): as
+/// [`escape_data`], plus `:` and `,`.
+pub fn escape_property(text: &str) -> String {
     escape_data(text).replace(':', "%3A").replace(',', "%2C")
 }
 

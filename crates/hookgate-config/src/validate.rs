@@ -803,6 +803,15 @@ impl Checker<'_> {
                 "add `workflowDispatch: {workflow: tests.yml, ref: main}`, or choose another `waitFor`",
             );
         }
+        let dispatches =
+            webhook.repository_dispatch.is_some() || webhook.workflow_dispatch.is_some();
+        if wait == WaitFor::Poll && dispatches {
+            self.error(
+                at(&["waitFor"]),
+                format!("webhook `{name}` polls, but a GitHub dispatch answers with no status URL"),
+                "use `waitFor: workflowRun` with `workflowDispatch` (follows the run it starts), or `waitFor: callback`",
+            );
+        }
 
         if let Some(poll) = &webhook.poll {
             if wait != WaitFor::Poll {

@@ -169,3 +169,16 @@ fn pause_units_are_armorys_three_in_any_case() {
         );
     }
 }
+
+#[test]
+fn a_dispatch_cannot_be_polled() {
+    let text = "webhooks:\n  - name: tests\n    repositoryDispatch:\n      repository: o/tests\n      eventType: run\n    waitFor: poll\n";
+    let diags = load_str("deploy.yml", text).unwrap_err();
+    let text = diags.to_string();
+    assert!(
+        text.contains("webhook `tests` polls, but a GitHub dispatch answers with no status URL")
+            && text.contains("deploy.yml:6:14")
+            && text.contains("waitFor: workflowRun"),
+        "{text}"
+    );
+}

@@ -2,48 +2,21 @@
 //! `workflowDispatch` (POST `/repos/{repo}/actions/workflows/{workflow}/dispatches`, asking for
 //! the run's id), and `waitFor: workflowRun`, which polls that run until it completes.
 //!
-//! GitHub has no idempotency key for dispatches, so these requests use
-//! [`RetryRule::Dispatch`]: sent again only when GitHub certainly did not act.
+//! This module renders and checks what to send; the calls go through the [`GithubPort`], whose
+//! implementation never sends a dispatch again unless GitHub certainly did not act (GitHub has
+//! no idempotency key for dispatches).
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use hookgate_config::model::{RepositoryDispatch, WorkflowDispatch};
 // GitHub's limits, which validation checks too; checked again once templates are rendered.
 use hookgate_config::{MAX_CLIENT_PAYLOAD_KEYS, MAX_EVENT_TYPE_CHARS, MAX_WORKFLOW_INPUTS};
 use serde_json::{Map, Value, json};
 
-use crate::backoff::parse_retry_after;
 use crate::event::Conclusion;
-use crate::github_api::GithubApi;
+use crate::github::{Dispatch, GithubError, GithubPort};
 use crate::poll::PollIntervals;
-use crate::request::{HttpRequest, HttpSender, SendError, excerpt, github_rate_limit_wait};
 use crate::template::{self, TemplateSite};
-
-/// The headers GitHub's REST API expects, with `token`.
-pub fn api_headers(token: &str) -> Vec<(String, String)> {
-    vec![
-        (
-            "Accept".to_owned(),
-            "application/vnd.github+json".to_owned(),
-        ),
-        ("X-GitHub-Api-Version".to_owned(), "2022-11-28".to_owned()),
-        ("Authorization".to_owned(), format!("Bearer {token}")),
-        ("Content-Type".to_owned(), "application/json".to_owned()),
-    ]
-}
-
-/// A rendered dispatch request, and what to poll afterwards.
-#[derive(Debug, Clone)]
-pub struct DispatchRequest {
-    /// The request (headers without the token: it is added when sending).
-    pub request: HttpRequest,
-    /// The repository, `owner/name`.
-    pub repository: String,
-}
-
-fn api_url(api: &GithubApi, path: &str) -> String {
-    format!("{}{}", api.base_url.trim_end_matches('/'), path)
-}
 
 /// Renders every string inside `value` as a template.
 fn render_value(
@@ -105,11 +78,10 @@ fn check_repository(repository: &str) -> Result<(), String> {
 
 /// Renders a `repositoryDispatch`.
 pub fn repository_dispatch(
-    api: &GithubApi,
     spec: &RepositoryDispatch,
     vars: &Value,
     webhook: &str,
-) -> Result<DispatchRequest, String> {
+) -> Result<Dispatch, String> {
     let site = |field| TemplateSite { webhook, field };
     let repository = template::render(
         &spec.repository,
@@ -139,32 +111,27 @@ pub fn repository_dispatch(
     let payload = Value::Object(spec.client_payload.clone().into_iter().collect());
     let payload = render_value(&payload, vars, webhook, "repositoryDispatch.clientPayload")
         .map_err(|e| e.to_string())?;
-    let body = json!({"event_type": event_type, "client_payload": payload});
-    Ok(DispatchRequest {
-        request: HttpRequest {
-            method: reqwest::Method::POST,
-            url: api_url(api, &format!("/repos/{repository}/dispatches")),
-            headers: Vec::new(),
-            body: Some(body.to_string()),
-        },
+    Ok(Dispatch {
+        path: format!("/repos/{repository}/dispatches"),
+        body: json!({"event_type": event_type, "client_payload": payload}),
         repository,
     })
 }
 
 /// Renders a `workflowDispatch`.
 pub fn workflow_dispatch(
-    api: &GithubApi,
+    default_repository: Option<&str>,
     spec: &WorkflowDispatch,
     vars: &Value,
     webhook: &str,
-) -> Result<DispatchRequest, String> {
+) -> Result<Dispatch, String> {
     let site = |field| TemplateSite { webhook, field };
     let repository = match &spec.repository {
         Some(repository) => {
             template::render(repository, vars, &site("workflowDispatch.repository"))
                 .map_err(|e| e.to_string())?
         }
-        None => api.repository.clone().ok_or_else(|| {
+        None => default_repository.map(str::to_owned).ok_or_else(|| {
             "workflowDispatch has no `repository` and GITHUB_REPOSITORY is not set".to_owned()
         })?,
     };
@@ -188,17 +155,9 @@ pub fn workflow_dispatch(
     let inputs = Value::Object(spec.inputs.clone().into_iter().collect());
     let inputs = render_value(&inputs, vars, webhook, "workflowDispatch.inputs")
         .map_err(|e| e.to_string())?;
-    let body = json!({"ref": git_ref, "inputs": inputs, "return_run_details": true});
-    Ok(DispatchRequest {
-        request: HttpRequest {
-            method: reqwest::Method::POST,
-            url: api_url(
-                api,
-                &format!("/repos/{repository}/actions/workflows/{workflow}/dispatches"),
-            ),
-            headers: Vec::new(),
-            body: Some(body.to_string()),
-        },
+    Ok(Dispatch {
+        path: format!("/repos/{repository}/actions/workflows/{workflow}/dispatches"),
+        body: json!({"ref": git_ref, "inputs": inputs, "return_run_details": true}),
         repository,
     })
 }
@@ -219,84 +178,50 @@ pub fn run_conclusion(conclusion: Option<&str>) -> Conclusion {
     }
 }
 
-/// Polls `GET /repos/{repo}/actions/runs/{id}` until the run completes. The caller bounds the
-/// time.
+/// Reads workflow run `run_id` through `github` until it completes. The caller bounds the time.
 pub async fn await_workflow_run(
-    sender: &HttpSender,
-    api: &GithubApi,
+    github: &dyn GithubPort,
     repository: &str,
     run_id: u64,
     intervals: PollIntervals,
     progress: &(dyn Fn(String) + Send + Sync),
 ) -> (Conclusion, String) {
-    let url = api_url(api, &format!("/repos/{repository}/actions/runs/{run_id}"));
     let started = tokio::time::Instant::now();
     let mut last_note = String::new();
     loop {
         // A rate-limited read waits as long as GitHub asks, when that is longer than the interval.
         let mut asked_to_wait = None;
-        let note = match api.tokens.token().await {
-            Err(reason) => format!("cannot get a GitHub token, will retry: {reason}"),
-            Ok(token) => {
-                let mut headers = api_headers(&token);
-                headers.retain(|(name, _)| name != "Content-Type");
-                let request = HttpRequest {
-                    method: reqwest::Method::GET,
-                    url: url.clone(),
-                    headers,
-                    body: None,
-                };
-                match sender.send_once(&request).await {
-                    Ok(response) if response.is_success() => {
-                        let body = response.json().unwrap_or(Value::Null);
-                        let status = body
-                            .get("status")
-                            .and_then(Value::as_str)
-                            .unwrap_or("unknown");
-                        let link = body
-                            .get("html_url")
-                            .and_then(Value::as_str)
-                            .unwrap_or(url.as_str())
-                            .to_owned();
-                        if status == "completed" {
-                            let conclusion = body.get("conclusion").and_then(Value::as_str);
-                            return (
-                                run_conclusion(conclusion),
-                                format!(
-                                    "workflow run {link} concluded `{}`",
-                                    conclusion.unwrap_or("unknown")
-                                ),
-                            );
-                        }
-                        format!("workflow run {link} is `{status}`")
-                    }
-                    Ok(response) if matches!(response.status, 401 | 404) => {
-                        return (
-                            Conclusion::Failure,
-                            format!(
-                                "cannot read workflow run {run_id} of {repository}: HTTP {}: {}",
-                                response.status,
-                                response.excerpt()
-                            ),
-                        );
-                    }
-                    Ok(response) => {
-                        let retry_after = response
-                            .header("retry-after")
-                            .and_then(|v| parse_retry_after(v, SystemTime::now()));
-                        asked_to_wait = github_rate_limit_wait(&response, retry_after);
+        let note = match github.workflow_run(repository, run_id).await {
+            Ok(run) => {
+                let link = run
+                    .html_url
+                    .unwrap_or_else(|| format!("{run_id} of {repository}"));
+                if run.status == "completed" {
+                    let conclusion = run.conclusion.as_deref();
+                    return (
+                        run_conclusion(conclusion),
                         format!(
-                            "reading the workflow run answered HTTP {}, will retry: {}",
-                            response.status,
-                            excerpt(&response.text(), 100)
-                        )
-                    }
-                    Err(SendError::Invalid(reason)) => {
-                        return (Conclusion::Failure, reason);
-                    }
-                    Err(err) => format!("reading the workflow run failed, will retry: {err}"),
+                            "workflow run {link} concluded `{}`",
+                            conclusion.unwrap_or("unknown")
+                        ),
+                    );
                 }
+                format!("workflow run {link} is `{}`", run.status)
             }
+            Err(GithubError::Status {
+                status: 401 | 404,
+                message,
+            }) => {
+                return (
+                    Conclusion::Failure,
+                    format!("cannot read workflow run {run_id} of {repository}: {message}"),
+                );
+            }
+            Err(GithubError::Unavailable { reason, wait }) => {
+                asked_to_wait = wait;
+                format!("reading the workflow run failed, will retry: {reason}")
+            }
+            Err(err) => format!("reading the workflow run failed, will retry: {err}"),
         };
         if note != last_note {
             progress(note.clone());
@@ -316,15 +241,6 @@ mod tests {
     use indexmap::IndexMap;
 
     use super::*;
-    use crate::github_api::StaticToken;
-
-    fn api() -> GithubApi {
-        GithubApi {
-            base_url: "https://api.example/".into(),
-            repository: Some("me/app".into()),
-            tokens: Box::new(StaticToken("t".into())),
-        }
-    }
 
     #[test]
     fn a_repository_dispatch_renders_payload_strings() {
@@ -337,14 +253,11 @@ mod tests {
             client_payload: payload,
         };
         let vars = json!({"callback": {"uri": "https://relay/s/1"}, "context": {"env": "staging", "repo": "tests"}});
-        let out = repository_dispatch(&api(), &spec, &vars, "w").unwrap();
+        let out = repository_dispatch(&spec, &vars, "w").unwrap();
+        assert_eq!(out.path, "/repos/org/tests/dispatches");
+        assert_eq!(out.repository, "org/tests");
         assert_eq!(
-            out.request.url,
-            "https://api.example/repos/org/tests/dispatches"
-        );
-        let body: Value = serde_json::from_str(out.request.body.as_deref().unwrap()).unwrap();
-        assert_eq!(
-            body,
+            out.body,
             json!({"event_type": "run-tests", "client_payload": {"callback": "https://relay/s/1", "n": {"deep": ["staging", 3]}}})
         );
     }
@@ -357,7 +270,7 @@ mod tests {
             client_payload: IndexMap::new(),
         };
         assert!(
-            repository_dispatch(&api(), &spec, &json!({}), "w")
+            repository_dispatch(&spec, &json!({}), "w")
                 .unwrap_err()
                 .contains("1 to 100")
         );
@@ -366,7 +279,7 @@ mod tests {
             spec.client_payload.insert(format!("k{i}"), json!(i));
         }
         assert!(
-            repository_dispatch(&api(), &spec, &json!({}), "w")
+            repository_dispatch(&spec, &json!({}), "w")
                 .unwrap_err()
                 .contains("10")
         );
@@ -374,7 +287,7 @@ mod tests {
         for repository in ["not-a-repo", "org/..", "../x", "org/.", "a/b/c"] {
             spec.repository = repository.into();
             assert!(
-                repository_dispatch(&api(), &spec, &json!({}), "w").is_err(),
+                repository_dispatch(&spec, &json!({}), "w").is_err(),
                 "{repository}"
             );
         }
@@ -400,12 +313,12 @@ mod tests {
         ] {
             spec.workflow = workflow.into();
             assert!(
-                workflow_dispatch(&api(), &spec, &json!({}), "w").is_err(),
+                workflow_dispatch(Some("me/app"), &spec, &json!({}), "w").is_err(),
                 "{workflow:?}"
             );
         }
         spec.workflow = "1234".into();
-        assert!(workflow_dispatch(&api(), &spec, &json!({}), "w").is_ok());
+        assert!(workflow_dispatch(Some("me/app"), &spec, &json!({}), "w").is_ok());
     }
 
     #[test]
@@ -416,14 +329,13 @@ mod tests {
             git_ref: "main".into(),
             inputs: IndexMap::new(),
         };
-        let out = workflow_dispatch(&api(), &spec, &json!({}), "w").unwrap();
+        let out = workflow_dispatch(Some("me/app"), &spec, &json!({}), "w").unwrap();
         assert_eq!(
-            out.request.url,
-            "https://api.example/repos/me/app/actions/workflows/tests.yml/dispatches"
+            out.path,
+            "/repos/me/app/actions/workflows/tests.yml/dispatches"
         );
-        let body: Value = serde_json::from_str(out.request.body.as_deref().unwrap()).unwrap();
-        assert_eq!(body["return_run_details"], json!(true));
-        assert_eq!(body["ref"], json!("main"));
+        assert_eq!(out.body["return_run_details"], json!(true));
+        assert_eq!(out.body["ref"], json!("main"));
     }
 
     #[test]

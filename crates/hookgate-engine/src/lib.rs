@@ -6,7 +6,7 @@ pub mod backoff;
 pub mod callback;
 pub mod dispatch;
 pub mod event;
-pub mod github_api;
+pub mod github;
 pub mod mailbox;
 pub mod mask;
 pub mod poll;
@@ -17,7 +17,7 @@ pub mod settings;
 pub mod template;
 
 pub use event::{Conclusion, Event, Reporter, StepInfo, StepOutcome};
-pub use github_api::{GithubApi, StaticToken, TokenSource};
+pub use github::{Dispatch, Dispatched, GithubError, GithubPort, WorkflowRun};
 pub use mailbox::{Mailbox, MailboxError};
 pub use mask::Masker;
 pub use runner::{RunError, RunReport, Runner, needs_github, needs_mailbox, step_infos, wait_mode};

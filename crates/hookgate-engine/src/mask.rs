@@ -3,6 +3,7 @@
 //! and every message the engine emits goes through [`Masker::mask`]. In GitHub Actions each value
 //! is also announced with `::add-mask::` so the runner hides it in the job log.
 
+pub use hookgate_config::diagnostic::{escape_data, escape_property};
 use std::io::Write;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -125,12 +126,8 @@ fn url_encoded(value: &str) -> String {
 
 /// The runner's `::add-mask::` command for one line. The runner unescapes `%25`, `%0D` and
 /// `%0A` in a command's value, so a value with a `%` is escaped to be masked as it is.
-fn add_mask_command(value: &str) -> String {
-    let escaped = value
-        .replace('%', "%25")
-        .replace('\r', "%0D")
-        .replace('\n', "%0A");
-    format!("::add-mask::{escaped}")
+pub fn add_mask_command(value: &str) -> String {
+    format!("::add-mask::{}", escape_data(value))
 }
 
 #[cfg(test)]

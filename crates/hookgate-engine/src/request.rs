@@ -1,10 +1,9 @@
 //! Sending one webhook request: timeouts, retries with backoff and `Retry-After`, fail-fast
 //! status codes, a size cap on response bodies and redirects only to http(s).
 //!
-//! Two retry rules exist. Ordinary webhooks carry an `Idempotency-Key`, so any failure that may
-//! pass (connection errors, timeouts, 5xx, 429, `retryStatusCodes`) is retried. GitHub's dispatch
-//! endpoints have no idempotency key: a request that may have reached GitHub is never sent again,
-//! so only connection failures and rate limits (where GitHub did not act) are retried.
+//! Webhook requests carry an `Idempotency-Key`, so any failure that may pass (connection errors,
+//! timeouts, 5xx, 429, `retryStatusCodes`) is retried. GitHub's dispatches do not go through
+//! here: they have no idempotency key, and the GitHub port sends them (`crate::github`).
 
 use std::time::{Duration, SystemTime};
 
@@ -216,15 +215,6 @@ fn body_note(body: &str) -> String {
     }
 }
 
-/// Which failures may be sent again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RetryRule {
-    /// The request carries an idempotency key: retry whatever may pass.
-    Idempotent,
-    /// A GitHub dispatch: retry only where GitHub certainly did not act.
-    Dispatch,
-}
-
 /// How a request is retried.
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
@@ -236,8 +226,6 @@ pub struct RetryPolicy {
     pub fail_fast_status_codes: Vec<u16>,
     /// Delays between attempts.
     pub backoff: Backoff,
-    /// Which failures may be sent again.
-    pub rule: RetryRule,
 }
 
 /// Connect and read timeouts of webhook requests.
@@ -366,10 +354,6 @@ impl HttpSender {
 
     /// Sends `request` until it succeeds or `policy` says stop. `on_retry` hears why and how
     /// long the wait is before each retry.
-    ///
-    /// A GitHub dispatch that is rate limited was not acted on, so it is sent again after the
-    /// wait GitHub asks for, up to [`RATE_LIMIT_RETRIES`] times besides `retryCount` (which
-    /// counts the other failures): a busy API does not fail a gate that set no retries.
     pub async fn send(
         &self,
         request: &HttpRequest,
@@ -379,11 +363,10 @@ impl HttpSender {
         let attempts_allowed = policy.retry_count.saturating_add(1);
         let mut attempt: u32 = 0;
         let mut retries: u32 = 0;
-        let mut rate_limit_retries: u32 = 0;
         loop {
             attempt += 1;
             let result = self.send_once(request).await;
-            let (retry_reason, retry_after, rate_limited) = match result {
+            let (retry_reason, retry_after) = match result {
                 Ok(response) if response.is_success() => return Ok(response),
                 Ok(response) => {
                     let status = response.status;
@@ -391,20 +374,10 @@ impl HttpSender {
                     let retry_after = response
                         .header("retry-after")
                         .and_then(|v| parse_retry_after(v, SystemTime::now()));
-                    let rate_limit = match policy.rule {
-                        RetryRule::Dispatch => github_rate_limit_wait(&response, retry_after),
-                        RetryRule::Idempotent => None,
-                    };
-                    let may_retry = match (policy.rule, rate_limit) {
-                        (RetryRule::Dispatch, Some(_)) => rate_limit_retries < RATE_LIMIT_RETRIES,
-                        (RetryRule::Dispatch, None) => false,
-                        (RetryRule::Idempotent, _) => {
-                            (status >= 500
-                                || status == 429
-                                || policy.retry_status_codes.contains(&status))
-                                && retries < policy.retry_count
-                        }
-                    };
+                    let may_retry = (status >= 500
+                        || status == 429
+                        || policy.retry_status_codes.contains(&status))
+                        && retries < policy.retry_count;
                     if fail_fast || !may_retry {
                         return Err(RequestFailure::Status {
                             method: request.method.to_string(),
@@ -416,93 +389,30 @@ impl HttpSender {
                             response: Box::new(response),
                         });
                     }
-                    match rate_limit {
-                        Some(wait) => (format!("HTTP {status}, rate limited"), Some(wait), true),
-                        None => (format!("HTTP {status}"), retry_after, false),
-                    }
+                    (format!("HTTP {status}"), retry_after)
                 }
                 Err(error) => {
-                    let retriable = match (&error, policy.rule) {
-                        (SendError::Invalid(_), _) => false,
-                        (SendError::Connect { .. }, _) => true,
-                        (SendError::Transport { .. }, RetryRule::Idempotent) => true,
-                        (SendError::Transport { .. }, RetryRule::Dispatch) => false,
-                    };
+                    let retriable = !matches!(error, SendError::Invalid(_));
                     if !retriable || retries >= policy.retry_count {
                         return Err(RequestFailure::Send {
                             error,
                             attempts: attempt,
                         });
                     }
-                    (error.to_string(), None, false)
+                    (error.to_string(), None)
                 }
             };
             let delay = retry_after.unwrap_or_else(|| policy.backoff.delay(retries));
-            if rate_limited {
-                rate_limit_retries += 1;
-            } else {
-                retries += 1;
-            }
+            retries += 1;
             let shown = humantime::format_duration(Duration::from_millis(
                 u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
             ));
-            on_retry(if rate_limited {
-                format!("attempt {attempt} was refused ({retry_reason}); sending again in {shown}")
-            } else {
-                format!(
-                    "attempt {attempt} of {attempts_allowed} failed ({retry_reason}); retrying in {shown}"
-                )
-            });
+            on_retry(format!(
+                "attempt {attempt} of {attempts_allowed} failed ({retry_reason}); retrying in {shown}"
+            ));
             tokio::time::sleep(delay).await;
         }
     }
-}
-
-/// How many times a rate-limited GitHub dispatch is sent again, besides `retryCount`.
-pub const RATE_LIMIT_RETRIES: u32 = 3;
-
-/// GitHub's advice for a secondary rate limit that names no wait: at least a minute.
-const SECONDARY_RATE_LIMIT_WAIT: Duration = Duration::from_secs(60);
-
-/// The wait GitHub asks for when `response` is a rate limit (so GitHub did not act on the
-/// request): a 429 or 403 with `Retry-After` (`retry_after`, already parsed), a spent primary
-/// limit until `x-ratelimit-reset`, or a secondary limit without either. `None` for any other
-/// answer, such as a 403 for a missing permission.
-pub(crate) fn github_rate_limit_wait(
-    response: &HttpResponse,
-    retry_after: Option<Duration>,
-) -> Option<Duration> {
-    if response.status != 403 && response.status != 429 {
-        return None;
-    }
-    if let Some(wait) = retry_after.or_else(|| rate_limit_reset(response)) {
-        return Some(wait);
-    }
-    let spent = response.header("x-ratelimit-remaining") == Some("0");
-    let secondary = response
-        .text()
-        .to_ascii_lowercase()
-        .contains("secondary rate limit");
-    (response.status == 429 || spent || secondary).then_some(SECONDARY_RATE_LIMIT_WAIT)
-}
-
-/// GitHub's `x-ratelimit-reset` (epoch seconds) as a wait from now, when the limit is spent.
-fn rate_limit_reset(response: &HttpResponse) -> Option<Duration> {
-    if response.header("x-ratelimit-remaining") != Some("0") {
-        return None;
-    }
-    let reset = response
-        .header("x-ratelimit-reset")?
-        .trim()
-        .parse::<u64>()
-        .ok()?;
-    let reset = SystemTime::UNIX_EPOCH + Duration::from_secs(reset);
-    Some(
-        reset
-            .duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO)
-            .min(crate::backoff::MAX_RETRY_AFTER),
-    )
 }
 
 fn classify(url: &str, err: &reqwest::Error) -> SendError {
@@ -573,44 +483,6 @@ mod tests {
             "{}",
             response.excerpt()
         );
-    }
-
-    #[test]
-    fn github_rate_limits_are_told_from_refusals() {
-        let seven = Some(Duration::from_secs(7));
-        assert_eq!(github_rate_limit_wait(&answer(403, &[], ""), seven), seven);
-        assert_eq!(github_rate_limit_wait(&answer(429, &[], ""), seven), seven);
-        assert_eq!(
-            github_rate_limit_wait(
-                &answer(
-                    403,
-                    &[],
-                    r#"{"message":"You have exceeded a secondary rate limit"}"#
-                ),
-                None
-            ),
-            Some(SECONDARY_RATE_LIMIT_WAIT)
-        );
-        assert_eq!(
-            github_rate_limit_wait(&answer(429, &[], ""), None),
-            Some(SECONDARY_RATE_LIMIT_WAIT)
-        );
-        let past_reset = [
-            ("x-ratelimit-remaining", "0"),
-            ("x-ratelimit-reset", "1000"),
-        ];
-        assert_eq!(
-            github_rate_limit_wait(&answer(403, &past_reset, ""), None),
-            Some(Duration::ZERO)
-        );
-        // A missing permission is not a reason to wait, nor is a server error.
-        let forbidden = answer(
-            403,
-            &[("x-ratelimit-remaining", "4999")],
-            r#"{"message":"Resource not accessible by integration"}"#,
-        );
-        assert_eq!(github_rate_limit_wait(&forbidden, None), None);
-        assert_eq!(github_rate_limit_wait(&answer(502, &[], ""), seven), None);
     }
 
     #[test]

@@ -20,13 +20,11 @@ use tokio_util::sync::CancellationToken;
 use crate::callback::{self, CallbackCheck};
 use crate::dispatch;
 use crate::event::{Conclusion, Event, Reporter, StepInfo, StepOutcome};
-use crate::github_api::GithubApi;
+use crate::github::{Dispatch, GithubPort};
 use crate::mailbox::{Mailbox, MailboxError};
 use crate::mask::Masker;
 use crate::poll::{self, PollIntervals};
-use crate::request::{
-    HttpRequest, HttpResponse, HttpSender, RequestFailure, RetryPolicy, RetryRule, excerpt,
-};
+use crate::request::{HttpRequest, HttpResponse, HttpSender, RequestFailure, RetryPolicy, excerpt};
 use crate::settings::RunSettings;
 use crate::template::{self, TemplateSite};
 use hookgate_protocol::{CallbackAuth, CreateSlot, Deadline, SlotCreated};
@@ -148,7 +146,7 @@ pub struct Runner {
     settings: RunSettings,
     masker: Masker,
     mailbox: Option<Arc<dyn Mailbox>>,
-    github: Option<Arc<GithubApi>>,
+    github: Option<Arc<dyn GithubPort>>,
     reporters: Vec<Box<dyn Reporter>>,
     cancel: CancellationToken,
 }
@@ -179,9 +177,9 @@ impl Runner {
         self
     }
 
-    /// GitHub's API, for the dispatch kinds and `waitFor: workflowRun`.
-    pub fn with_github(mut self, api: GithubApi) -> Self {
-        self.github = Some(Arc::new(api));
+    /// GitHub, for the dispatch kinds and `waitFor: workflowRun`.
+    pub fn with_github(mut self, github: Arc<dyn GithubPort>) -> Self {
+        self.github = Some(github);
         self
     }
 
@@ -342,7 +340,7 @@ struct Shared {
     masker: Masker,
     sender: HttpSender,
     mailbox: Option<Arc<dyn Mailbox>>,
-    github: Option<Arc<GithubApi>>,
+    github: Option<Arc<dyn GithubPort>>,
     events: mpsc::UnboundedSender<Event>,
     /// `steps[...]` for templates: the results of finished steps.
     results: Mutex<Map<String, Value>>,
@@ -749,32 +747,38 @@ async fn execute(
 
     // The request: a GitHub dispatch, or the webhook's own URL.
     let vars = lock(state).vars.clone();
-    let (request, rule, dispatch_repo) = match build_request(shared, webhook, &vars).await {
-        Ok(built) => built,
+    let outgoing = match build_request(shared, webhook, &vars) {
+        Ok(outgoing) => outgoing,
         Err(message) => return (Conclusion::Failure, message),
     };
-    let policy = RetryPolicy {
-        retry_count: webhook.retry_count.unwrap_or(0),
-        retry_status_codes: webhook.retry_status_codes.clone(),
-        fail_fast_status_codes: webhook.fail_fast_status_codes.clone(),
-        backoff: shared.settings.retry_backoff,
-        rule,
-    };
-
     lock(state).sent = true;
-    let response = match shared.sender.send(&request, &policy, &progress).await {
-        Ok(response) => response,
-        Err(failure) => {
-            let note = match &failure {
-                RequestFailure::Status {
-                    fail_fast: true, ..
-                } => " (a failFastStatusCodes status: not retried)",
-                _ => "",
+    let (response, request) = match outgoing {
+        Outgoing::Dispatch(dispatch) => match send_dispatch(shared, &dispatch, &progress).await {
+            Ok(response) => (response, Err(dispatch.repository)),
+            Err(message) => return (Conclusion::Failure, message),
+        },
+        Outgoing::Webhook(request) => {
+            let policy = RetryPolicy {
+                retry_count: webhook.retry_count.unwrap_or(0),
+                retry_status_codes: webhook.retry_status_codes.clone(),
+                fail_fast_status_codes: webhook.fail_fast_status_codes.clone(),
+                backoff: shared.settings.retry_backoff,
             };
-            if let RequestFailure::Status { response, .. } = &failure {
-                lock(state).response = Some((**response).clone());
+            match shared.sender.send(&request, &policy, &progress).await {
+                Ok(response) => (response, Ok(request)),
+                Err(failure) => {
+                    let note = match &failure {
+                        RequestFailure::Status {
+                            fail_fast: true, ..
+                        } => " (a failFastStatusCodes status: not retried)",
+                        _ => "",
+                    };
+                    if let RequestFailure::Status { response, .. } = &failure {
+                        lock(state).response = Some((**response).clone());
+                    }
+                    return (Conclusion::Failure, format!("{failure}{note}"));
+                }
             }
-            return (Conclusion::Failure, format!("{failure}{note}"));
         }
     };
     lock(state).response = Some(response.clone());
@@ -783,6 +787,12 @@ async fn execute(
     match mode {
         WaitFor::None => (Conclusion::Success, answered),
         WaitFor::Poll => {
+            let Ok(request) = request else {
+                return (
+                    Conclusion::Failure,
+                    "a GitHub dispatch answers with no status URL to poll".to_owned(),
+                );
+            };
             let config = webhook.poll.clone().unwrap_or_default();
             let url = match poll::status_url(&config, &request, &response) {
                 Ok(url) => url,
@@ -832,7 +842,7 @@ async fn execute(
             (result.conclusion, result.message)
         }
         WaitFor::WorkflowRun => {
-            let (Some(api), Some(repository)) = (shared.github.as_deref(), dispatch_repo) else {
+            let (Some(github), Err(repository)) = (shared.github.as_deref(), request) else {
                 return (
                     Conclusion::Failure,
                     "`waitFor: workflowRun` needs a `workflowDispatch` webhook".to_owned(),
@@ -849,15 +859,7 @@ async fn execute(
             let intervals = PollIntervals {
                 fixed: webhook.poll.as_ref().and_then(|p| p.interval).map(|d| d.0),
             };
-            dispatch::await_workflow_run(
-                &shared.sender,
-                api,
-                &repository,
-                run_id,
-                intervals,
-                &progress,
-            )
-            .await
+            dispatch::await_workflow_run(github, &repository, run_id, intervals, &progress).await
         }
     }
 }
@@ -929,48 +931,64 @@ async fn open_callback(
     Ok((opened, check))
 }
 
-/// The step's request and how it may be retried: a GitHub dispatch (with a token, never sent
-/// twice), or the webhook's own URL with an `Idempotency-Key`. For dispatches, also the
-/// repository (for `waitFor: workflowRun`).
-async fn build_request(
-    shared: &Shared,
-    webhook: &Webhook,
-    vars: &Value,
-) -> Result<(HttpRequest, RetryRule, Option<String>), String> {
-    if webhook.repository_dispatch.is_none() && webhook.workflow_dispatch.is_none() {
-        let mut request = render_request(webhook, vars)?;
-        if !request
-            .headers
-            .iter()
-            .any(|(n, _)| n.eq_ignore_ascii_case("idempotency-key"))
-        {
-            request.headers.push((
-                "Idempotency-Key".to_owned(),
-                uuid::Uuid::new_v4().to_string(),
-            ));
+/// What a step sends: a GitHub dispatch (through the GitHub port), or a request to the
+/// webhook's own URL.
+enum Outgoing {
+    Webhook(HttpRequest),
+    Dispatch(Dispatch),
+}
+
+/// The step's request: a GitHub dispatch, or the webhook's own URL with an `Idempotency-Key`
+/// (so it may be retried).
+fn build_request(shared: &Shared, webhook: &Webhook, vars: &Value) -> Result<Outgoing, String> {
+    let dispatch = match (&webhook.repository_dispatch, &webhook.workflow_dispatch) {
+        (Some(spec), _) => dispatch::repository_dispatch(spec, vars, &webhook.name)?,
+        (None, Some(spec)) => {
+            let repository = shared.github.as_deref().and_then(GithubPort::repository);
+            dispatch::workflow_dispatch(repository, spec, vars, &webhook.name)?
         }
-        return Ok((request, RetryRule::Idempotent, None));
-    }
-    let Some(api) = shared.github.as_deref() else {
+        (None, None) => {
+            let mut request = render_request(webhook, vars)?;
+            if !request
+                .headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case("idempotency-key"))
+            {
+                request.headers.push((
+                    "Idempotency-Key".to_owned(),
+                    uuid::Uuid::new_v4().to_string(),
+                ));
+            }
+            return Ok(Outgoing::Webhook(request));
+        }
+    };
+    Ok(Outgoing::Dispatch(dispatch))
+}
+
+/// Sends a dispatch through the GitHub port; GitHub's answer stands as the step's response.
+async fn send_dispatch(
+    shared: &Shared,
+    dispatch: &Dispatch,
+    progress: &(dyn Fn(String) + Send + Sync),
+) -> Result<HttpResponse, String> {
+    let Some(github) = shared.github.as_deref() else {
         return Err("no GitHub token is available".to_owned());
     };
-    let mut rendered = match (&webhook.repository_dispatch, &webhook.workflow_dispatch) {
-        (Some(spec), _) => dispatch::repository_dispatch(api, spec, vars, &webhook.name)?,
-        (None, Some(spec)) => dispatch::workflow_dispatch(api, spec, vars, &webhook.name)?,
-        (None, None) => return Err("no dispatch".to_owned()),
-    };
-    let token = api
-        .tokens
-        .token()
+    let answer = github
+        .dispatch(dispatch, progress)
         .await
-        .map_err(|reason| format!("cannot get a GitHub token: {reason}"))?;
-    shared.masker.add(&token);
-    rendered.request.headers = dispatch::api_headers(&token);
-    Ok((
-        rendered.request,
-        RetryRule::Dispatch,
-        Some(rendered.repository),
-    ))
+        .map_err(|err| err.to_string())?;
+    let body = match answer.body {
+        Value::Null => Vec::new(),
+        body => body.to_string().into_bytes(),
+    };
+    Ok(HttpResponse {
+        status: answer.status,
+        headers: Vec::new(),
+        body,
+        truncated: false,
+        url: dispatch.path.clone(),
+    })
 }
 
 /// Opens a slot, retrying while the relay is unavailable (the step's deadline bounds it).

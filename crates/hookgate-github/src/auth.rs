@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::future::BoxFuture;
-use hookgate_engine::github_api::{StaticToken, TokenSource};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -37,12 +36,32 @@ pub enum AuthError {
     NoRepository,
 }
 
+/// Supplies a token for GitHub's API, fresh enough to use now.
+pub trait TokenSource: Send + Sync {
+    /// The token to send as `Authorization: Bearer <token>`. Secret: never log it.
+    fn token(&self) -> BoxFuture<'_, Result<String, String>>;
+}
+
+/// A fixed token, such as the job's `GITHUB_TOKEN`.
+pub struct StaticToken(pub String);
+
+impl TokenSource for StaticToken {
+    fn token(&self) -> BoxFuture<'_, Result<String, String>> {
+        let token = self.0.clone();
+        Box::pin(async move { Ok(token) })
+    }
+}
+
 /// The token source for the given credentials: the token itself, or a GitHub App's
 /// installation tokens.
+///
+/// `in_actions` says whether this runs in a GitHub Actions job, whose runner is told to mask
+/// each new installation token; elsewhere nothing is printed.
 pub fn token_source(
     credentials: &Credentials,
     rest: &RestClient,
     repository: Option<&Repository>,
+    in_actions: bool,
 ) -> Result<Arc<dyn TokenSource>, AuthError> {
     match credentials {
         Credentials::Token(token) => Ok(Arc::new(StaticToken(token.expose().to_owned()))),
@@ -51,12 +70,9 @@ pub fn token_source(
             private_key,
         } => {
             let repository = repository.ok_or(AuthError::NoRepository)?;
-            Ok(Arc::new(AppTokens::new(
-                app_id,
-                private_key,
-                repository.clone(),
-                rest.clone(),
-            )?))
+            let mut tokens = AppTokens::new(app_id, private_key, repository.clone(), rest.clone())?;
+            tokens.announce = in_actions;
+            Ok(Arc::new(tokens))
         }
     }
 }
@@ -74,6 +90,9 @@ pub struct AppTokens {
     rest: RestClient,
     cached: Mutex<Option<CachedToken>>,
     installation_id: Mutex<Option<u64>>,
+    /// Whether each new token is announced with `::add-mask::` (only inside Actions: elsewhere
+    /// the command would print the token itself).
+    announce: bool,
 }
 
 impl AppTokens {
@@ -93,6 +112,7 @@ impl AppTokens {
             rest,
             cached: Mutex::new(None),
             installation_id: Mutex::new(None),
+            announce: false,
         })
     }
 
@@ -176,7 +196,9 @@ impl AppTokens {
             .and_then(Value::as_str)
             .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
             .ok_or_else(|| unexpected("no valid `expires_at`"))?;
-        workflow_commands::add_mask(token);
+        if self.announce {
+            workflow_commands::add_mask(token);
+        }
         Ok(CachedToken {
             token: Secret::new(token),
             expires_at,
@@ -201,14 +223,5 @@ impl TokenSource for AppTokens {
                 .map(|c| c.token.expose().to_owned())
                 .ok_or_else(|| "no installation token".to_owned())
         })
-    }
-}
-
-/// Shares one token source between the engine's dispatches and the reporters.
-pub struct SharedTokens(pub Arc<dyn TokenSource>);
-
-impl TokenSource for SharedTokens {
-    fn token(&self) -> BoxFuture<'_, Result<String, String>> {
-        self.0.token()
     }
 }

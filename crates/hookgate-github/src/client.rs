@@ -1,21 +1,26 @@
 //! The REST client every GitHub call of this crate goes through: GitHub's headers, JSON bodies,
 //! and one retry policy that knows which requests may be sent again.
 //!
-//! - A rate-limit answer (403 or 429 with `Retry-After`, or `x-ratelimit-remaining: 0` with
-//!   `x-ratelimit-reset`, or a 429 / "secondary rate limit" 403 without either) means GitHub did
-//!   not act on the request, so any request, creating ones included, is sent again after the
-//!   wait GitHub asks for (up to [`RetryPolicy::max_wait`]; a longer wait is given up on).
+//! - A rate-limit answer means GitHub did not act on the request, so any request, creating ones
+//!   included, is sent again after the wait GitHub asks for (up to [`RetryPolicy::max_wait`]; a
+//!   longer wait is given up on). The primary limit is spent when `x-ratelimit-remaining` is 0:
+//!   the wait lasts until `x-ratelimit-reset`. A secondary limit is a 403 or 429 with
+//!   `Retry-After` (seconds or an HTTP date), or a 429, or a 403 saying "secondary rate limit",
+//!   without one: GitHub asks for at least a minute then.
 //! - A 5xx answer or a timeout may come after GitHub acted. Only [`Resend::Idempotent`] requests
-//!   (GETs, PATCHes of a check run) are sent again, with exponential backoff.
+//!   (GETs, PATCHes of a check run) are sent again, with exponential backoff. Creating requests
+//!   (a dispatch, a check run, a deployment) are not: GitHub has no idempotency key for them.
 //! - A connection that could not be opened never reached GitHub: every request is retried.
 //!
-//! Dispatches (`repository_dispatch`, `workflow_dispatch`) are sent by the engine, not here.
+//! The engine's dispatches come here too, through [`crate::port::GithubRest`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hookgate_engine::github_api::TokenSource;
+use hookgate_engine::backoff::parse_retry_after;
+
+use crate::auth::TokenSource;
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, USER_AGENT};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -155,6 +160,22 @@ impl RestClient {
         body: Option<&Value>,
         resend: Resend,
     ) -> Result<Value, ApiError> {
+        self.exchange(method, path, bearer, body, resend, &|_| {})
+            .await
+            .map(|(_, body)| body)
+    }
+
+    /// Like [`send`](Self::send), and also returns the status; `on_wait` hears each wait for a
+    /// rate limit before the request is sent again.
+    pub async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        bearer: &str,
+        body: Option<&Value>,
+        resend: Resend,
+        on_wait: &(dyn Fn(String) + Send + Sync),
+    ) -> Result<(StatusCode, Value), ApiError> {
         let url = format!("{}{path}", self.base_url);
         let mut attempt = 1;
         loop {
@@ -194,13 +215,15 @@ impl RestClient {
             let text = response.text().await.unwrap_or_default();
             if status.is_success() {
                 if text.trim().is_empty() {
-                    return Ok(Value::Null);
+                    return Ok((status, Value::Null));
                 }
-                return serde_json::from_str(&text).map_err(|e| ApiError::Unexpected {
-                    method,
-                    path: path.to_owned(),
-                    detail: format!("not JSON: {e}"),
-                });
+                return serde_json::from_str(&text)
+                    .map(|body| (status, body))
+                    .map_err(|e| ApiError::Unexpected {
+                        method,
+                        path: path.to_owned(),
+                        detail: format!("not JSON: {e}"),
+                    });
             }
             if let Some(wait) = rate_limit_wait(status, &headers, &text, SystemTime::now()) {
                 if wait > self.policy.max_wait {
@@ -213,6 +236,11 @@ impl RestClient {
                 }
                 if !last {
                     tracing::info!(%method, path, ?wait, "GitHub rate limit: waiting");
+                    on_wait(format!(
+                        "{method} {path} answered HTTP {}: rate limited; sending again in {}",
+                        status.as_u16(),
+                        humantime::format_duration(Duration::from_secs(wait.as_secs().max(1)))
+                    ));
                     tokio::time::sleep(wait).await;
                     continue;
                 }
@@ -243,18 +271,20 @@ fn rate_limit_wait(
         return None;
     }
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    if let Some(seconds) = header("retry-after").and_then(|v| v.trim().parse::<u64>().ok()) {
-        return Some(Duration::from_secs(seconds));
+    if let Some(wait) = header("retry-after").and_then(|v| parse_retry_after(v, now)) {
+        return Some(wait);
     }
-    if header("x-ratelimit-remaining") == Some("0")
+    let spent = header("x-ratelimit-remaining") == Some("0");
+    if spent
         && let Some(reset) = header("x-ratelimit-reset").and_then(|v| v.trim().parse::<u64>().ok())
     {
         let now = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
         // One second more: the reset time is rounded down.
         return Some(Duration::from_secs(reset.saturating_sub(now) + 1));
     }
-    // GitHub's advice for a secondary limit without headers: wait at least a minute.
-    if status == StatusCode::TOO_MANY_REQUESTS
+    // GitHub's advice for a limit that names no wait: at least a minute.
+    if spent
+        || status == StatusCode::TOO_MANY_REQUESTS
         || body.to_ascii_lowercase().contains("secondary rate limit")
     {
         return Some(Duration::from_secs(60));
@@ -328,6 +358,21 @@ impl GithubClient {
         let token = self.tokens.token().await.map_err(ApiError::Token)?;
         self.rest.send(method, path, &token, body, resend).await
     }
+
+    /// Sends one request; see [`RestClient::exchange`].
+    pub async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        resend: Resend,
+        on_wait: &(dyn Fn(String) + Send + Sync),
+    ) -> Result<(StatusCode, Value), ApiError> {
+        let token = self.tokens.token().await.map_err(ApiError::Token)?;
+        self.rest
+            .exchange(method, path, &token, body, resend, on_wait)
+            .await
+    }
 }
 
 #[cfg(test)]
@@ -353,6 +398,26 @@ mod tests {
         assert_eq!(
             rate_limit_wait(forbidden, &headers(&[("retry-after", "7")]), "", now),
             Some(Duration::from_secs(7))
+        );
+        // Retry-After as an HTTP date: 1970-01-01T00:16:50Z is 10 s after `now`.
+        assert_eq!(
+            rate_limit_wait(
+                StatusCode::TOO_MANY_REQUESTS,
+                &headers(&[("retry-after", "Thu, 01 Jan 1970 00:16:50 GMT")]),
+                "",
+                now
+            ),
+            Some(Duration::from_secs(10))
+        );
+        // A spent primary limit without a reset time: a minute.
+        assert_eq!(
+            rate_limit_wait(
+                forbidden,
+                &headers(&[("x-ratelimit-remaining", "0")]),
+                "",
+                now
+            ),
+            Some(Duration::from_secs(60))
         );
         assert_eq!(
             rate_limit_wait(

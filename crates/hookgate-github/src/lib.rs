@@ -1,10 +1,12 @@
 //! hookgate on GitHub: the reporters that show a run where GitHub users look (check runs on the
 //! gated commit, deployment statuses on the environment, the job summary, step outputs and the
 //! job's log), GitHub authentication (a token, or a GitHub App's installation tokens), and the
-//! [`GithubApi`] the engine uses to send `repository_dispatch` and `workflow_dispatch`.
+//! engine's GitHub port, through which it sends `repository_dispatch` and `workflow_dispatch`.
+//! Every call goes through one REST client ([`client`]) with one rule for rate limits.
 //!
-//! Start with [`Actions::from_env`], then take [`Actions::reporters`] and [`Actions::github_api`];
-//! both share one token source, so a GitHub App's installation token is fetched once.
+//! Start with [`Actions::from_env`], then take [`Actions::reporters`] and
+//! [`Actions::github_port`]; both share one token source, so a GitHub App's installation token
+//! is fetched once.
 //!
 //! The reporters that call GitHub run [`detached`], in tasks of their own, so an API call or a
 //! rate-limit wait never delays the job's log; the run's end waits until they are done.
@@ -33,6 +35,7 @@ pub mod client;
 pub mod context;
 pub mod deployments;
 pub mod detached;
+pub mod port;
 pub mod summary;
 pub mod text;
 pub mod workflow_commands;
@@ -40,13 +43,12 @@ pub mod workflow_commands;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hookgate_engine::Reporter;
-use hookgate_engine::github_api::{GithubApi, TokenSource};
+use hookgate_engine::{GithubPort, Reporter};
 
 pub use context::{GithubContext, input, input_variable};
 
 use crate::actions_log::ActionsLogReporter;
-use crate::auth::{AuthError, SharedTokens, token_source};
+use crate::auth::{AuthError, TokenSource, token_source};
 use crate::checks::{CheckRunReporter, CheckRunSettings};
 use crate::client::{ApiError, GithubClient, RestClient, RetryPolicy};
 use crate::context::{ContextError, Credentials};
@@ -105,6 +107,7 @@ impl Actions {
                 credentials,
                 &rest,
                 context.repository.as_ref(),
+                context.actions,
             )?),
             None => None,
         };
@@ -127,14 +130,19 @@ impl Actions {
         &self.context
     }
 
-    /// What the engine needs for GitHub dispatches, when a token or App was given.
-    pub fn github_api(&self) -> Option<GithubApi> {
-        let tokens = self.tokens.as_ref()?;
-        Some(GithubApi {
-            base_url: self.context.api_url.clone(),
-            repository: self.context.repository.as_ref().map(ToString::to_string),
-            tokens: Box::new(SharedTokens(Arc::clone(tokens))),
-        })
+    /// The engine's port to GitHub (dispatches and workflow runs), when a token or App was
+    /// given; it shares this run's client and tokens with the reporters.
+    pub fn github_port(&self) -> Option<Arc<dyn GithubPort>> {
+        let client = GithubClient::new(self.rest.clone(), Arc::clone(self.tokens.as_ref()?));
+        Some(Arc::new(port::GithubRest::new(
+            client,
+            self.context.repository.as_ref().map(ToString::to_string),
+        )))
+    }
+
+    /// Where API tokens come from, when a token or App was given.
+    pub fn tokens(&self) -> Option<Arc<dyn TokenSource>> {
+        self.tokens.clone()
     }
 
     /// The reporters for a run inside GitHub Actions, as the inputs ask; none outside Actions.

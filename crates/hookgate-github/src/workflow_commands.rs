@@ -4,17 +4,7 @@
 
 use std::io::Write;
 
-/// Escapes a command's message: `%`, CR and LF.
-pub fn escape_data(text: &str) -> String {
-    text.replace('%', "%25")
-        .replace('\r', "%0D")
-        .replace('\n', "%0A")
-}
-
-/// Escapes a command property's value: as [`escape_data`], plus `:` and `,`.
-pub fn escape_property(text: &str) -> String {
-    escape_data(text).replace(':', "%3A").replace(',', "%2C")
-}
+pub use hookgate_engine::mask::{add_mask_command, escape_data, escape_property};
 
 /// `::error title=...::message`.
 pub fn error_line(title: &str, message: &str) -> String {
@@ -76,7 +66,7 @@ pub fn add_mask(secret: &str) {
         .lines()
         .map(str::trim)
         .filter(|line| !line.is_empty())
-        .map(|line| format!("::add-mask::{}", escape_data(line)))
+        .map(add_mask_command)
         .collect();
     emit(&lines);
 }

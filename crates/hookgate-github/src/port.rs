@@ -1,0 +1,91 @@
+//! The engine's GitHub port, implemented with this crate's one REST client: dispatches are sent
+//! with [`Resend::OnlyIfUnsent`] (again only after a rate limit or a connection never opened),
+//! workflow runs are read with [`Resend::Idempotent`].
+
+use futures::future::BoxFuture;
+use hookgate_engine::github::{Dispatch, Dispatched, GithubError, GithubPort, WorkflowRun};
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::client::{ApiError, GithubClient, Resend};
+
+/// GitHub's REST API for the engine.
+pub struct GithubRest {
+    client: GithubClient,
+    repository: Option<String>,
+}
+
+impl GithubRest {
+    /// The port over `client`, with the run's `repository` (`owner/name`) as the default.
+    pub fn new(client: GithubClient, repository: Option<String>) -> Self {
+        GithubRest { client, repository }
+    }
+}
+
+fn port_error(err: ApiError) -> GithubError {
+    match err {
+        ApiError::Status { status, .. } => GithubError::Status {
+            status: status.as_u16(),
+            message: err.to_string(),
+        },
+        ApiError::RateLimited { wait, .. } => GithubError::Unavailable {
+            reason: err.to_string(),
+            wait: Some(wait),
+        },
+        other => GithubError::Unavailable {
+            reason: other.to_string(),
+            wait: None,
+        },
+    }
+}
+
+impl GithubPort for GithubRest {
+    fn repository(&self) -> Option<&str> {
+        self.repository.as_deref()
+    }
+
+    fn dispatch<'a>(
+        &'a self,
+        dispatch: &'a Dispatch,
+        progress: &'a (dyn Fn(String) + Send + Sync),
+    ) -> BoxFuture<'a, Result<Dispatched, GithubError>> {
+        Box::pin(async move {
+            let (status, body) = self
+                .client
+                .exchange(
+                    Method::POST,
+                    &dispatch.path,
+                    Some(&dispatch.body),
+                    Resend::OnlyIfUnsent,
+                    progress,
+                )
+                .await
+                .map_err(port_error)?;
+            Ok(Dispatched {
+                status: status.as_u16(),
+                body,
+            })
+        })
+    }
+
+    fn workflow_run<'a>(
+        &'a self,
+        repository: &'a str,
+        run_id: u64,
+    ) -> BoxFuture<'a, Result<WorkflowRun, GithubError>> {
+        Box::pin(async move {
+            let path = format!("/repos/{repository}/actions/runs/{run_id}");
+            let run = self
+                .client
+                .send(Method::GET, &path, None, Resend::Idempotent)
+                .await
+                .map_err(port_error)?;
+            let text = |name: &str| run.get(name).and_then(Value::as_str).map(str::to_owned);
+            Ok(WorkflowRun {
+                status: text("status").unwrap_or_else(|| "unknown".to_owned()),
+                conclusion: text("conclusion"),
+                html_url: text("html_url"),
+            })
+        })
+    }
+}
