@@ -127,8 +127,8 @@ fn render_step(out: &mut String, label: &str, step: &PlannedStep, indent: &str) 
                 let _ = writeln!(out, "{indent}     {name:<8} {value}");
             };
             detail(out, "calls", &callee(webhook));
-            detail(out, "wait", &wait(webhook));
-            let timeout = short_duration(webhook.timeout_or_default());
+            detail(out, "wait", &wait(call.wait, webhook));
+            let timeout = short_duration(call.timeout);
             if webhook.timeout.is_some() {
                 detail(out, "timeout", &timeout);
             } else {
@@ -205,8 +205,8 @@ fn callee(webhook: &Webhook) -> String {
 }
 
 /// How the step's result is known, with the settings that matter.
-fn wait(webhook: &Webhook) -> String {
-    match webhook.wait_mode() {
+fn wait(mode: WaitFor, webhook: &Webhook) -> String {
+    match mode {
         WaitFor::None => "none (a 2xx answer is success)".to_owned(),
         WaitFor::WorkflowRun => "workflowRun (the started run's conclusion)".to_owned(),
         WaitFor::Callback => {

@@ -365,7 +365,7 @@ pub struct Webhook {
 impl Webhook {
     /// How the result is known: `waitFor`, else `none` when Armory's `disableCallback` is true,
     /// else `callback` (Armory's default).
-    pub fn wait_mode(&self) -> WaitFor {
+    pub(crate) fn wait_mode(&self) -> WaitFor {
         match (self.wait_for, self.disable_callback) {
             (Some(mode), _) => mode,
             (None, Some(true)) => WaitFor::None,
@@ -374,7 +374,7 @@ impl Webhook {
     }
 
     /// The step's time limit: `timeout`, else Armory's 24 hours.
-    pub fn timeout_or_default(&self) -> Duration {
+    pub(crate) fn timeout_or_default(&self) -> Duration {
         self.timeout.map(|t| t.0).unwrap_or(DEFAULT_WEBHOOK_TIMEOUT)
     }
 }

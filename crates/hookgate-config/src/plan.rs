@@ -14,7 +14,7 @@ use indexmap::IndexMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::model::{DeploymentFile, Pause, RunWebhook, StrategyStep, Webhook};
+use crate::model::{DeploymentFile, Pause, RunWebhook, StrategyStep, WaitFor, Webhook};
 
 /// The part of a target's deployment whose gates are run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -108,12 +108,18 @@ pub enum PlannedStep {
     },
 }
 
-/// A `runWebhook` resolved against its webhook.
+/// A `runWebhook` resolved against its webhook: what the engine runs without checking again.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WebhookCall {
     /// The step's name (the webhook's name; unique within a plan by a `#2` suffix when repeated).
     pub step_name: String,
+    /// How the result is known: `waitFor`, with Armory's `disableCallback: true` meaning `none`
+    /// and `callback` the default.
+    pub wait: WaitFor,
+    /// The step's time limit: the webhook's `timeout`, or Armory's 24 hours.
+    #[serde(with = "humantime_serde_secs")]
+    pub timeout: Duration,
     /// The webhook, as declared.
     pub webhook: Webhook,
     /// The step's own `context`.
@@ -301,6 +307,8 @@ impl PlanBuilder<'_> {
         };
         Ok(PlannedStep::Webhook(Box::new(WebhookCall {
             step_name,
+            wait: webhook.wait_mode(),
+            timeout: webhook.timeout_or_default(),
             webhook: (*webhook).clone(),
             context: run.context.clone(),
             condition: run.condition.clone(),

@@ -182,3 +182,31 @@ fn a_dispatch_cannot_be_polled() {
         "{text}"
     );
 }
+
+#[test]
+fn plans_resolve_the_wait_and_the_time_limit() {
+    let text = "targets:\n  t:\n    constraints:\n      beforeDeployment:\n        - runWebhook: {name: armory}\n        - runWebhook: {name: off}\n        - runWebhook: {name: polled}\n        - runWebhook: {name: still-callback}\nwebhooks:\n  - name: armory\n    uriTemplate: https://example.com\n  - name: off\n    uriTemplate: https://example.com\n    disableCallback: true\n    timeout: 90s\n  - name: polled\n    uriTemplate: https://example.com\n    waitFor: poll\n    timeout: 2h\n  - name: still-callback\n    uriTemplate: https://example.com\n    disableCallback: false\n";
+    let loaded = load_str("deploy.yml", text).unwrap();
+    let plan =
+        hookgate_config::plan(&loaded.file, "t", hookgate_config::Phase::BeforeDeployment).unwrap();
+    let resolved: Vec<(String, &str, u64)> = plan
+        .steps()
+        .map(|step| match step {
+            hookgate_config::PlannedStep::Webhook(call) => (
+                call.step_name.clone(),
+                call.wait.as_str(),
+                call.timeout.as_secs(),
+            ),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        resolved,
+        [
+            ("armory".to_owned(), "callback", 24 * 3600),
+            ("off".to_owned(), "none", 90),
+            ("polled".to_owned(), "poll", 7200),
+            ("still-callback".to_owned(), "callback", 24 * 3600),
+        ]
+    );
+}

@@ -178,6 +178,27 @@ pub fn run_conclusion(conclusion: Option<&str>) -> Conclusion {
     }
 }
 
+/// Follows the run a `workflow_dispatch` started (its id from GitHub's `answer`) until it
+/// completes. The caller bounds the time.
+pub async fn follow_run(
+    github: &dyn GithubPort,
+    repository: &str,
+    answer: &crate::request::HttpResponse,
+    intervals: PollIntervals,
+    progress: &(dyn Fn(String) + Send + Sync),
+) -> (Conclusion, String) {
+    let Some(run_id) = dispatched_run_id(answer.json().as_ref()) else {
+        return (
+            Conclusion::Failure,
+            format!(
+                "GitHub started the workflow but returned no run id (HTTP {}), so its run cannot be followed; use `waitFor: callback` instead",
+                answer.status
+            ),
+        );
+    };
+    await_workflow_run(github, repository, run_id, intervals, progress).await
+}
+
 /// Reads workflow run `run_id` through `github` until it completes. The caller bounds the time.
 pub async fn await_workflow_run(
     github: &dyn GithubPort,

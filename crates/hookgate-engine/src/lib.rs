@@ -20,5 +20,5 @@ pub use event::{Conclusion, Event, Reporter, StepInfo, StepOutcome};
 pub use github::{Dispatch, Dispatched, GithubError, GithubPort, WorkflowRun};
 pub use mailbox::{Mailbox, MailboxError};
 pub use mask::Masker;
-pub use runner::{RunError, RunReport, Runner, needs_github, needs_mailbox, step_infos, wait_mode};
+pub use runner::{RunError, RunReport, Runner, StepError, needs_github, needs_mailbox, step_infos};
 pub use settings::{ArmoryValues, RunSettings};

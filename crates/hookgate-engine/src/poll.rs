@@ -174,6 +174,47 @@ pub struct PollResult {
     pub last_body: Option<Value>,
 }
 
+/// Follows a webhook's answer to its end: finds the status URL from the `request` sent and its
+/// `response`, then polls it with the request's own headers (its credentials, not its body's).
+pub async fn follow(
+    sender: &HttpSender,
+    webhook: &hookgate_config::model::Webhook,
+    request: &HttpRequest,
+    response: &HttpResponse,
+    progress: &(dyn Fn(String, Option<u8>) + Send + Sync),
+) -> PollResult {
+    let config = webhook.poll.clone().unwrap_or_default();
+    let url = match status_url(&config, request, response) {
+        Ok(url) => url,
+        Err(message) => {
+            return PollResult {
+                conclusion: Conclusion::Failure,
+                message,
+                last_body: None,
+            };
+        }
+    };
+    let headers: Vec<(String, String)> = request
+        .headers
+        .iter()
+        .filter(|(name, _)| {
+            !["content-type", "content-length", "idempotency-key"]
+                .contains(&name.to_ascii_lowercase().as_str())
+        })
+        .cloned()
+        .collect();
+    monitor(
+        sender,
+        &url,
+        &headers,
+        &config,
+        &webhook.fail_fast_status_codes,
+        &webhook.retry_status_codes,
+        progress,
+    )
+    .await
+}
+
 /// Interval settings (tests and users may shorten them).
 #[derive(Debug, Clone, Copy)]
 pub struct PollIntervals {

@@ -41,16 +41,10 @@ fn deadline_after(start: Instant, limit: Duration) -> Instant {
     start + limit.min(FOREVER)
 }
 
-/// How a webhook's result is known: `waitFor`, with Armory's `disableCallback: true` meaning
-/// `none` and `callback` the default.
-pub fn wait_mode(webhook: &Webhook) -> WaitFor {
-    webhook.wait_mode()
-}
-
 /// Whether any step of `plan` waits for a callback (and so needs a relay).
 pub fn needs_mailbox(plan: &Plan) -> bool {
     plan.steps().any(|step| match step {
-        PlannedStep::Webhook(call) => wait_mode(&call.webhook) == WaitFor::Callback,
+        PlannedStep::Webhook(call) => call.wait == WaitFor::Callback,
         _ => false,
     })
 }
@@ -76,7 +70,7 @@ pub fn step_infos(plan: &Plan) -> Vec<StepInfo> {
                 PlannedStep::Webhook(call) => (
                     call.step_name.clone(),
                     "webhook".to_owned(),
-                    wait_mode(&call.webhook).as_str().to_owned(),
+                    call.wait.as_str().to_owned(),
                 ),
                 PlannedStep::Pause { .. } => {
                     ("pause".to_owned(), "pause".to_owned(), String::new())
@@ -221,7 +215,7 @@ impl Runner {
         };
         if self.mailbox.is_none() && needs_mailbox(&self.plan) {
             return Err(RunError::NoMailbox {
-                steps: names(&|call| wait_mode(&call.webhook) == WaitFor::Callback),
+                steps: names(&|call| call.wait == WaitFor::Callback),
             });
         }
         if self.github.is_none() && needs_github(&self.plan) {
@@ -593,9 +587,7 @@ async fn run_webhook(
     }
 
     shared.emit(Event::StepStarted { step: info.clone() });
-    let step_timeout = webhook
-        .timeout
-        .map_or(shared.settings.default_step_timeout, |t| t.0);
+    let step_timeout = call.timeout;
     let step_deadline = deadline_after(start, step_timeout);
     let (deadline, limit) = match shared.run_deadline {
         Some(run) if run < step_deadline => (run, "the run's --timeout".to_owned()),
@@ -613,7 +605,9 @@ async fn run_webhook(
     });
     let deadline_at = SystemTime::now() + deadline.saturating_duration_since(Instant::now());
     let ended = tokio::select! {
-        result = execute(shared, info, call, &state, deadline_at) => Some(result),
+        result = execute(shared, info, call, &state, deadline_at) => {
+            Some(result.unwrap_or_else(|err| (Conclusion::Failure, err.to_string())))
+        }
         () = tokio::time::sleep_until(deadline) => None,
         () = cancel.cancelled() => None,
     };
@@ -714,120 +708,98 @@ fn render_headers(
         .collect()
 }
 
-/// Sends the request, then waits as the webhook says.
+/// Why a webhook step failed before its wait could decide.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// Armory's Remote Network Agent cannot be used from a runner.
+    #[error(
+        "webhook `{0}` uses networkMode remoteNetworkAgent, which only Armory's cloud can use; hookgate calls webhooks directly from the runner (set networkMode: direct, or run the runner inside that network)"
+    )]
+    RemoteNetworkAgent(String),
+    /// A template, or a rendered value GitHub would refuse.
+    #[error("{0}")]
+    Render(String),
+    /// No callback slot could be had from the relay.
+    #[error("{0}")]
+    Slot(String),
+    /// The webhook's request failed after its retries.
+    #[error("{failure}{}", if *.fail_fast { " (a failFastStatusCodes status: not retried)" } else { "" })]
+    Request {
+        /// What failed.
+        failure: RequestFailure,
+        /// Whether a `failFastStatusCodes` status ended it.
+        fail_fast: bool,
+    },
+    /// A dispatch kind, and no GitHub token to send it with.
+    #[error("no GitHub token is available")]
+    NoGithub,
+    /// GitHub refused or did not answer a dispatch.
+    #[error(transparent)]
+    Github(#[from] crate::github::GithubError),
+    /// `waitFor: poll` on a GitHub dispatch (validation refuses it).
+    #[error("a GitHub dispatch answers with no status URL to poll")]
+    NothingToPoll,
+    /// `waitFor: workflowRun` on something that starts no workflow (validation refuses it).
+    #[error("`waitFor: workflowRun` needs a `workflowDispatch` webhook")]
+    NoWorkflow,
+}
+
+/// Sends the request, then waits as the webhook says: one piece per wait mode.
 async fn execute(
     shared: &Arc<Shared>,
     info: &StepInfo,
     call: &WebhookCall,
     state: &Mutex<StepState>,
     deadline: SystemTime,
-) -> (Conclusion, String) {
+) -> Result<(Conclusion, String), StepError> {
     let webhook = &call.webhook;
-    let mode = wait_mode(webhook);
     if webhook.network_mode == Some(NetworkMode::RemoteNetworkAgent) {
-        return (
-            Conclusion::Failure,
-            format!(
-                "webhook `{}` uses networkMode remoteNetworkAgent, which only Armory's cloud can use; hookgate calls webhooks directly from the runner (set networkMode: direct, or run the runner inside that network)",
-                webhook.name
-            ),
-        );
+        return Err(StepError::RemoteNetworkAgent(webhook.name.clone()));
     }
     let progress = |message: String| shared.progress(info, message, None);
 
     // A callback slot first: its URL and token go into the request.
-    let (slot, check) = if mode == WaitFor::Callback {
-        match open_callback(shared, info, webhook, state, deadline).await {
-            Ok((slot, check)) => (Some(slot), Some(check)),
-            Err(message) => return (Conclusion::Failure, message),
-        }
-    } else {
-        (None, None)
+    let callback = match call.wait {
+        WaitFor::Callback => Some(
+            open_callback(shared, info, webhook, state, deadline)
+                .await
+                .map_err(StepError::Slot)?,
+        ),
+        _ => None,
     };
 
-    // The request: a GitHub dispatch, or the webhook's own URL.
     let vars = lock(state).vars.clone();
-    let outgoing = match build_request(shared, webhook, &vars) {
-        Ok(outgoing) => outgoing,
-        Err(message) => return (Conclusion::Failure, message),
-    };
+    let outgoing = build_request(shared, webhook, &vars).map_err(StepError::Render)?;
     lock(state).sent = true;
-    let (response, request) = match outgoing {
-        Outgoing::Dispatch(dispatch) => match send_dispatch(shared, &dispatch, &progress).await {
-            Ok(response) => (response, Err(dispatch.repository)),
-            Err(message) => return (Conclusion::Failure, message),
-        },
+    let (response, sent) = match outgoing {
+        Outgoing::Dispatch(dispatch) => {
+            let response = send_dispatch(shared, &dispatch, &progress).await?;
+            (response, Sent::Dispatch(dispatch.repository))
+        }
         Outgoing::Webhook(request) => {
-            let policy = RetryPolicy {
-                retry_count: webhook.retry_count.unwrap_or(0),
-                retry_status_codes: webhook.retry_status_codes.clone(),
-                fail_fast_status_codes: webhook.fail_fast_status_codes.clone(),
-                backoff: shared.settings.retry_backoff,
-            };
-            match shared.sender.send(&request, &policy, &progress).await {
-                Ok(response) => (response, Ok(request)),
-                Err(failure) => {
-                    let note = match &failure {
-                        RequestFailure::Status {
-                            fail_fast: true, ..
-                        } => " (a failFastStatusCodes status: not retried)",
-                        _ => "",
-                    };
-                    if let RequestFailure::Status { response, .. } = &failure {
-                        lock(state).response = Some((**response).clone());
-                    }
-                    return (Conclusion::Failure, format!("{failure}{note}"));
-                }
-            }
+            let response = send_webhook(shared, webhook, &request, state, &progress).await?;
+            (response, Sent::Webhook(request))
         }
     };
     lock(state).response = Some(response.clone());
     let answered = format!("HTTP {}", response.status);
 
-    match mode {
-        WaitFor::None => (Conclusion::Success, answered),
-        WaitFor::Poll => {
-            let Ok(request) = request else {
-                return (
-                    Conclusion::Failure,
-                    "a GitHub dispatch answers with no status URL to poll".to_owned(),
-                );
-            };
-            let config = webhook.poll.clone().unwrap_or_default();
-            let url = match poll::status_url(&config, &request, &response) {
-                Ok(url) => url,
-                Err(message) => return (Conclusion::Failure, message),
-            };
-            let headers: Vec<(String, String)> = request
-                .headers
-                .iter()
-                .filter(|(name, _)| {
-                    !["content-type", "content-length", "idempotency-key"]
-                        .contains(&name.to_ascii_lowercase().as_str())
-                })
-                .cloned()
-                .collect();
+    Ok(match (call.wait, sent) {
+        (WaitFor::None, _) => (Conclusion::Success, answered),
+        (WaitFor::Poll, Sent::Webhook(request)) => {
             let progress = |message: String, percent: Option<u8>| {
                 shared.progress(info, message, percent);
             };
-            let result = poll::monitor(
-                &shared.sender,
-                &url,
-                &headers,
-                &config,
-                &webhook.fail_fast_status_codes,
-                &webhook.retry_status_codes,
-                &progress,
-            )
-            .await;
+            let result =
+                poll::follow(&shared.sender, webhook, &request, &response, &progress).await;
             lock(state).poll_body = result.last_body;
             (result.conclusion, result.message)
         }
-        WaitFor::Callback => {
-            let (Some(mailbox), Some(slot), Some(check)) =
-                (shared.mailbox.as_deref(), slot.as_ref(), check.as_ref())
+        (WaitFor::Poll, Sent::Dispatch(_)) => return Err(StepError::NothingToPoll),
+        (WaitFor::Callback, _) => {
+            let (Some(mailbox), Some((slot, check))) = (shared.mailbox.as_deref(), &callback)
             else {
-                return (Conclusion::Failure, "no callback slot is open".to_owned());
+                return Err(StepError::Slot("no callback slot is open".to_owned()));
             };
             progress(format!("{answered}; waiting for the callback"));
             let result = callback::await_verdict(
@@ -841,27 +813,54 @@ async fn execute(
             lock(state).callback_body = result.body;
             (result.conclusion, result.message)
         }
-        WaitFor::WorkflowRun => {
-            let (Some(github), Err(repository)) = (shared.github.as_deref(), request) else {
-                return (
-                    Conclusion::Failure,
-                    "`waitFor: workflowRun` needs a `workflowDispatch` webhook".to_owned(),
-                );
-            };
-            let Some(run_id) = dispatch::dispatched_run_id(response.json().as_ref()) else {
-                return (
-                    Conclusion::Failure,
-                    format!(
-                        "GitHub started the workflow but returned no run id ({answered}), so its run cannot be followed; use `waitFor: callback` instead"
-                    ),
-                );
-            };
+        (WaitFor::WorkflowRun, Sent::Dispatch(repository)) => {
+            let github = shared.github.as_deref().ok_or(StepError::NoGithub)?;
             let intervals = PollIntervals {
                 fixed: webhook.poll.as_ref().and_then(|p| p.interval).map(|d| d.0),
             };
-            dispatch::await_workflow_run(github, &repository, run_id, intervals, &progress).await
+            dispatch::follow_run(github, &repository, &response, intervals, &progress).await
         }
-    }
+        (WaitFor::WorkflowRun, Sent::Webhook(_)) => return Err(StepError::NoWorkflow),
+    })
+}
+
+/// What was sent: the webhook's own request, or a dispatch to this repository.
+enum Sent {
+    Webhook(HttpRequest),
+    Dispatch(String),
+}
+
+/// Sends a webhook's own request with its retries; a refusal's answer is kept for `steps[...]`.
+async fn send_webhook(
+    shared: &Shared,
+    webhook: &Webhook,
+    request: &HttpRequest,
+    state: &Mutex<StepState>,
+    progress: &(dyn Fn(String) + Send + Sync),
+) -> Result<HttpResponse, StepError> {
+    let policy = RetryPolicy {
+        retry_count: webhook.retry_count.unwrap_or(0),
+        retry_status_codes: webhook.retry_status_codes.clone(),
+        fail_fast_status_codes: webhook.fail_fast_status_codes.clone(),
+        backoff: shared.settings.retry_backoff,
+    };
+    shared
+        .sender
+        .send(request, &policy, progress)
+        .await
+        .map_err(|failure| {
+            let fail_fast = matches!(
+                failure,
+                RequestFailure::Status {
+                    fail_fast: true,
+                    ..
+                }
+            );
+            if let RequestFailure::Status { response, .. } = &failure {
+                lock(state).response = Some((**response).clone());
+            }
+            StepError::Request { failure, fail_fast }
+        })
 }
 
 /// Opens the callback slot of a `waitFor: callback` step and puts its URL and token into the
@@ -970,14 +969,9 @@ async fn send_dispatch(
     shared: &Shared,
     dispatch: &Dispatch,
     progress: &(dyn Fn(String) + Send + Sync),
-) -> Result<HttpResponse, String> {
-    let Some(github) = shared.github.as_deref() else {
-        return Err("no GitHub token is available".to_owned());
-    };
-    let answer = github
-        .dispatch(dispatch, progress)
-        .await
-        .map_err(|err| err.to_string())?;
+) -> Result<HttpResponse, StepError> {
+    let github = shared.github.as_deref().ok_or(StepError::NoGithub)?;
+    let answer = github.dispatch(dispatch, progress).await?;
     let body = match answer.body {
         Value::Null => Vec::new(),
         body => body.to_string().into_bytes(),
@@ -1119,23 +1113,4 @@ async fn send_cancel(shared: &Shared, webhook: &Webhook, vars: &Value) -> Option
             humantime::format_duration(shared.settings.cancel_timeout)
         ),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use hookgate_config::model::Webhook;
-
-    use super::*;
-
-    #[test]
-    fn the_wait_mode_defaults_to_callback_and_disable_callback_means_none() {
-        let mut webhook = Webhook::default();
-        assert_eq!(wait_mode(&webhook), WaitFor::Callback);
-        webhook.disable_callback = Some(false);
-        assert_eq!(wait_mode(&webhook), WaitFor::Callback);
-        webhook.disable_callback = Some(true);
-        assert_eq!(wait_mode(&webhook), WaitFor::None);
-        webhook.wait_for = Some(WaitFor::Poll);
-        assert_eq!(wait_mode(&webhook), WaitFor::Poll);
-    }
 }

@@ -10,9 +10,6 @@ use serde_json::Value;
 use crate::backoff::Backoff;
 use crate::request::Timeouts;
 
-/// Armory's default time a webhook may take.
-pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
-
 /// The values of `{{ armory.* }}` other than `callbackUri` (which belongs to a slot).
 #[derive(Debug, Clone, Default)]
 pub struct ArmoryValues {
@@ -55,8 +52,6 @@ pub struct RunSettings {
     pub github: IndexMap<String, String>,
     /// The whole run's time limit (`--timeout`).
     pub run_timeout: Option<Duration>,
-    /// A step's time limit when its webhook sets none.
-    pub default_step_timeout: Duration,
     /// Delays between retries of a request.
     pub retry_backoff: Backoff,
     /// Delays between attempts to reach an unavailable relay.
@@ -88,7 +83,6 @@ impl Default for RunSettings {
             armory: ArmoryValues::default(),
             github: IndexMap::new(),
             run_timeout: None,
-            default_step_timeout: DEFAULT_STEP_TIMEOUT,
             retry_backoff: Backoff::default(),
             relay_backoff: Backoff {
                 base: Duration::from_secs(1),
