@@ -39,9 +39,8 @@ use crate::metrics::{CallbackOutcome, Metrics};
 use crate::oidc::OidcVerifier;
 use crate::slot_cache::{SlotCache, SlotTerms};
 use crate::store::{
-    self, AddOutcome, CallbackAuth, NewCallback, Slot, SlotId, SlotStore, StoreError,
+    self, AddOutcome, CallbackAuth, NewCallback, Slot, SlotId, SlotStore, StoreError, WaitingStore,
 };
-use crate::wakers::Wakers;
 
 /// The name the slot-token key is kept under in the store.
 const SIGNING_KEY_NAME: &str = "slot-tokens";
@@ -71,11 +70,10 @@ pub enum RelayError {
 struct Relay {
     config: RelayConfig,
     public_url: String,
-    store: Arc<dyn SlotStore>,
+    store: WaitingStore,
     slots: SlotCache,
     tokens: SlotTokens,
     oidc: Option<OidcVerifier>,
-    wakers: Arc<Wakers>,
     metrics: Metrics,
     shutdown: CancellationToken,
 }
@@ -118,15 +116,12 @@ pub async fn serve(
     };
     let tokens = SlotTokens::new(&key)?.with_leeway(Duration::from_secs(5));
     let stop = CancellationToken::new();
-    let wakers = Arc::new(Wakers::default());
-    store.wake_on_remote_callbacks(wakers.clone(), stop.child_token());
     let relay = Arc::new(Relay {
         oidc: config.oidc.clone().map(OidcVerifier::new),
         public_url,
-        store: store.clone(),
+        store: WaitingStore::new(store.clone(), stop.child_token()),
         slots: SlotCache::new(config.retention),
         tokens,
-        wakers,
         metrics: Metrics::default(),
         shutdown: stop.clone(),
         config,
@@ -374,7 +369,7 @@ async fn remove_expired_slots(relay: Shared) {
         let cutoff = SystemTime::now()
             .checked_sub(relay.config.retention)
             .unwrap_or(SystemTime::UNIX_EPOCH);
-        match relay.store.remove_slots_before(cutoff).await {
+        match relay.store.backend().remove_slots_before(cutoff).await {
             Ok(0) => {}
             Ok(removed) => tracing::info!(removed, "removed expired slots"),
             Err(err) => tracing::warn!(error = %err, "removing expired slots failed"),
@@ -532,12 +527,8 @@ async fn create_slot(
             deadline + relay.config.retention,
         )
         .map_err(token_error)?;
-    relay.store.create_slot(&slot).await?;
-    if relay.store.single_process() {
-        relay.slots.put_new(slot.clone());
-    } else {
-        relay.slots.put(slot.clone());
-    }
+    relay.store.backend().create_slot(&slot).await?;
+    relay.slots.put(slot.clone());
     relay.metrics.slot_created();
     match &creator {
         Creator::RelayToken => {
@@ -571,7 +562,7 @@ async fn find_slot(relay: &Relay, id: &SlotId) -> Result<Option<SlotTerms>, ApiE
     if let Some(terms) = relay.slots.terms(id) {
         return Ok(Some(terms));
     }
-    let Some(slot) = relay.store.slot(id).await? else {
+    let Some(slot) = relay.store.backend().slot(id).await? else {
         return Ok(None);
     };
     let terms = SlotTerms::from(&slot);
@@ -657,23 +648,13 @@ async fn accept_callback(
             body: body.to_vec(),
             max_per_slot: relay.config.max_callbacks_per_slot,
         })
-        .await
-        .inspect_err(|_| {
-            // The callback may be stored all the same (committed, then its sync failed): polls on
-            // the slot read the store from now on, and are woken to do so.
-            relay.slots.forget_sequence(&slot_id);
-            relay.wakers.wake(&slot_id);
-        })?;
+        .await?;
     let accepted = |sequence| Accepted {
         slot: slot_id.clone(),
         sequence,
     };
     match outcome {
         AddOutcome::Stored { sequence } | AddOutcome::Duplicate { sequence } => {
-            // A repeat is noted too: its first delivery may have been stored and then answered
-            // with an error.
-            relay.slots.stored(&slot_id, sequence);
-            relay.wakers.wake(&slot_id);
             let duplicate = matches!(outcome, AddOutcome::Duplicate { .. });
             Ok((accepted(sequence), duplicate))
         }
@@ -802,32 +783,18 @@ async fn read_slot(
         .deadline;
     let until = tokio::time::Instant::now() + wait;
 
-    let registration = relay.wakers.register(&slot_id);
-    // Counted as waiting once the store had nothing for it, until it is answered.
-    let mut waiting = None;
-    let callbacks = loop {
-        // Armed before the read, so a callback stored in between still wakes this poll.
-        let woken = registration.notify().notified();
-        tokio::pin!(woken);
-        woken.as_mut().enable();
-        let callbacks = if relay.slots.nothing_after(&slot_id, query.after) {
-            Vec::new()
-        } else {
-            relay
-                .store
-                .callbacks_after(&slot_id, query.after, MAX_CALLBACKS_PER_ANSWER)
-                .await?
-        };
-        if !callbacks.is_empty() || tokio::time::Instant::now() >= until {
-            break callbacks;
-        }
-        waiting.get_or_insert_with(|| relay.metrics.waiting());
-        tokio::select! {
-            () = woken => {},
-            () = tokio::time::sleep_until(until) => {},
-            () = relay.shutdown.cancelled() => break Vec::new(),
-        }
-    };
+    let callbacks = relay
+        .store
+        .wait_for_callbacks(
+            &slot_id,
+            query.after,
+            MAX_CALLBACKS_PER_ANSWER,
+            until,
+            relay.shutdown.cancelled(),
+            // Counted as waiting once the store had nothing for it, until it is answered.
+            || relay.metrics.waiting(),
+        )
+        .await?;
     Ok(Json(SlotCallbacks {
         id: slot_id,
         deadline,

@@ -5,6 +5,7 @@
 
 mod postgres;
 mod sqlite;
+mod waiting;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -14,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
+pub use waiting::WaitingStore;
 
 use crate::wakers::Wakers;
 
@@ -153,12 +155,6 @@ pub trait SlotStore: Send + Sync + 'static {
     /// Starts waking `wakers` for callbacks that other replicas store (PostgreSQL LISTEN/NOTIFY);
     /// a store that only one process uses does nothing.
     fn wake_on_remote_callbacks(&self, _wakers: Arc<Wakers>, _shutdown: CancellationToken) {}
-
-    /// Whether every write goes through this process (SQLite), so that the process knows of
-    /// every callback stored into the slots it created; not so with replicas (PostgreSQL).
-    fn single_process(&self) -> bool {
-        false
-    }
 
     /// Finishes pending writes and closes the connections.
     fn close(&self) -> BoxFuture<'_, ()>;

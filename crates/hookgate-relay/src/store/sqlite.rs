@@ -278,10 +278,6 @@ impl SlotStore for SqliteStore {
         Box::pin(self.write(move |reply| Op::SecretOrInsert(name.to_owned(), candidate, reply)))
     }
 
-    fn single_process(&self) -> bool {
-        true
-    }
-
     fn close(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             let (done, closed) = oneshot::channel();
