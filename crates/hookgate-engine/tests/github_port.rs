@@ -1,0 +1,239 @@
+//! The engine's GitHub webhook kinds in process, against a fake [`GithubPort`]: what is
+//! dispatched (rendered, sent once), how a failed dispatch ends the step without a second send,
+//! how a started workflow run is followed to its conclusion, and how later steps read an earlier
+//! dispatch's answer (`steps['NAME']`) and its conditions.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::{Arc, Mutex};
+
+use futures::future::BoxFuture;
+use hookgate_config::Phase;
+use hookgate_engine::github::{Dispatch, Dispatched, GithubError, GithubPort, WorkflowRun};
+use hookgate_engine::{Conclusion, RunReport, RunSettings, Runner};
+use serde_json::json;
+
+/// A GitHub that answers dispatches and run reads from scripts, and keeps what it was asked.
+#[derive(Default)]
+struct FakeGithub {
+    dispatch_answers: Mutex<Vec<Result<Dispatched, GithubError>>>,
+    run_answers: Mutex<Vec<Result<WorkflowRun, GithubError>>>,
+    dispatched: Mutex<Vec<Dispatch>>,
+    runs_read: Mutex<Vec<(String, u64)>>,
+}
+
+impl GithubPort for FakeGithub {
+    fn repository(&self) -> Option<&str> {
+        Some("octo/app")
+    }
+
+    fn dispatch<'a>(
+        &'a self,
+        dispatch: &'a Dispatch,
+        _progress: &'a (dyn Fn(String) + Send + Sync),
+    ) -> BoxFuture<'a, Result<Dispatched, GithubError>> {
+        self.dispatched.lock().unwrap().push(dispatch.clone());
+        let answer = self.dispatch_answers.lock().unwrap().remove(0);
+        Box::pin(async move { answer })
+    }
+
+    fn workflow_run<'a>(
+        &'a self,
+        repository: &'a str,
+        run_id: u64,
+    ) -> BoxFuture<'a, Result<WorkflowRun, GithubError>> {
+        self.runs_read
+            .lock()
+            .unwrap()
+            .push((repository.to_owned(), run_id));
+        let answer = self.run_answers.lock().unwrap().remove(0);
+        Box::pin(async move { answer })
+    }
+}
+
+fn run_state(status: &str, conclusion: Option<&str>) -> Result<WorkflowRun, GithubError> {
+    Ok(WorkflowRun {
+        status: status.to_owned(),
+        conclusion: conclusion.map(str::to_owned),
+        html_url: Some("https://github.com/octo/load/actions/runs/77".to_owned()),
+    })
+}
+
+async fn run(yaml: &str, github: Arc<FakeGithub>) -> RunReport {
+    let loaded = hookgate_config::load_str("deploy.yml", yaml).unwrap();
+    let plan = hookgate_config::plan(&loaded.file, "staging", Phase::BeforeDeployment).unwrap();
+    let mut settings = RunSettings::default();
+    settings.context.insert("suite".into(), json!("smoke"));
+    Runner::new(plan, settings)
+        .with_github(github)
+        .run()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_started_run_is_followed_and_a_later_step_reads_the_answer() {
+    let github = Arc::new(FakeGithub {
+        dispatch_answers: Mutex::new(vec![
+            Ok(Dispatched {
+                status: 200,
+                body: json!({"workflow_run_id": 77, "run_url": "https://api/runs/77"}),
+            }),
+            Ok(Dispatched {
+                status: 204,
+                body: json!(null),
+            }),
+        ]),
+        run_answers: Mutex::new(vec![
+            run_state("queued", None),
+            run_state("in_progress", None),
+            run_state("completed", Some("success")),
+        ]),
+        ..FakeGithub::default()
+    });
+    let yaml = r#"
+targets:
+  staging:
+    constraints:
+      beforeDeployment:
+        - runWebhook: {name: load}
+        - runWebhook:
+            name: notify
+            if: "{{ steps['load'].status == 200 and steps['load'].body.workflow_run_id == 77 }}"
+        - runWebhook:
+            name: never
+            if: "{{ steps['load'].conclusion != 'success' }}"
+webhooks:
+  - name: load
+    workflowDispatch:
+      workflow: load.yml
+      ref: main
+      inputs:
+        suite: "{{ context.suite }}"
+    waitFor: workflowRun
+  - name: notify
+    repositoryDispatch:
+      repository: octo/notices
+      eventType: load-done
+      clientPayload:
+        run: "{{ steps['load'].body.run_url }}"
+    waitFor: none
+  - name: never
+    repositoryDispatch:
+      repository: octo/notices
+      eventType: never
+    waitFor: none
+"#;
+    let report = run(yaml, github.clone()).await;
+    let conclusions: Vec<Conclusion> = report.outcomes.iter().map(|(_, o)| o.conclusion).collect();
+    assert_eq!(
+        conclusions,
+        [
+            Conclusion::Success,
+            Conclusion::Success,
+            Conclusion::Skipped
+        ],
+        "{:?}",
+        report.outcomes
+    );
+    assert!(
+        report.outcomes[0].1.message.contains("concluded `success`"),
+        "{}",
+        report.outcomes[0].1.message
+    );
+    let dispatched = github.dispatched.lock().unwrap();
+    assert_eq!(
+        *dispatched,
+        [
+            Dispatch {
+                repository: "octo/app".into(),
+                path: "/repos/octo/app/actions/workflows/load.yml/dispatches".into(),
+                body: json!({"ref": "main", "inputs": {"suite": "smoke"}, "return_run_details": true}),
+            },
+            Dispatch {
+                repository: "octo/notices".into(),
+                path: "/repos/octo/notices/dispatches".into(),
+                body: json!({"event_type": "load-done", "client_payload": {"run": "https://api/runs/77"}}),
+            },
+        ]
+    );
+    assert_eq!(
+        *github.runs_read.lock().unwrap(),
+        vec![("octo/app".to_owned(), 77); 3]
+    );
+}
+
+#[tokio::test]
+async fn a_dispatch_that_may_have_reached_github_is_not_sent_again() {
+    let github = Arc::new(FakeGithub {
+        dispatch_answers: Mutex::new(vec![
+            Err(GithubError::Unavailable {
+                reason: "POST /repos/octo/tests/dispatches: connection reset".into(),
+                wait: None,
+            }),
+            Err(GithubError::Status {
+                status: 502,
+                message: "POST /repos/octo/tests/dispatches: HTTP 502: bad gateway".into(),
+            }),
+        ]),
+        ..FakeGithub::default()
+    });
+    let yaml = r#"
+targets:
+  staging:
+    constraints:
+      beforeDeployment:
+        - runWebhook: {name: tests}
+webhooks:
+  - name: tests
+    repositoryDispatch:
+      repository: octo/tests
+      eventType: run-tests
+    waitFor: none
+    retryCount: 5
+"#;
+    let report = run(yaml, github.clone()).await;
+    assert_eq!(report.conclusion, Conclusion::Failure);
+    assert!(
+        report.outcomes[0].1.message.contains("connection reset"),
+        "{}",
+        report.outcomes[0].1.message
+    );
+    // `retryCount` is for webhooks with an idempotency key; a dispatch went once.
+    assert_eq!(github.dispatched.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_run_that_cannot_be_read_fails_the_step_with_the_reason() {
+    let github = Arc::new(FakeGithub {
+        dispatch_answers: Mutex::new(vec![Ok(Dispatched {
+            status: 200,
+            body: json!({"workflow_run_id": 5}),
+        })]),
+        run_answers: Mutex::new(vec![Err(GithubError::Status {
+            status: 404,
+            message: "GET /repos/octo/app/actions/runs/5: HTTP 404: Not Found".into(),
+        })]),
+        ..FakeGithub::default()
+    });
+    let yaml = r#"
+targets:
+  staging:
+    constraints:
+      beforeDeployment:
+        - runWebhook: {name: load}
+webhooks:
+  - name: load
+    workflowDispatch: {workflow: load.yml, ref: main}
+    waitFor: workflowRun
+"#;
+    let report = run(yaml, github).await;
+    assert_eq!(report.conclusion, Conclusion::Failure);
+    assert!(
+        report.outcomes[0].1.message.contains(
+            "cannot read workflow run 5 of octo/app: GET /repos/octo/app/actions/runs/5: HTTP 404"
+        ),
+        "{}",
+        report.outcomes[0].1.message
+    );
+}
