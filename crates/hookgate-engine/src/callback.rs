@@ -19,6 +19,11 @@ use crate::request::excerpt;
 
 /// The longest single long-poll of the mailbox.
 pub const LONG_POLL: Duration = Duration::from_secs(30);
+/// An answer with nothing new sooner than this is an early one: a relay answers an empty long
+/// poll only when the wait (at least a second, or its own shorter limit of at least that) ends.
+const EARLY_ANSWER: Duration = Duration::from_secs(1);
+/// How often an early answer with nothing new is said in the log, at most.
+const IDLE_NOTE_EVERY: Duration = Duration::from_secs(60);
 
 /// How a delivery must prove where it comes from.
 #[derive(Clone)]
@@ -151,16 +156,41 @@ pub async fn await_verdict(
 ) -> CallbackResult {
     let mut after = 0u64;
     let mut failures = 0u32;
+    // Early answers in a row that brought nothing new, and when that was last said: a relay that
+    // answers at once with nothing new (or only what was seen) is asked again after a pause that
+    // grows, and said so at most once a minute, so a lying relay costs neither CPU nor log.
+    let mut idle = 0u32;
+    let mut idle_said: Option<tokio::time::Instant> = None;
     loop {
         let remaining = slot
             .deadline
             .duration_since(SystemTime::now())
             .unwrap_or(Duration::ZERO);
         let wait = remaining.clamp(Duration::from_secs(1), LONG_POLL);
+        let asked = tokio::time::Instant::now();
         match mailbox.wait(slot, after, wait).await {
             Ok(deliveries) => {
                 failures = 0;
-                for delivery in deliveries {
+                // A delivery already seen is never acted on again, whatever the relay says.
+                let fresh: Vec<Delivery> = deliveries
+                    .into_iter()
+                    .filter(|delivery| delivery.sequence > after)
+                    .collect();
+                if fresh.is_empty() && asked.elapsed() < EARLY_ANSWER.min(wait) {
+                    let pause = backoff.delay(idle);
+                    idle = idle.saturating_add(1);
+                    if idle_said.is_none_or(|said| said.elapsed() >= IDLE_NOTE_EVERY) {
+                        idle_said = Some(tokio::time::Instant::now());
+                        progress(format!(
+                            "the relay answered before the wait was over with nothing new; asking again after a pause of up to {}",
+                            humantime::format_duration(backoff.max)
+                        ));
+                    }
+                    tokio::time::sleep(pause).await;
+                    continue;
+                }
+                idle = 0;
+                for delivery in fresh {
                     after = after.max(delivery.sequence);
                     match judge_delivery(check, &delivery) {
                         DeliveryVerdict::Accepted { success, message } => {

@@ -228,3 +228,70 @@ async fn a_run_without_a_mailbox_for_a_callback_step_does_not_start() {
         .unwrap_err();
     assert!(err.to_string().contains("`w`"), "{err}");
 }
+
+/// A relay that answers every long poll at once with what the gate has already seen (the same
+/// sequence again, and an older one): the gate acts on each delivery once, asks again only after
+/// a pause that grows, says so once, and still takes the verdict when it comes.
+#[tokio::test]
+async fn a_relay_repeating_old_deliveries_costs_neither_polls_nor_log_lines() {
+    let (url, _) = service().await;
+    let yaml = format!(
+        "targets:\n  staging:\n    constraints:\n      afterDeployment:\n        - runWebhook: {{name: tests}}\nwebhooks:\n  - name: tests\n    uriTemplate: {url}/run\n"
+    );
+    let loaded = hookgate_config::load_str("deploy.yml", &yaml).unwrap();
+    let plan = hookgate_config::plan(&loaded.file, "staging", Phase::AfterDeployment).unwrap();
+    let mut script = vec![Ok(vec![delivery(3, r#"{"success": "maybe"}"#)])];
+    for _ in 0..8 {
+        script.push(Ok(vec![
+            delivery(3, r#"{"success": "maybe"}"#),
+            delivery(1, r#"{"success": true}"#),
+        ]));
+    }
+    script.push(Ok(vec![delivery(4, r#"{"success": false}"#)]));
+    let mailbox = Arc::new(ScriptedMailbox {
+        script: Mutex::new(script),
+        opened: Mutex::default(),
+        waited_after: Mutex::default(),
+    });
+    let recorder = Recorder::default();
+    let settings = RunSettings {
+        relay_backoff: Backoff {
+            base: Duration::from_millis(40),
+            max: Duration::from_millis(320),
+        },
+        ..RunSettings::default()
+    };
+    let started = std::time::Instant::now();
+    let report = Runner::new(plan, settings)
+        .with_mailbox(mailbox.clone())
+        .with_reporter(Box::new(recorder.clone()))
+        .run()
+        .await
+        .unwrap();
+    // The old success (sequence 1, served after 3) never counts: the verdict is sequence 4's.
+    assert_eq!(report.conclusion, Conclusion::Failure);
+    assert_eq!(
+        *mailbox.waited_after.lock().unwrap(),
+        [0, 3, 3, 3, 3, 3, 3, 3, 3, 3]
+    );
+    // Eight pauses that grow from 40 ms towards 320 ms (with jitter, at least half of each).
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    let progress: Vec<String> = recorder
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e {
+            Event::StepProgress { message, .. } => Some(message.clone()),
+            _ => None,
+        })
+        .collect();
+    let count = |text: &str| progress.iter().filter(|m| m.contains(text)).count();
+    assert_eq!(count("ignored callback #3"), 1, "{progress:?}");
+    assert_eq!(count("ignored callback #1"), 0, "{progress:?}");
+    assert_eq!(count("with nothing new"), 1, "{progress:?}");
+}

@@ -82,6 +82,15 @@ impl ApiError {
     }
 
     /// 503: the store cannot be used right now; the client should retry.
+    /// 503: the OIDC issuer's keys cannot be fetched, so no job's token can be checked now.
+    pub fn oidc_keys_unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "oidc_keys_unavailable",
+            "the relay cannot fetch the OIDC issuer's keys to check the token; try again",
+        )
+    }
+
     pub fn unavailable() -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -5,7 +5,7 @@
 //! once per [`REFETCH_INTERVAL`], so unknown `kid`s cannot make the relay hammer the issuer).
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -13,6 +13,9 @@ use tokio::sync::RwLock;
 
 /// The least time between two fetches of the JWKS.
 const REFETCH_INTERVAL: Duration = Duration::from_secs(10);
+/// How far the issuer's clock and the relay's may be apart: a token is taken this long before
+/// its `nbf` and `iat`, and this long after its `exp`.
+pub const CLOCK_SKEW: Duration = Duration::from_secs(60);
 
 /// GitHub's OIDC issuer for Actions.
 pub const GITHUB_ISSUER: &str = "https://token.actions.githubusercontent.com";
@@ -60,6 +63,8 @@ pub enum OidcError {
 /// The claims the relay reads from a GitHub Actions OIDC token.
 #[derive(Debug, serde::Deserialize)]
 struct ActionsClaims {
+    /// When the token was issued (seconds since the epoch); GitHub always sets it.
+    iat: u64,
     #[serde(default)]
     repository: String,
     #[serde(default)]
@@ -126,10 +131,24 @@ impl OidcVerifier {
         let mut validation = Validation::new(Algorithm::RS256);
         validation.set_issuer(&[&self.config.issuer]);
         validation.set_audience(&[&self.config.audience]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud"]);
+        // Not before `nbf` (jsonwebtoken leaves this check off unless told), with the same
+        // allowance for clocks apart as `exp`.
+        validation.validate_nbf = true;
+        validation.leeway = CLOCK_SKEW.as_secs();
         let claims = jsonwebtoken::decode::<ActionsClaims>(token, &key, &validation)
             .map_err(|err| OidcError::Invalid(err.to_string()))?
             .claims;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        if claims.iat > now + CLOCK_SKEW.as_secs() {
+            return Err(OidcError::Invalid(format!(
+                "the token says it was issued {} s from now",
+                claims.iat - now
+            )));
+        }
 
         let allowed = self
             .config

@@ -444,7 +444,7 @@ async fn authorize_creator(relay: &Relay, headers: &HeaderMap) -> Result<Creator
                 }
                 Err(err @ crate::oidc::OidcError::Jwks(_)) => {
                     tracing::warn!(error = %err, "cannot check an OIDC token");
-                    Err(ApiError::unavailable())
+                    Err(ApiError::oidc_keys_unavailable())
                 }
                 Err(err) => Err(ApiError::unauthorized(err.to_string())),
             }

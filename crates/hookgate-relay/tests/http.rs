@@ -762,6 +762,18 @@ async fn issuer() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
 }
 
 fn oidc_token(issuer: &str, audience: &str, repository: &str, kid: &str, exp_in: i64) -> String {
+    oidc_token_issued(issuer, audience, repository, kid, exp_in, 0)
+}
+
+/// A token whose `iat` and `nbf` are `issued_in` seconds from now (GitHub sets both).
+fn oidc_token_issued(
+    issuer: &str,
+    audience: &str,
+    repository: &str,
+    kid: &str,
+    exp_in: i64,
+    issued_in: i64,
+) -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -769,7 +781,8 @@ fn oidc_token(issuer: &str, audience: &str, repository: &str, kid: &str, exp_in:
     let owner = repository.split('/').next().unwrap();
     let claims = json!({
         "iss": issuer, "aud": audience, "sub": format!("repo:{repository}:ref:refs/heads/main"),
-        "repository": repository, "repository_owner": owner, "iat": now, "exp": now + exp_in,
+        "repository": repository, "repository_owner": owner, "iat": now + issued_in,
+        "nbf": now + issued_in, "exp": now + exp_in,
     });
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
     header.kid = Some(kid.to_owned());
@@ -889,4 +902,61 @@ async fn github_actions_oidc_tokens_create_slots_for_allowed_repositories() {
     };
     let (status, _) = create(forged).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // Issued in the future: refused past the stated clock allowance, taken within it.
+    for (issued_in, expected) in [
+        (600, StatusCode::UNAUTHORIZED),
+        (120, StatusCode::UNAUTHORIZED),
+        (30, StatusCode::CREATED),
+    ] {
+        let (status, error) = create(oidc_token_issued(
+            &issuer,
+            audience,
+            "octo-org/deploy",
+            hookgate_test_key,
+            900,
+            issued_in,
+        ))
+        .await;
+        assert_eq!(status, expected, "issued {issued_in} s from now: {error}");
+    }
+}
+
+#[tokio::test]
+async fn an_oidc_token_is_503_while_the_issuers_keys_cannot_be_fetched() {
+    // An issuer nobody listens on.
+    let gone = format!(
+        "http://{}",
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    );
+    let audience = "https://relay.example";
+    let issuer = gone.clone();
+    let relay = TestRelay::start_with(move |config| {
+        config.oidc = Some(OidcConfig {
+            issuer: issuer.clone(),
+            jwks_url: format!("{issuer}/.well-known/jwks"),
+            audience: audience.to_owned(),
+            allowed_repositories: vec!["octo-org/deploy".to_owned()],
+            allowed_owners: Vec::new(),
+        });
+    })
+    .await;
+    let token = oidc_token(&gone, audience, "octo-org/deploy", "hookgate-test-key", 300);
+    let (status, error) = post(
+        &format!("{}/v1/slots", relay.url),
+        &[("authorization", format!("Bearer {token}"))],
+        json!({"auth": "hmac-standard", "deadline": 60}).to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(error["code"], "oidc_keys_unavailable", "{error}");
+    assert!(
+        error["detail"]
+            .as_str()
+            .unwrap()
+            .contains("OIDC issuer's keys"),
+        "{error}"
+    );
 }
