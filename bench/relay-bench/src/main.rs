@@ -326,6 +326,7 @@ fn free_address() -> anyhow::Result<SocketAddr> {
 fn stop(child: &mut Child) {
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
+        .stderr(Stdio::null())
         .status();
     for _ in 0..100 {
         if let Ok(Some(_)) = child.try_wait() {

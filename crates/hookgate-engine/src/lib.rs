@@ -3,22 +3,22 @@
 //! reporting API; it only sends the dispatch requests of GitHub webhook kinds.
 
 pub mod backoff;
-pub mod callback;
-pub mod dispatch;
-pub mod event;
+mod callback;
+mod dispatch;
+mod event;
 pub mod github;
-pub mod mailbox;
+mod mailbox;
 pub mod mask;
-pub mod poll;
+mod poll;
 pub mod relay_mailbox;
 pub mod request;
-pub mod runner;
+mod runner;
 pub mod settings;
-pub mod template;
+mod template;
 
 pub use event::{Conclusion, Event, Reporter, StepInfo, StepOutcome};
 pub use github::{Dispatch, Dispatched, GithubError, GithubPort, WorkflowRun};
 pub use mailbox::{Mailbox, MailboxError};
 pub use mask::Masker;
-pub use runner::{RunError, RunReport, Runner, StepError, needs_github, needs_mailbox, step_infos};
+pub use runner::{RunError, RunReport, Runner, needs_mailbox};
 pub use settings::{ArmoryValues, RunSettings};

@@ -28,27 +28,28 @@
 //! changes the gate's verdict. Bad inputs (`deployment-id` that is not a number, a key that is
 //! not an RSA key) are errors before the run starts.
 
-pub mod actions_log;
-pub mod auth;
-pub mod checks;
+mod actions_log;
+mod auth;
+mod checks;
 pub mod client;
 pub mod context;
-pub mod deployments;
-pub mod detached;
-pub mod port;
-pub mod summary;
-pub mod text;
-pub mod workflow_commands;
+mod deployments;
+mod detached;
+mod port;
+mod summary;
+mod text;
+mod workflow_commands;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use hookgate_engine::{GithubPort, Reporter};
 
-pub use context::{GithubContext, input, input_variable};
+pub use auth::{AuthError, TokenSource};
+pub use context::{GithubContext, input};
 
 use crate::actions_log::ActionsLogReporter;
-use crate::auth::{AuthError, TokenSource, token_source};
+use crate::auth::token_source;
 use crate::checks::{CheckRunReporter, CheckRunSettings};
 use crate::client::{ApiError, GithubClient, RestClient, RetryPolicy};
 use crate::context::{ContextError, Credentials};

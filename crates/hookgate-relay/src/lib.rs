@@ -9,16 +9,15 @@
 //! uses, live in `hookgate-protocol`.
 
 pub mod config;
-pub mod embedded;
-pub mod error;
-pub mod metrics;
+mod embedded;
+mod error;
+mod metrics;
 pub mod oidc;
-pub mod server;
-pub mod slot_cache;
+mod server;
+mod slot_cache;
 pub mod store;
 pub mod wakers;
 
 pub use config::RelayConfig;
 pub use embedded::EmbeddedRelay;
 pub use server::{RelayError, run, serve};
-pub use store::CallbackAuth;

@@ -73,12 +73,4 @@ impl Wakers {
             notify.notify_waiters();
         }
     }
-
-    /// How many slots have waiters.
-    pub fn slots_waited_on(&self) -> usize {
-        self.slots
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
-    }
 }

@@ -188,11 +188,6 @@ impl SqliteStore {
         })
     }
 
-    /// Opens the SQLite database at `path`.
-    pub async fn open_path(path: &Path) -> Result<Self, StoreError> {
-        Self::open(&format!("sqlite:{}", path.display())).await
-    }
-
     async fn write<T>(
         &self,
         make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Op,

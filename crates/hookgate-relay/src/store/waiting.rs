@@ -7,16 +7,24 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{AddOutcome, Delivery, NewCallback, SlotId, SlotStore, StoreError};
 use crate::wakers::Wakers;
 
+/// How many long polls read the backend at once. A read in flight holds the backend's
+/// future (a pooled connection's queue entry, the query); ten thousand polls arriving together
+/// would hold ten thousand of them, and the heap keeps that peak. Waiting for a permit holds
+/// next to nothing.
+const CONCURRENT_READS: usize = 16;
+
 /// A backend and its waiters.
 pub struct WaitingStore {
     backend: Arc<dyn SlotStore>,
     wakers: Arc<Wakers>,
+    reads: Semaphore,
 }
 
 impl WaitingStore {
@@ -25,7 +33,11 @@ impl WaitingStore {
     pub fn new(backend: Arc<dyn SlotStore>, shutdown: CancellationToken) -> Self {
         let wakers = Arc::new(Wakers::default());
         backend.wake_on_remote_callbacks(wakers.clone(), shutdown);
-        Self { backend, wakers }
+        Self {
+            backend,
+            wakers,
+            reads: Semaphore::new(CONCURRENT_READS),
+        }
     }
 
     /// The backend, for what involves no waiting (slots, keys, retention).
@@ -67,7 +79,11 @@ impl WaitingStore {
             let woken = registration.notify().notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
-            let callbacks = self.backend.callbacks_after(slot, after, limit).await?;
+            let callbacks = {
+                // The semaphore is never closed, so a permit always comes.
+                let _permit = self.reads.acquire().await.ok();
+                self.backend.callbacks_after(slot, after, limit).await?
+            };
             if !callbacks.is_empty() || Instant::now() >= until {
                 return Ok(callbacks);
             }
