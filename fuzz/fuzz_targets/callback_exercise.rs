@@ -107,11 +107,11 @@ pub fn exercise(data: &[u8]) -> Passed {
         }
     }
 
-    if let Some(token) = headers.header("authorization").and_then(bearer_token) {
-        if let Ok(claims) = TOKENS.verify(token, SLOT, AUDIENCE, now) {
-            assert_eq!(claims.sub, SLOT);
-            passed.token = true;
-        }
+    if let Some(token) = headers.header("authorization").and_then(bearer_token)
+        && let Ok(claims) = TOKENS.verify(token, SLOT, AUDIENCE, now)
+    {
+        assert_eq!(claims.sub, SLOT);
+        passed.token = true;
     }
     passed
 }
