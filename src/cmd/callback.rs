@@ -268,12 +268,7 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 
 /// The relay's `{code, detail}`, or the start of whatever else was answered.
 fn explain(body: &str) -> String {
-    #[derive(serde::Deserialize)]
-    struct RelayError {
-        code: String,
-        detail: String,
-    }
-    if let Ok(error) = serde_json::from_str::<RelayError>(body) {
+    if let Ok(error) = serde_json::from_str::<hookgate_protocol::ErrorAnswer>(body) {
         return format!("{} ({})", error.detail, error.code);
     }
     let body = body.trim();

@@ -186,6 +186,12 @@ fn config(args: &Args) -> anyhow::Result<RelayConfig> {
     if signing_key.as_ref().is_some_and(|key| key.len() < 32) {
         anyhow::bail!("--signing-key must be at least 32 bytes");
     }
+    // Waiting runs take an empty answer sooner than this for a relay that lies, and pause.
+    if args.max_wait < Duration::from_secs(1) {
+        anyhow::bail!(
+            "--max-wait must be at least 1s: a long poll answered sooner with nothing makes the waiting runs pause before asking again"
+        );
+    }
     let mut config = RelayConfig::new(args.store.clone());
     config.public_url = known_url;
     config.relay_tokens = relay_tokens;

@@ -17,8 +17,6 @@ use std::time::{Duration, Instant};
 use hookgate_config::{Phase, load_str, plan};
 
 const SIZES: [usize; 5] = [250, 500, 1_000, 2_000, 8_000];
-#[allow(dead_code)]
-const PROFILE: usize = 0;
 const TARGETS: [&str; 3] = ["dev", "staging", "prod"];
 
 fn main() {

@@ -21,8 +21,9 @@ pub const MAX_DEPTH: usize = 64;
 /// How many nodes a file may expand to, aliases included, at the least; a longer file may hold
 /// one node for every [`BYTES_PER_NODE`] bytes of its text.
 pub const MAX_NODES: usize = 200_000;
-/// Over [`MAX_NODES`], the bytes of text each further node needs: a file written out in full
-/// takes about ten bytes a node, so only aliases can come near this bound.
+/// Over [`MAX_NODES`], the bytes of text each further node needs: a deployment file written out
+/// in full takes about ten bytes a node, so only aliases or dense flow lists (`[x,x,...]`, two
+/// bytes a node) come near this bound.
 pub const BYTES_PER_NODE: usize = 4;
 
 /// A place in the source: 1-based line and column (in characters), and how many characters the

@@ -20,7 +20,9 @@ use crate::request::excerpt;
 /// The longest single long-poll of the mailbox.
 pub const LONG_POLL: Duration = Duration::from_secs(30);
 /// An answer with nothing new sooner than this is an early one: a relay answers an empty long
-/// poll only when the wait (at least a second, or its own shorter limit of at least that) ends.
+/// poll only when the wait ends, at least a second (`hookgate relay` refuses a `--max-wait`
+/// under a second). A relay that answers sooner is lying, or set up by hand to do so; either
+/// way it is asked again only after a pause.
 const EARLY_ANSWER: Duration = Duration::from_secs(1);
 /// How often an early answer with nothing new is said in the log, at most.
 const IDLE_NOTE_EVERY: Duration = Duration::from_secs(60);

@@ -1,6 +1,7 @@
 //! The gate engine of hookgate: runs the plan of one target and phase, renders templates, sends
 //! requests, waits for results and emits events to reporters. It knows nothing of GitHub's
-//! reporting API; it only sends the dispatch requests of GitHub webhook kinds.
+//! reporting API: it renders the dispatches of the GitHub webhook kinds and sends them, and reads
+//! the runs they start, through its [`GithubPort`]; it reaches a relay through its [`Mailbox`].
 
 pub mod backoff;
 mod callback;

@@ -150,6 +150,12 @@ impl RestClient {
         })
     }
 
+    /// The same client, accepting rate-limit waits up to `max_wait`.
+    pub fn with_max_wait(mut self, max_wait: Duration) -> Self {
+        self.policy.max_wait = max_wait;
+        self
+    }
+
     /// Sends `method path` with `body` (JSON) authenticated by `bearer`, retrying as the module
     /// explains, and returns the answer's JSON (`Null` for an empty body).
     pub async fn send(

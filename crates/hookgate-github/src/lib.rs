@@ -58,6 +58,9 @@ use crate::detached::Detached;
 use crate::summary::{JobSummaryReporter, SummaryFiles};
 use crate::workflow_commands::{emit, warning_line};
 
+/// The longest rate-limit wait a dispatch accepts before its step fails.
+const DISPATCH_MAX_WAIT: Duration = Duration::from_secs(600);
+
 /// The shortest time between two progress updates of one check run.
 pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -134,7 +137,10 @@ impl Actions {
     /// The engine's port to GitHub (dispatches and workflow runs), when a token or App was
     /// given; it shares this run's client and tokens with the reporters.
     pub fn github_port(&self) -> Option<Arc<dyn GithubPort>> {
-        let client = GithubClient::new(self.rest.clone(), Arc::clone(self.tokens.as_ref()?));
+        // A gate's dispatch waits out a rate limit as long as GitHub asks, up to ten minutes (the
+        // step's own timeout still bounds it); the reporters give up sooner.
+        let rest = self.rest.clone().with_max_wait(DISPATCH_MAX_WAIT);
+        let client = GithubClient::new(rest, Arc::clone(self.tokens.as_ref()?));
         Some(Arc::new(port::GithubRest::new(
             client,
             self.context.repository.as_ref().map(ToString::to_string),

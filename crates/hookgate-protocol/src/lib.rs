@@ -8,9 +8,13 @@
 //!
 //! Runners and relays are upgraded apart, so every wire type follows one rule: a reader ignores
 //! members it does not know, and a member added later is optional (absent means what the older
-//! version did). An older runner therefore reads a newer relay's answers and an older relay takes
-//! a newer runner's requests; removing or retyping a member needs a new path (`/v2/...`). The
-//! tests in `tests/wire.rs` hold both directions for every type.
+//! version did) and left out when unset. An older runner therefore reads a newer relay's answers,
+//! and a relay of this version takes a newer runner's requests; removing or retyping a member
+//! needs a new path (`/v2/...`). The tests in `tests/wire.rs` hold this for every type.
+//!
+//! One exception is in the field: relays from before this crate refused unknown members in
+//! `POST /v1/slots` (`CreateSlot`). A member added to `CreateSlot` must therefore be left out of
+//! the request unless it is set, so that a runner that does not use it still works with them.
 
 pub mod answer;
 pub mod client;

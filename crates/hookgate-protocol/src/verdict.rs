@@ -2,9 +2,10 @@
 //! callback), and the one parse of it that the relay (on intake), the run (after verifying the
 //! signature) and `hookgate callback` (its own body) share.
 //!
-//! The parse is exactly as strict as `serde_json::Value` (UTF-8, escapes, number range, nesting
-//! depth) over the whole body, while keeping only `success` and `mdMessage`: every other member
-//! is parsed and dropped, so a body costs no allocation per member. A repeated member counts as
+//! [`Verdict::check`] is exactly as strict as `serde_json::Value` (UTF-8, escapes, number range,
+//! nesting depth) over the whole body, while keeping only `success`: every other member is parsed
+//! and dropped, so a body costs no allocation per member (the relay runs it on every callback).
+//! [`Verdict::parse`] runs the same check, then reads `mdMessage`. A repeated member counts as
 //! its last occurrence, as `serde_json` reads it.
 //!
 //! Member names that start with `$serde_json::private::` are refused at any depth: with some of
@@ -41,23 +42,38 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    /// Reads `body` as a verdict: a JSON object with a boolean `success`.
-    pub fn parse(body: &[u8]) -> Result<Verdict, VerdictError> {
+    /// Checks that `body` is a verdict, a JSON object with a boolean `success`, and returns
+    /// `success`.
+    pub fn check(body: &[u8]) -> Result<bool, VerdictError> {
         let value: Checked =
             serde_json::from_slice(body).map_err(|err| VerdictError::NotJson(err.to_string()))?;
         match value {
             Checked::Object {
                 success: Some(Some(success)),
-                message,
-            } => Ok(Verdict { success, message }),
+            } => Ok(success),
             Checked::Object {
                 success: Some(None),
-                ..
             } => Err(VerdictError::NotABoolean),
-            Checked::Object { success: None, .. } | Checked::Bool(_) | Checked::Other => {
+            Checked::Object { success: None } | Checked::Bool(_) | Checked::Other => {
                 Err(VerdictError::NotAnObject)
             }
         }
+    }
+
+    /// Reads `body` as a verdict: [`check`](Self::check)ed first (reserved member names are
+    /// refused at any depth, `mdMessage`'s included), then `mdMessage` read.
+    pub fn parse(body: &[u8]) -> Result<Verdict, VerdictError> {
+        let success = Self::check(body)?;
+        let message = match serde_json::from_slice::<serde_json::Value>(body) {
+            Ok(serde_json::Value::Object(mut members)) => match members.remove("mdMessage") {
+                None | Some(serde_json::Value::Null) => None,
+                Some(serde_json::Value::String(text)) => Some(text),
+                Some(other) => Some(other.to_string()),
+            },
+            // The check above parsed the same bytes as an object.
+            _ => None,
+        };
+        Ok(Verdict { success, message })
     }
 
     /// The verdict as a callback body, `{"success": ..., "mdMessage": ...}`.
@@ -74,34 +90,27 @@ impl Verdict {
 /// The names serde_json keeps for itself.
 const RESERVED_PREFIX: &str = "$serde_json::private::";
 
-/// Which member a name is, read without keeping the name; reserved names are refused.
-enum Member {
-    Success,
-    Message,
-    Other,
-}
+/// Whether a member's name is `success`, read without keeping the name; reserved names are
+/// refused.
+struct IsSuccess(bool);
 
-impl<'de> Deserialize<'de> for Member {
+impl<'de> Deserialize<'de> for IsSuccess {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct NameVisitor;
         impl Visitor<'_> for NameVisitor {
-            type Value = Member;
+            type Value = IsSuccess;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a member name")
             }
 
-            fn visit_str<E: de::Error>(self, name: &str) -> Result<Member, E> {
+            fn visit_str<E: de::Error>(self, name: &str) -> Result<IsSuccess, E> {
                 if name.starts_with(RESERVED_PREFIX) {
                     return Err(E::custom(format_args!(
                         "member names starting with `{RESERVED_PREFIX}` are not accepted"
                     )));
                 }
-                Ok(match name {
-                    "success" => Member::Success,
-                    "mdMessage" => Member::Message,
-                    _ => Member::Other,
-                })
+                Ok(IsSuccess(name == "success"))
             }
         }
         deserializer.deserialize_str(NameVisitor)
@@ -118,7 +127,6 @@ enum Checked {
     /// `success` is `None` when absent, `Some(None)` when not a boolean.
     Object {
         success: Option<Option<bool>>,
-        message: Option<String>,
     },
     Other,
 }
@@ -169,44 +177,16 @@ impl<'de> Visitor<'de> for CheckedVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
         let mut success = None;
-        let mut message = None;
-        while let Some(member) = map.next_key()? {
-            match member {
-                Member::Success => {
-                    success = Some(match map.next_value::<Checked>()? {
-                        Checked::Bool(value) => Some(value),
-                        Checked::Object { .. } | Checked::Other => None,
-                    });
-                }
-                Member::Message => {
-                    // Checked first, so reserved names inside it are refused too.
-                    let Text(text) = map.next_value()?;
-                    message = text;
-                }
-                Member::Other => {
-                    map.next_value::<Checked>()?;
-                }
+        while let Some(IsSuccess(is_success)) = map.next_key()? {
+            let value = map.next_value::<Checked>()?;
+            if is_success {
+                success = Some(match value {
+                    Checked::Bool(value) => Some(value),
+                    Checked::Object { .. } | Checked::Other => None,
+                });
             }
         }
-        Ok(Checked::Object { success, message })
-    }
-}
-
-/// `mdMessage`: a string as it is, `null` as nothing, anything else as its JSON text, with the
-/// same strictness (and reserved names refused) as every other member.
-struct Text(Option<String>);
-
-impl<'de> Deserialize<'de> for Text {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let value = serde_json::Value::deserialize(deserializer)?;
-        let text = serde_json::to_vec(&value).map_err(de::Error::custom)?;
-        // The same checks as any member: the value is parsed once more from its own JSON.
-        serde_json::from_slice::<Checked>(&text).map_err(de::Error::custom)?;
-        Ok(Text(match value {
-            serde_json::Value::Null => None,
-            serde_json::Value::String(text) => Some(text),
-            other => Some(other.to_string()),
-        }))
+        Ok(Checked::Object { success })
     }
 }
 
@@ -215,7 +195,10 @@ mod tests {
     use super::*;
 
     fn check(body: &[u8]) -> Result<(), VerdictError> {
-        Verdict::parse(body).map(drop)
+        let checked = Verdict::check(body).map(drop);
+        // Parsing agrees with the check on every body.
+        assert_eq!(Verdict::parse(body).map(drop), checked);
+        checked
     }
 
     #[test]
@@ -285,7 +268,8 @@ mod tests {
         assert!(not_json(deep.as_bytes()), "{:?}", check(deep.as_bytes()));
         assert!(not_json(b"[\"\xff\"]"));
         for body in [
-            &br#"{"$serde_json::private::RawValue": "{\"success\": false}", "success": true}"#[..],
+            &br#"{"success": true, "mdMessage": {"$serde_json::private::RawValue": "\"x\""}}"#[..],
+            br#"{"$serde_json::private::RawValue": "{\"success\": false}", "success": true}"#,
             br#"{"success": {"$serde_json::private::RawValue": "true"}}"#,
             br#"{"success": true, "m": [{"$serde_json::private::Number": "1"}]}"#,
             br#"[{"$serde_json::private::RawValue": "1"}]"#,

@@ -81,7 +81,6 @@ impl ApiError {
         )
     }
 
-    /// 503: the store cannot be used right now; the client should retry.
     /// 503: the OIDC issuer's keys cannot be fetched, so no job's token can be checked now.
     pub fn oidc_keys_unavailable() -> Self {
         Self::new(
@@ -91,6 +90,7 @@ impl ApiError {
         )
     }
 
+    /// 503: the store cannot be used right now; the client should retry.
     pub fn unavailable() -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,

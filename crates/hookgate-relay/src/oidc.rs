@@ -131,7 +131,7 @@ impl OidcVerifier {
         let mut validation = Validation::new(Algorithm::RS256);
         validation.set_issuer(&[&self.config.issuer]);
         validation.set_audience(&[&self.config.audience]);
-        validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud"]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
         // Not before `nbf` (jsonwebtoken leaves this check off unless told), with the same
         // allowance for clocks apart as `exp`.
         validation.validate_nbf = true;

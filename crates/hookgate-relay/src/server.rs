@@ -701,7 +701,7 @@ fn check_credentials(
 
 /// The body must be a JSON object with a boolean `success` (Armory's callback).
 fn check_verdict(body: &[u8]) -> Result<(), ApiError> {
-    Verdict::parse(body).map(drop).map_err(|err| match err {
+    Verdict::check(body).map(drop).map_err(|err| match err {
         VerdictError::NotJson(why) => {
             ApiError::bad_request("invalid_body", format!("the body is not JSON: {why}"))
         }

@@ -762,17 +762,17 @@ async fn issuer() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
 }
 
 fn oidc_token(issuer: &str, audience: &str, repository: &str, kid: &str, exp_in: i64) -> String {
-    oidc_token_issued(issuer, audience, repository, kid, exp_in, 0)
+    oidc_token_issued(issuer, audience, repository, kid, exp_in, (0, 0))
 }
 
-/// A token whose `iat` and `nbf` are `issued_in` seconds from now (GitHub sets both).
+/// A token whose `iat` and `nbf` are the given seconds from now (GitHub sets both).
 fn oidc_token_issued(
     issuer: &str,
     audience: &str,
     repository: &str,
     kid: &str,
     exp_in: i64,
-    issued_in: i64,
+    (iat_in, nbf_in): (i64, i64),
 ) -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -781,8 +781,8 @@ fn oidc_token_issued(
     let owner = repository.split('/').next().unwrap();
     let claims = json!({
         "iss": issuer, "aud": audience, "sub": format!("repo:{repository}:ref:refs/heads/main"),
-        "repository": repository, "repository_owner": owner, "iat": now + issued_in,
-        "nbf": now + issued_in, "exp": now + exp_in,
+        "repository": repository, "repository_owner": owner, "iat": now + iat_in,
+        "nbf": now + nbf_in, "exp": now + exp_in,
     });
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
     header.kid = Some(kid.to_owned());
@@ -902,11 +902,13 @@ async fn github_actions_oidc_tokens_create_slots_for_allowed_repositories() {
     };
     let (status, _) = create(forged).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    // Issued in the future: refused past the stated clock allowance, taken within it.
-    for (issued_in, expected) in [
-        (600, StatusCode::UNAUTHORIZED),
-        (120, StatusCode::UNAUTHORIZED),
-        (30, StatusCode::CREATED),
+    // Not valid yet, or issued in the future: refused past the stated clock allowance (each
+    // check alone), taken within it.
+    for ((iat_in, nbf_in), expected) in [
+        ((600, 600), StatusCode::UNAUTHORIZED),
+        ((0, 120), StatusCode::UNAUTHORIZED),
+        ((120, 0), StatusCode::UNAUTHORIZED),
+        ((30, 30), StatusCode::CREATED),
     ] {
         let (status, error) = create(oidc_token_issued(
             &issuer,
@@ -914,10 +916,13 @@ async fn github_actions_oidc_tokens_create_slots_for_allowed_repositories() {
             "octo-org/deploy",
             hookgate_test_key,
             900,
-            issued_in,
+            (iat_in, nbf_in),
         ))
         .await;
-        assert_eq!(status, expected, "issued {issued_in} s from now: {error}");
+        assert_eq!(
+            status, expected,
+            "iat in {iat_in} s, nbf in {nbf_in} s: {error}"
+        );
     }
 }
 

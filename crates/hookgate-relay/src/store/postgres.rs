@@ -253,7 +253,7 @@ impl SlotStore for PostgresStore {
     fn add_callback(&self, callback: NewCallback) -> BoxFuture<'_, Result<AddOutcome, StoreError>> {
         Box::pin(async move {
             let (reply, outcome) = oneshot::channel();
-            let stopped = || StoreError::Write("the store's writer has stopped".to_owned());
+            let stopped = || StoreError::Closed;
             self.callbacks
                 .send(Pending { callback, reply })
                 .await

@@ -18,7 +18,8 @@ use crate::wakers::Wakers;
 /// future (a pooled connection's queue entry, the query); ten thousand polls arriving together
 /// would hold ten thousand of them, and the heap keeps that peak. Waiting for a permit holds
 /// next to nothing.
-const CONCURRENT_READS: usize = 16;
+/// Half of a PostgreSQL pool, so the writer and slot creation always find a connection.
+const CONCURRENT_READS: usize = 8;
 
 /// A backend and its waiters.
 pub struct WaitingStore {
