@@ -1,5 +1,10 @@
-//! Maps of names to text values written as JSON or YAML: `--secrets-file`, and the action's
-//! `context` and `secrets` inputs. Parser messages are not shown, since they may quote a secret.
+//! Maps of names to text values written as JSON, YAML or `NAME=value` lines: `--secrets-file`,
+//! and the action's `context` and `secrets` inputs. Parser messages are not shown, since they may
+//! quote a secret.
+//!
+//! The lines are the least-privilege way to pass secrets in a workflow: one
+//! `NAME=${{ secrets.NAME }}` line for each secret the deployment file names, each value taken
+//! as it is (quotes, `:` and `#` included) up to the end of its line.
 
 use anyhow::{anyhow, bail};
 use indexmap::IndexMap;
@@ -20,6 +25,9 @@ pub fn parse(text: &str, what: &str) -> anyhow::Result<IndexMap<String, String>>
                 _ => Err(not_scalar(&key)),
             })
             .collect();
+    }
+    if let Some(lines) = name_value_lines(text) {
+        return Ok(lines);
     }
     let docs = yaml_rust2::YamlLoader::load_from_str(text).map_err(|err| {
         let marker = err.marker();
@@ -48,9 +56,56 @@ pub fn parse(text: &str, what: &str) -> anyhow::Result<IndexMap<String, String>>
     Ok(values)
 }
 
+/// `NAME=value` lines (blank lines and `#` comments skipped), when every line is one; a name
+/// starts with a letter or `_` and holds letters, digits, `_`, `-` and `.`.
+fn name_value_lines(text: &str) -> Option<IndexMap<String, String>> {
+    let mut values = IndexMap::new();
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let (name, value) = trimmed.split_once('=')?;
+        let mut chars = name.chars();
+        let named = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+        if !named {
+            return None;
+        }
+        values.insert(name.to_owned(), value.trim_end_matches('\r').to_owned());
+    }
+    (!values.is_empty()).then_some(values)
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse;
+
+    #[test]
+    fn name_value_lines_keep_each_value_as_written() {
+        let lines = parse(
+            "# the secrets deploy.yml names\nchange_token=abc: #not a comment\n\nquoted=\"x\"='y'\nEMPTY=\n",
+            "the `secrets` input",
+        )
+        .expect("lines");
+        let values: Vec<(&str, &str)> = lines
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            values,
+            [
+                ("change_token", "abc: #not a comment"),
+                ("quoted", "\"x\"='y'"),
+                ("EMPTY", ""),
+            ]
+        );
+        // A YAML map whose value holds `=` is still read as YAML.
+        let yaml = parse("token: abc=\n", "x").expect("YAML");
+        assert_eq!(yaml.get("token").map(String::as_str), Some("abc="));
+    }
 
     #[test]
     fn json_and_yaml_maps_give_the_same_values() {
