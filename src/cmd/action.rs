@@ -113,6 +113,8 @@ fn callback_args() -> anyhow::Result<callback::Args> {
         scheme,
         success,
         message: input("message"),
+        // Taken from the callback URL, as a relay hands it out.
+        slot: None,
         retries: 4,
         retry_delay: Duration::from_secs(1),
         timeout: Duration::from_secs(30),

@@ -55,6 +55,10 @@ pub struct Args {
     /// A Markdown message shown with the result (`mdMessage`).
     #[arg(long, value_name = "TEXT")]
     pub message: Option<String>,
+    /// The slot the verdict is for (`{{ callback.slot }}`), signed into the body so that it
+    /// counts for that slot only. By default taken from the URL (`.../v1/callbacks/SLOT`).
+    #[arg(long, env = "HOOKGATE_CALLBACK_SLOT", value_name = "ID")]
+    pub slot: Option<String>,
     /// How many times a failed attempt (connection error, 5xx, 429) is retried.
     #[arg(long, default_value_t = 4, value_name = "N")]
     pub retries: u32,
@@ -159,6 +163,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let body = Verdict {
         success: args.success,
         message: args.message.clone(),
+        slot: args.slot.clone().or_else(|| slot_of(&url)),
     }
     .to_body();
     let msg_id = standard::new_message_id();
@@ -264,6 +269,19 @@ async fn send(
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
     parse_retry_after(value, SystemTime::now())
+}
+
+/// The slot a relay callback URL names: `.../v1/callbacks/SLOT` or `.../v1/callbacks/SLOT/callback`.
+fn slot_of(url: &reqwest::Url) -> Option<String> {
+    let segments: Vec<&str> = url.path_segments()?.filter(|s| !s.is_empty()).collect();
+    let at = segments
+        .iter()
+        .rposition(|segment| *segment == "callbacks")?;
+    match segments.get(at + 1..)? {
+        [slot] | [slot, "callback"] => slot.parse::<hookgate_protocol::SlotId>().ok(),
+        _ => None,
+    }
+    .map(|slot| slot.to_string())
 }
 
 /// The relay's `{code, detail}`, or the start of whatever else was answered.

@@ -486,7 +486,8 @@ async fn the_relay_stores_what_hookgate_callback_sends() {
         let delivery = &deliveries[0];
         assert_eq!(
             serde_json::from_slice::<Value>(&delivery.body).unwrap(),
-            json!({"success": true, "mdMessage": format!("sent as {auth:?}")}),
+            // The slot comes from the callback URL, signed into the body with the verdict.
+            json!({"success": true, "mdMessage": format!("sent as {auth:?}"), "slot": slot.id.as_str()}),
             "{auth:?}"
         );
         let scheme = match auth {

@@ -1086,6 +1086,54 @@ fn hmac_callbacks_are_verified_and_forgeries_ignored() {
     assert!(!out.contains(secret), "{out}");
 }
 
+/// The attack of a verdict moved between runs: a genuine success signed with the shared secret
+/// for another run's slot is posted to this run's callback URL (the relay takes it: it holds no
+/// secret), then this run's service says no. The gate takes only the verdict made for its slot.
+#[test]
+fn a_signed_success_of_another_run_never_passes_this_one() {
+    let secret = "one-secret-for-every-run";
+    let hmac = |extra: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> = ["--hmac-secret", secret, "--scheme", "github"]
+            .iter()
+            .map(|a| (*a).to_owned())
+            .collect();
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        args
+    };
+    let service = calling_back(vec![
+        hmac(&[
+            "--slot",
+            "019ad3c0c0007000800000000000beef",
+            "--success",
+            "true",
+            "--message",
+            "passed in another run",
+        ]),
+        hmac(&["--success", "false", "--message", "the service says no"]),
+    ]);
+    let file = deployment(&one_step(
+        "approve",
+        &format!(
+            "    uriTemplate: {}/approve\n    bodyTemplate:\n      inline: '{{\"callbackUri\": \"{{{{ callback.uri }}}}\"}}'\n    callback:\n      auth: hmac\n      scheme: github\n      secret: \"{{{{ secrets.hmac }}}}\"\n",
+            service.url
+        ),
+    ));
+    let mut args = phase_args().to_vec();
+    let secret_arg = format!("hmac={secret}");
+    args.extend(["--secret", &secret_arg]);
+    let output = run(&file, &args);
+    let out = text(&output);
+    assert_eq!(code(&output), 1, "{out}");
+    assert!(
+        out.contains(
+            "ignored callback #1: it was signed for slot 019ad3c0c0007000800000000000beef"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("the service says no"), "{out}");
+    assert!(!out.contains("passed in another run"), "{out}");
+}
+
 /// A `hookgate relay` process on a free port with a throw-away store; killed when dropped.
 struct RelayProcess {
     child: std::process::Child,

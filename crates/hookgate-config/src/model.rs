@@ -620,6 +620,11 @@ pub struct CallbackConfig {
     /// `standard` (default) or `github` (with `auth: hmac`).
     #[serde(default)]
     pub scheme: HmacScheme,
+    /// Take a signed verdict that names no `slot` (with `auth: hmac`). By default a verdict
+    /// must name this step's slot, `{{ callback.slot }}`, inside the signed body, so that a
+    /// verdict signed for another run (with the same secret) never counts here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_unbound: Option<bool>,
 }
 
 /// A request sent when a started step is cancelled.

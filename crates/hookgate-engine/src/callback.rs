@@ -42,13 +42,19 @@ pub enum CallbackCheck {
         /// Standard Webhooks deliveries signed before this instant are replays of older ones
         /// (the slot did not exist yet), whatever time the relay says it stored them.
         signed_after: SystemTime,
+        /// The slot the signed body must name (`"slot": "<id>"`), so that a verdict signed for
+        /// another slot under the same secret never counts here.
+        slot: String,
+        /// Whether a signed body that names no slot counts (`callback.allowUnbound`).
+        allow_unbound: bool,
     },
 }
 
 impl CallbackCheck {
     /// The check of an HMAC slot opened now: deliveries signed more than the Standard Webhooks
-    /// tolerance before now (a clock may be that far behind) are refused.
-    pub fn hmac(scheme: Scheme, secret: String) -> Self {
+    /// tolerance before now (a clock may be that far behind) are refused, and so are those whose
+    /// body names another slot than `slot` (or none, unless `allow_unbound`).
+    pub fn hmac(scheme: Scheme, secret: String, slot: String, allow_unbound: bool) -> Self {
         let tolerance = Duration::from_secs(standard::TOLERANCE_SECONDS.unsigned_abs());
         CallbackCheck::Hmac {
             scheme,
@@ -56,6 +62,8 @@ impl CallbackCheck {
             signed_after: SystemTime::now()
                 .checked_sub(tolerance)
                 .unwrap_or(SystemTime::UNIX_EPOCH),
+            slot,
+            allow_unbound,
         }
     }
 }
@@ -91,6 +99,7 @@ pub fn judge_delivery(check: &CallbackCheck, delivery: &Delivery) -> DeliveryVer
             scheme,
             secret,
             signed_after,
+            ..
         } => scheme
             // The relay stored the delivery at `received_at`; the timestamp tolerance counts from
             // then, so a verdict read late (after a reconnect) still verifies.
@@ -117,10 +126,36 @@ pub fn judge_delivery(check: &CallbackCheck, delivery: &Delivery) -> DeliveryVer
         ));
     }
     match Verdict::parse(&delivery.body) {
-        Ok(verdict) => DeliveryVerdict::Accepted {
-            success: verdict.success,
-            message: verdict.message.unwrap_or_default(),
-        },
+        Ok(verdict) => {
+            if let CallbackCheck::Hmac {
+                slot,
+                allow_unbound,
+                ..
+            } = check
+            {
+                let bound = match verdict.slot.as_deref() {
+                    Some(named) if named == slot => Ok(()),
+                    Some(named) => Err(format!(
+                        "it was signed for slot {}, not this step's slot (a verdict of another run)",
+                        excerpt(named, 40)
+                    )),
+                    None if *allow_unbound => Ok(()),
+                    None => Err(
+                        "its signed body names no `slot`; `hookgate callback` adds it, other signers put `\"slot\": \"{{ callback.slot }}\"` in the body (or set `callback.allowUnbound: true`)".to_owned(),
+                    ),
+                };
+                if let Err(reason) = bound {
+                    return DeliveryVerdict::Ignored(format!(
+                        "ignored callback #{}: {reason}",
+                        delivery.sequence
+                    ));
+                }
+            }
+            DeliveryVerdict::Accepted {
+                success: verdict.success,
+                message: verdict.message.unwrap_or_default(),
+            }
+        }
         Err(VerdictError::NotABoolean) => DeliveryVerdict::Ignored(format!(
             "ignored callback #{}: `success` must be true or false",
             delivery.sequence
@@ -277,15 +312,67 @@ mod tests {
         assert!(!debug.contains("s3cret"), "{debug}");
     }
 
+    const SLOT: &str = "019ad3c0c0007000800000000000f022";
+    const OTHER_SLOT: &str = "019ad3c0c0007000800000000000beef";
+
+    fn signed(scheme: Scheme, secret: &str, body: &str) -> Delivery {
+        let headers = scheme
+            .sign(secret, "msg_1", SystemTime::now(), body.as_bytes())
+            .unwrap();
+        delivery(headers.into_iter().collect(), body)
+    }
+
+    #[test]
+    fn a_signed_verdict_counts_for_the_slot_it_names_only() {
+        for scheme in [Scheme::Github, Scheme::Standard] {
+            let secret = match scheme {
+                Scheme::Github => "shared by two runs".to_owned(),
+                Scheme::Standard => standard::Secret::generate().as_str().to_owned(),
+            };
+            let bound = CallbackCheck::hmac(scheme, secret.clone(), SLOT.into(), false);
+            let ours = format!(r#"{{"success":false,"slot":"{SLOT}"}}"#);
+            assert!(
+                matches!(
+                    judge_delivery(&bound, &signed(scheme, &secret, &ours)),
+                    DeliveryVerdict::Accepted { success: false, .. }
+                ),
+                "{scheme}"
+            );
+            // A genuine success signed for another run's slot, served into this one.
+            let theirs = format!(r#"{{"success":true,"slot":"{OTHER_SLOT}"}}"#);
+            assert!(
+                matches!(judge_delivery(&bound, &signed(scheme, &secret, &theirs)), DeliveryVerdict::Ignored(r) if r.contains("signed for slot 019ad3c0c0007000800000000000beef")),
+                "{scheme}"
+            );
+            // A genuine success that names no slot counts only where the webhook allows it.
+            let unbound = r#"{"success":true}"#;
+            assert!(
+                matches!(judge_delivery(&bound, &signed(scheme, &secret, unbound)), DeliveryVerdict::Ignored(r) if r.contains("names no `slot`")),
+                "{scheme}"
+            );
+            let lenient = CallbackCheck::hmac(scheme, secret.clone(), SLOT.into(), true);
+            assert!(matches!(
+                judge_delivery(&lenient, &signed(scheme, &secret, unbound)),
+                DeliveryVerdict::Accepted { success: true, .. }
+            ));
+            // Allowing unbound verdicts never lets another slot's through.
+            assert!(matches!(
+                judge_delivery(&lenient, &signed(scheme, &secret, &theirs)),
+                DeliveryVerdict::Ignored(_)
+            ));
+        }
+    }
+
     #[test]
     fn hmac_callbacks_verify_from_the_raw_body() {
         let secret = "it's a secret".to_owned();
-        let body = r#"{"success":true,"mdMessage":"ok"}"#;
+        let body = format!(r#"{{"success":true,"mdMessage":"ok","slot":"{SLOT}"}}"#);
+        let body = body.as_str();
         let headers = Scheme::Github
             .sign(&secret, "msg_1", SystemTime::now(), body.as_bytes())
             .unwrap();
         let headers: Vec<(&str, String)> = headers.into_iter().collect();
-        let check = CallbackCheck::hmac(Scheme::Github, secret);
+        let check = CallbackCheck::hmac(Scheme::Github, secret, SLOT.into(), false);
         assert!(matches!(
             judge_delivery(&check, &delivery(headers.clone(), body)),
             DeliveryVerdict::Accepted { success: true, .. }
@@ -300,7 +387,8 @@ mod tests {
     #[test]
     fn a_standard_webhooks_delivery_signed_before_the_slot_opened_is_a_replay() {
         let secret = standard::Secret::generate();
-        let body = r#"{"success":true}"#;
+        let body = format!(r#"{{"success":true,"slot":"{SLOT}"}}"#);
+        let body = body.as_str();
         let an_hour_ago = SystemTime::now() - Duration::from_secs(3600);
         let headers = Scheme::Standard
             .sign(&secret, "msg_old", an_hour_ago, body.as_bytes())
@@ -308,7 +396,12 @@ mod tests {
         // The relay claims it stored the old delivery an hour ago, so its timestamp is fresh.
         let mut replayed = delivery(headers.into_iter().collect(), body);
         replayed.received_at = an_hour_ago;
-        let check = CallbackCheck::hmac(Scheme::Standard, secret.clone());
+        let check = CallbackCheck::hmac(
+            Scheme::Standard,
+            secret.as_str().to_owned(),
+            SLOT.into(),
+            false,
+        );
         assert!(
             matches!(judge_delivery(&check, &replayed), DeliveryVerdict::Ignored(r) if r.contains("before this slot was opened"))
         );

@@ -897,7 +897,8 @@ async fn open_callback(
                 }
                 HmacScheme::Github => (CallbackAuth::HmacGithub, hookgate_auth::Scheme::Github),
             };
-            (slot_auth, Some(CallbackCheck::hmac(scheme, secret)))
+            let allow_unbound = config.allow_unbound.unwrap_or(false);
+            (slot_auth, Some((scheme, secret, allow_unbound)))
         }
         _ => (CallbackAuth::Bearer, None),
     };
@@ -912,7 +913,9 @@ async fn open_callback(
         shared.masker.add(token);
     }
     let check = match (hmac, &opened.token) {
-        (Some(check), _) => check,
+        (Some((scheme, secret, allow_unbound)), _) => {
+            CallbackCheck::hmac(scheme, secret, opened.id.to_string(), allow_unbound)
+        }
         (None, Some(_)) => CallbackCheck::Relay,
         (None, None) => return Err("the relay opened a bearer slot without a token".to_owned()),
     };
@@ -921,7 +924,7 @@ async fn open_callback(
     if let Some(vars) = state.vars.as_object_mut() {
         vars.insert(
             "callback".to_owned(),
-            json!({"uri": opened.callback_url, "token": token}),
+            json!({"uri": opened.callback_url, "token": token, "slot": opened.id.as_str()}),
         );
         if let Some(armory) = vars.get_mut("armory").and_then(Value::as_object_mut) {
             armory.insert("callbackUri".to_owned(), json!(opened.callback_url));

@@ -39,6 +39,10 @@ pub struct Verdict {
     /// `mdMessage`, Markdown shown with the result: a string as it is, any other JSON value as
     /// its JSON text; `None` when absent or `null`.
     pub message: Option<String>,
+    /// `slot`, the id of the slot the verdict was made for. Inside a signed body it binds the
+    /// verdict to that slot: a run takes a signed verdict only for its own slot. `None` when
+    /// absent or not text.
+    pub slot: Option<String>,
 }
 
 impl Verdict {
@@ -64,16 +68,30 @@ impl Verdict {
     /// refused at any depth, `mdMessage`'s included), then `mdMessage` read.
     pub fn parse(body: &[u8]) -> Result<Verdict, VerdictError> {
         let success = Self::check(body)?;
-        let message = match serde_json::from_slice::<serde_json::Value>(body) {
-            Ok(serde_json::Value::Object(mut members)) => match members.remove("mdMessage") {
-                None | Some(serde_json::Value::Null) => None,
-                Some(serde_json::Value::String(text)) => Some(text),
-                Some(other) => Some(other.to_string()),
-            },
-            // The check above parsed the same bytes as an object.
+        // The check above parsed the same bytes as an object.
+        let Ok(serde_json::Value::Object(mut members)) =
+            serde_json::from_slice::<serde_json::Value>(body)
+        else {
+            return Ok(Verdict {
+                success,
+                message: None,
+                slot: None,
+            });
+        };
+        let message = match members.remove("mdMessage") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(text)) => Some(text),
+            Some(other) => Some(other.to_string()),
+        };
+        let slot = match members.remove("slot") {
+            Some(serde_json::Value::String(slot)) => Some(slot),
             _ => None,
         };
-        Ok(Verdict { success, message })
+        Ok(Verdict {
+            success,
+            message,
+            slot,
+        })
     }
 
     /// The verdict as a callback body, `{"success": ..., "mdMessage": ...}`.
@@ -82,6 +100,9 @@ impl Verdict {
         body.insert("success".into(), self.success.into());
         if let Some(message) = &self.message {
             body.insert("mdMessage".into(), message.clone().into());
+        }
+        if let Some(slot) = &self.slot {
+            body.insert("slot".into(), slot.clone().into());
         }
         serde_json::Value::Object(body).to_string().into_bytes()
     }
@@ -221,6 +242,7 @@ mod tests {
         let verdict = Verdict {
             success: false,
             message: Some("3 \"tests\" failed".to_owned()),
+            slot: Some("019ad3c0c0007000800000000000f022".to_owned()),
         };
         assert_eq!(Verdict::parse(&verdict.to_body()), Ok(verdict));
     }

@@ -195,10 +195,12 @@ fn verdicts_read_back_what_they_write_and_ignore_other_members() {
         Verdict {
             success: true,
             message: None,
+            slot: None,
         },
         Verdict {
             success: false,
             message: Some("**2** tests failed: `a\"b`".into()),
+            slot: Some("019ad3c0c0007000800000000000f022".into()),
         },
     ] {
         assert_eq!(Verdict::parse(&verdict.to_body()), Ok(verdict));
@@ -208,7 +210,8 @@ fn verdicts_read_back_what_they_write_and_ignore_other_members() {
         Verdict::parse(newer),
         Ok(Verdict {
             success: true,
-            message: Some("ok".into())
+            message: Some("ok".into()),
+            slot: None,
         })
     );
 }
