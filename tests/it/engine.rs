@@ -1040,6 +1040,21 @@ fn wait_for_a_bearer_callback_through_the_embedded_relay() {
     );
 }
 
+/// Runs one gate that calls `service` and waits for a callback signed GitHub's way with `secret`.
+fn run_hmac_approval(service: &TestServer, secret: &str) -> std::process::Output {
+    let file = deployment(&one_step(
+        "approve",
+        &format!(
+            "    uriTemplate: {}/approve\n    bodyTemplate:\n      inline: '{{\"callbackUri\": \"{{{{ callback.uri }}}}\"}}'\n    callback:\n      auth: hmac\n      scheme: github\n      secret: \"{{{{ secrets.hmac }}}}\"\n",
+            service.url
+        ),
+    ));
+    let mut args = phase_args().to_vec();
+    let secret_arg = format!("hmac={secret}");
+    args.extend(["--secret", &secret_arg]);
+    run(&file, &args)
+}
+
 #[test]
 fn hmac_callbacks_are_verified_and_forgeries_ignored() {
     let secret = "shared-hmac-secret";
@@ -1065,17 +1080,7 @@ fn hmac_callbacks_are_verified_and_forgeries_ignored() {
             "approved by the change board".into(),
         ],
     ]);
-    let file = deployment(&one_step(
-        "approve",
-        &format!(
-            "    uriTemplate: {}/approve\n    bodyTemplate:\n      inline: '{{\"callbackUri\": \"{{{{ callback.uri }}}}\"}}'\n    callback:\n      auth: hmac\n      scheme: github\n      secret: \"{{{{ secrets.hmac }}}}\"\n",
-            service.url
-        ),
-    ));
-    let mut args = phase_args().to_vec();
-    let secret_arg = format!("hmac={secret}");
-    args.extend(["--secret", &secret_arg]);
-    let output = run(&file, &args);
+    let output = run_hmac_approval(&service, secret);
     let out = text(&output);
     assert_eq!(code(&output), 0, "{out}");
     assert!(
@@ -1111,17 +1116,7 @@ fn a_signed_success_of_another_run_never_passes_this_one() {
         ]),
         hmac(&["--success", "false", "--message", "the service says no"]),
     ]);
-    let file = deployment(&one_step(
-        "approve",
-        &format!(
-            "    uriTemplate: {}/approve\n    bodyTemplate:\n      inline: '{{\"callbackUri\": \"{{{{ callback.uri }}}}\"}}'\n    callback:\n      auth: hmac\n      scheme: github\n      secret: \"{{{{ secrets.hmac }}}}\"\n",
-            service.url
-        ),
-    ));
-    let mut args = phase_args().to_vec();
-    let secret_arg = format!("hmac={secret}");
-    args.extend(["--secret", &secret_arg]);
-    let output = run(&file, &args);
+    let output = run_hmac_approval(&service, secret);
     let out = text(&output);
     assert_eq!(code(&output), 1, "{out}");
     assert!(
