@@ -9,7 +9,7 @@
 use std::time::{Duration, SystemTime};
 
 use hookgate_auth::{Scheme, standard};
-use hookgate_protocol::{Delivery, SlotCreated, Verdict, VerdictError};
+use hookgate_protocol::{Delivery, SlotCreated, SlotId, Verdict, VerdictError};
 use serde_json::Value;
 
 use crate::backoff::Backoff;
@@ -44,7 +44,7 @@ pub enum CallbackCheck {
         signed_after: SystemTime,
         /// The slot the signed body must name (`"slot": "<id>"`), so that a verdict signed for
         /// another slot under the same secret never counts here.
-        slot: String,
+        slot: SlotId,
         /// Whether a signed body that names no slot counts (`callback.allowUnbound`).
         allow_unbound: bool,
     },
@@ -54,7 +54,7 @@ impl CallbackCheck {
     /// The check of an HMAC slot opened now: deliveries signed more than the Standard Webhooks
     /// tolerance before now (a clock may be that far behind) are refused, and so are those whose
     /// body names another slot than `slot` (or none, unless `allow_unbound`).
-    pub fn hmac(scheme: Scheme, secret: String, slot: String, allow_unbound: bool) -> Self {
+    pub fn hmac(scheme: Scheme, secret: String, slot: SlotId, allow_unbound: bool) -> Self {
         let tolerance = Duration::from_secs(standard::TOLERANCE_SECONDS.unsigned_abs());
         CallbackCheck::Hmac {
             scheme,
@@ -134,7 +134,7 @@ pub fn judge_delivery(check: &CallbackCheck, delivery: &Delivery) -> DeliveryVer
             } = check
             {
                 let bound = match verdict.slot.as_deref() {
-                    Some(named) if named == slot => Ok(()),
+                    Some(named) if named == slot.as_str() => Ok(()),
                     Some(named) => Err(format!(
                         "it was signed for slot {}, not this step's slot (a verdict of another run)",
                         excerpt(named, 40)
@@ -329,7 +329,7 @@ mod tests {
                 Scheme::Github => "shared by two runs".to_owned(),
                 Scheme::Standard => standard::Secret::generate().as_str().to_owned(),
             };
-            let bound = CallbackCheck::hmac(scheme, secret.clone(), SLOT.into(), false);
+            let bound = CallbackCheck::hmac(scheme, secret.clone(), SLOT.parse().unwrap(), false);
             let ours = format!(r#"{{"success":false,"slot":"{SLOT}"}}"#);
             assert!(
                 matches!(
@@ -350,7 +350,7 @@ mod tests {
                 matches!(judge_delivery(&bound, &signed(scheme, &secret, unbound)), DeliveryVerdict::Ignored(r) if r.contains("names no `slot`")),
                 "{scheme}"
             );
-            let lenient = CallbackCheck::hmac(scheme, secret.clone(), SLOT.into(), true);
+            let lenient = CallbackCheck::hmac(scheme, secret.clone(), SLOT.parse().unwrap(), true);
             assert!(matches!(
                 judge_delivery(&lenient, &signed(scheme, &secret, unbound)),
                 DeliveryVerdict::Accepted { success: true, .. }
@@ -372,7 +372,7 @@ mod tests {
             .sign(&secret, "msg_1", SystemTime::now(), body.as_bytes())
             .unwrap();
         let headers: Vec<(&str, String)> = headers.into_iter().collect();
-        let check = CallbackCheck::hmac(Scheme::Github, secret, SLOT.into(), false);
+        let check = CallbackCheck::hmac(Scheme::Github, secret, SLOT.parse().unwrap(), false);
         assert!(matches!(
             judge_delivery(&check, &delivery(headers.clone(), body)),
             DeliveryVerdict::Accepted { success: true, .. }
@@ -399,7 +399,7 @@ mod tests {
         let check = CallbackCheck::hmac(
             Scheme::Standard,
             secret.as_str().to_owned(),
-            SLOT.into(),
+            SLOT.parse().unwrap(),
             false,
         );
         assert!(

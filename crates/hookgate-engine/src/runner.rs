@@ -914,7 +914,7 @@ async fn open_callback(
     }
     let check = match (hmac, &opened.token) {
         (Some((scheme, secret, allow_unbound)), _) => {
-            CallbackCheck::hmac(scheme, secret, opened.id.to_string(), allow_unbound)
+            CallbackCheck::hmac(scheme, secret, opened.id.clone(), allow_unbound)
         }
         (None, Some(_)) => CallbackCheck::Relay,
         (None, None) => return Err("the relay opened a bearer slot without a token".to_owned()),

@@ -11,7 +11,9 @@ use axum::body::Bytes;
 use futures::future::BoxFuture;
 use hookgate_config::Phase;
 use hookgate_engine::backoff::Backoff;
-use hookgate_engine::{Conclusion, Event, Mailbox, MailboxError, Reporter, RunSettings, Runner};
+use hookgate_engine::{
+    Conclusion, Event, Mailbox, MailboxError, Reporter, RunReport, RunSettings, Runner,
+};
 use hookgate_protocol::{CallbackAuth, CreateSlot, Deadline, Delivery, SlotCreated, SlotId};
 
 const SLOT_TOKEN: &str = "slot-token-7f3a9c";
@@ -83,6 +85,46 @@ fn delivery(sequence: u64, body: &str) -> Delivery {
 #[derive(Clone, Default)]
 struct Recorder(Arc<Mutex<Vec<Event>>>);
 
+impl Recorder {
+    /// The progress messages heard, in order.
+    fn progress(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|e| match e {
+                Event::StepProgress { message, .. } => Some(message.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// Runs `plan` against a mailbox answering from `script`, retrying the relay with `backoff`.
+async fn run_scripted(
+    plan: hookgate_config::Plan,
+    script: Vec<Result<Vec<Delivery>, MailboxError>>,
+    backoff: Backoff,
+) -> (RunReport, Arc<ScriptedMailbox>, Recorder) {
+    let mailbox = Arc::new(ScriptedMailbox {
+        script: Mutex::new(script),
+        opened: Mutex::default(),
+        waited_after: Mutex::default(),
+    });
+    let recorder = Recorder::default();
+    let settings = RunSettings {
+        relay_backoff: backoff,
+        ..RunSettings::default()
+    };
+    let report = Runner::new(plan, settings)
+        .with_mailbox(mailbox.clone())
+        .with_reporter(Box::new(recorder.clone()))
+        .run()
+        .await
+        .unwrap();
+    (report, mailbox, recorder)
+}
+
 impl Reporter for Recorder {
     fn report(&self, event: &Event) -> BoxFuture<'_, ()> {
         self.0.lock().unwrap().push(event.clone());
@@ -127,35 +169,20 @@ webhooks:
     );
     let loaded = hookgate_config::load_str("deploy.yml", &yaml).unwrap();
     let plan = hookgate_config::plan(&loaded.file, "staging", Phase::AfterDeployment).unwrap();
-    let mailbox = Arc::new(ScriptedMailbox {
-        script: Mutex::new(vec![
-            Err(MailboxError::Transient("connection refused".into())),
-            Err(MailboxError::Transient("HTTP 503".into())),
-            Ok(vec![delivery(1, r#"{"success": "yes"}"#)]),
-            Ok(vec![delivery(
-                2,
-                &format!(
-                    r#"{{"success": false, "mdMessage": "2 failed; token was {SLOT_TOKEN}"}}"#
-                ),
-            )]),
-        ]),
-        opened: Mutex::default(),
-        waited_after: Mutex::default(),
-    });
-    let recorder = Recorder::default();
-    let settings = RunSettings {
-        relay_backoff: Backoff {
-            base: Duration::from_millis(10),
-            max: Duration::from_millis(20),
-        },
-        ..RunSettings::default()
+    let script = vec![
+        Err(MailboxError::Transient("connection refused".into())),
+        Err(MailboxError::Transient("HTTP 503".into())),
+        Ok(vec![delivery(1, r#"{"success": "yes"}"#)]),
+        Ok(vec![delivery(
+            2,
+            &format!(r#"{{"success": false, "mdMessage": "2 failed; token was {SLOT_TOKEN}"}}"#),
+        )]),
+    ];
+    let backoff = Backoff {
+        base: Duration::from_millis(10),
+        max: Duration::from_millis(20),
     };
-    let report = Runner::new(plan, settings)
-        .with_mailbox(mailbox.clone())
-        .with_reporter(Box::new(recorder.clone()))
-        .run()
-        .await
-        .unwrap();
+    let (report, mailbox, recorder) = run_scripted(plan, script, backoff).await;
 
     assert_eq!(report.conclusion, Conclusion::Failure);
     assert_eq!(report.outcomes[0].1.message, "2 failed; token was ***");
@@ -172,14 +199,8 @@ webhooks:
     );
     assert_eq!(sent["token"], SLOT_TOKEN);
 
+    let progress = recorder.progress();
     let events = recorder.0.lock().unwrap();
-    let progress: Vec<&str> = events
-        .iter()
-        .filter_map(|e| match e {
-            Event::StepProgress { message, .. } => Some(message.as_str()),
-            _ => None,
-        })
-        .collect();
     assert_eq!(
         progress
             .iter()
@@ -248,26 +269,12 @@ async fn a_relay_repeating_old_deliveries_costs_neither_polls_nor_log_lines() {
         ]));
     }
     script.push(Ok(vec![delivery(4, r#"{"success": false}"#)]));
-    let mailbox = Arc::new(ScriptedMailbox {
-        script: Mutex::new(script),
-        opened: Mutex::default(),
-        waited_after: Mutex::default(),
-    });
-    let recorder = Recorder::default();
-    let settings = RunSettings {
-        relay_backoff: Backoff {
-            base: Duration::from_millis(40),
-            max: Duration::from_millis(320),
-        },
-        ..RunSettings::default()
+    let backoff = Backoff {
+        base: Duration::from_millis(40),
+        max: Duration::from_millis(320),
     };
     let started = std::time::Instant::now();
-    let report = Runner::new(plan, settings)
-        .with_mailbox(mailbox.clone())
-        .with_reporter(Box::new(recorder.clone()))
-        .run()
-        .await
-        .unwrap();
+    let (report, mailbox, recorder) = run_scripted(plan, script, backoff).await;
     // The old success (sequence 1, served after 3) never counts: the verdict is sequence 4's.
     assert_eq!(report.conclusion, Conclusion::Failure);
     assert_eq!(
@@ -280,16 +287,7 @@ async fn a_relay_repeating_old_deliveries_costs_neither_polls_nor_log_lines() {
         "{:?}",
         started.elapsed()
     );
-    let progress: Vec<String> = recorder
-        .0
-        .lock()
-        .unwrap()
-        .iter()
-        .filter_map(|e| match e {
-            Event::StepProgress { message, .. } => Some(message.clone()),
-            _ => None,
-        })
-        .collect();
+    let progress = recorder.progress();
     let count = |text: &str| progress.iter().filter(|m| m.contains(text)).count();
     assert_eq!(count("ignored callback #3"), 1, "{progress:?}");
     assert_eq!(count("ignored callback #1"), 0, "{progress:?}");

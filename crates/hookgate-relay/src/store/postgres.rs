@@ -101,7 +101,7 @@ async fn store_group(
     slot_ids.dedup();
     // The row locks order concurrent deliveries to one slot, across replicas; taken in id order
     // so that two replicas' groups never wait on each other in a cycle.
-    let counts: HashMap<String, i64> = sqlx::query_as(
+    let mut counts: HashMap<String, i64> = sqlx::query_as(
         "SELECT id, callback_count FROM slots WHERE id = ANY($1) ORDER BY id FOR UPDATE",
     )
     .bind(&slot_ids)
@@ -126,7 +126,6 @@ async fn store_group(
     .map(|(slot, key, sequence): (String, String, i64)| ((slot, key), sequence))
     .collect();
 
-    let mut counts = counts;
     let mut outcomes = Vec::with_capacity(callbacks.len());
     let mut rows = NewRows::default();
     for callback in callbacks {
