@@ -55,18 +55,27 @@ const INTAKE_SLOTS: usize = 8_000;
 const KILL_AFTER: Duration = Duration::from_millis(1500);
 
 fn main() -> anyhow::Result<()> {
+    const USAGE: &str = "usage: relay-bench [--before PATH] [--only sqlite|postgres]";
     let mut before = std::env::var_os("HOOKGATE_BEFORE_BIN").map(PathBuf::from);
+    let mut kinds = vec![StoreKind::Sqlite, StoreKind::Postgres];
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--before" => before = Some(args.next().context("--before PATH")?.into()),
-            other => bail!("unknown argument {other:?}; usage: relay-bench [--before PATH]"),
+            "--only" => {
+                kinds = match args.next().as_deref() {
+                    Some("sqlite") => vec![StoreKind::Sqlite],
+                    Some("postgres") => vec![StoreKind::Postgres],
+                    _ => bail!("--only takes sqlite or postgres; {USAGE}"),
+                }
+            }
+            other => bail!("unknown argument {other:?}; {USAGE}"),
         }
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(bench(before))
+    runtime.block_on(bench(before, &kinds))
 }
 
 /// A relay build under test.
@@ -178,7 +187,7 @@ struct Figures {
     durability: Option<Durability>,
 }
 
-async fn bench(before: Option<PathBuf>) -> anyhow::Result<()> {
+async fn bench(before: Option<PathBuf>, kinds: &[StoreKind]) -> anyhow::Result<()> {
     let mut builds = vec![Build {
         name: "this build",
         path: hookgate_binary()?,
@@ -207,7 +216,7 @@ async fn bench(before: Option<PathBuf>) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let result = measure_all(&builds, &mut stores).await;
+    let result = measure_all(&builds, kinds, &mut stores).await;
     stores.clean_up().await;
     let figures = result?;
     report(&builds, &figures);
@@ -216,10 +225,11 @@ async fn bench(before: Option<PathBuf>) -> anyhow::Result<()> {
 
 async fn measure_all(
     builds: &[Build],
+    kinds: &[StoreKind],
     stores: &mut Stores,
 ) -> anyhow::Result<HashMap<(StoreKind, usize), Figures>> {
     let mut figures: HashMap<(StoreKind, usize), Figures> = HashMap::new();
-    for kind in [StoreKind::Sqlite, StoreKind::Postgres] {
+    for &kind in kinds {
         println!("{}:", kind.name());
         // Latency and intake: one relay per build, each on a store of its own.
         let mut relays = Vec::new();

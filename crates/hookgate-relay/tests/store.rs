@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -259,6 +260,69 @@ async fn concurrent_repeats_are_stored_once(backend: &Backend) {
     );
 }
 
+/// One batch that fills a slot past its limit, repeats deliveries and names a slot that does not
+/// exist: every outcome is the one a callback alone would have had.
+async fn a_mixed_batch_gets_each_callback_its_own_outcome(backend: &Backend) {
+    let store = backend.open().await;
+    let slot = slot(Duration::from_secs(600));
+    store.create_slot(&slot).await.unwrap();
+    let unknown = Slot {
+        id: SlotId::random(),
+        ..slot.clone()
+    };
+    // 3 to a slot that does not exist; 21 to one that takes 5, with keys k0..k2 repeated and 10
+    // keys seen once: one batch or a few, in whatever order the writer takes them.
+    let adds = (0..24).map(|n| {
+        let store = store.clone();
+        let (target, key) = match n {
+            _ if n % 8 == 7 => (&unknown, format!("nowhere{n}")),
+            _ if n < 12 => (&slot, format!("k{}", n % 3)),
+            _ => (&slot, format!("once{n}")),
+        };
+        let mut callback = delivery(target, &key, b"{\"success\":true}");
+        callback.max_per_slot = 5;
+        let to_unknown = target.id == unknown.id;
+        tokio::spawn(async move {
+            let outcome = store.add_callback(callback).await.unwrap();
+            (to_unknown, key, outcome)
+        })
+    });
+    let outcomes: Vec<(bool, String, AddOutcome)> = futures::future::join_all(adds)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let mut stored: HashMap<&str, u64> = HashMap::new();
+    for (to_unknown, key, outcome) in &outcomes {
+        match outcome {
+            AddOutcome::NoSlot => assert!(to_unknown, "{outcomes:?}"),
+            AddOutcome::Stored { sequence } => {
+                assert!(stored.insert(key, *sequence).is_none(), "{outcomes:?}");
+            }
+            AddOutcome::Duplicate { .. } | AddOutcome::Full => assert!(!to_unknown),
+        }
+    }
+    let mut sequences: Vec<u64> = stored.values().copied().collect();
+    sequences.sort_unstable();
+    assert_eq!(sequences, vec![1, 2, 3, 4, 5], "{outcomes:?}");
+    // A repeat of a stored key is a duplicate of it; a key never stored found the slot full.
+    for (to_unknown, key, outcome) in &outcomes {
+        let expected = match stored.get(key.as_str()) {
+            _ if *to_unknown => AddOutcome::NoSlot,
+            Some(&sequence) if *outcome != (AddOutcome::Stored { sequence }) => {
+                AddOutcome::Duplicate { sequence }
+            }
+            Some(&sequence) => AddOutcome::Stored { sequence },
+            None => AddOutcome::Full,
+        };
+        assert_eq!(*outcome, expected, "{key}: {outcomes:?}");
+    }
+    assert_eq!(
+        store.callbacks_after(&slot.id, 0, 100).await.unwrap().len(),
+        5
+    );
+}
+
 async fn retention_removes_expired_slots(backend: &Backend) {
     let store = backend.open().await;
     let expired = slot(Duration::ZERO);
@@ -375,6 +439,7 @@ per_backend!(
     repeats_stored_once_and_slots_bounded,
     concurrent_deliveries_get_distinct_sequences,
     concurrent_repeats_are_stored_once,
+    a_mixed_batch_gets_each_callback_its_own_outcome,
     retention_removes_expired_slots,
     first_secret_wins,
     committed_callbacks_survive_reopening,
