@@ -23,7 +23,19 @@ pub struct Args {}
 pub async fn run(_args: Args) -> anyhow::Result<ExitCode> {
     let file = PathBuf::from(input("deployment-file").unwrap_or_else(|| "deploy.yml".to_owned()));
     match input("command").as_deref().unwrap_or("run") {
-        "validate" => validate::run(validate::Args { file }).await,
+        "validate" => {
+            // The names of the `secrets` input, when it is set: validate warns about the
+            // difference from the secrets the file uses.
+            let secret_names = match input("secrets") {
+                Some(text) => Some(
+                    string_map::parse(&text, "the `secrets` input")?
+                        .into_keys()
+                        .collect(),
+                ),
+                None => None,
+            };
+            validate::run(validate::Args { file, secret_names }).await
+        }
         "plan" => {
             let (target, phase) = target_and_phase()?;
             plan::run(plan::Args {

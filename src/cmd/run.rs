@@ -143,6 +143,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_USAGE));
         }
     };
+    let secret_warnings = loaded.check_secrets(secrets.keys().map(String::as_str));
+    if !secret_warnings.is_empty() {
+        report(&secret_warnings);
+    }
     let plan = match hookgate_config::plan(&loaded.file, &args.target, args.phase) {
         Ok(plan) => plan,
         Err(err) => return usage_error(&err.to_string()),

@@ -24,12 +24,17 @@ Exit status: 0 when the file is valid (warnings may be printed), 2 when it is no
 
 Examples:
   hookgate validate
-  hookgate validate --file examples/hookgate-extensions.yml"
+  hookgate validate --file examples/hookgate-extensions.yml
+  hookgate validate --secret-names tests_token,callback_secret"
 )]
 pub struct Args {
     /// The deployment file.
     #[arg(long, short = 'f', value_name = "PATH", default_value = "deploy.yml")]
     pub file: PathBuf,
+    /// The names of the secrets the run is given (comma-separated): a warning for each the file
+    /// uses that is not among them, and for each of them the file never uses.
+    #[arg(long, value_name = "NAME,...", value_delimiter = ',')]
+    pub secret_names: Option<Vec<String>>,
 }
 
 /// Runs `hookgate validate`.
@@ -37,6 +42,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let Some(loaded) = load_or_report(&args.file) else {
         return Ok(ExitCode::from(EXIT_USAGE));
     };
+    if let Some(names) = &args.secret_names {
+        let warnings = loaded.check_secrets(names.iter().map(String::as_str));
+        if !warnings.is_empty() {
+            report(&warnings);
+        }
+    }
     let file = &loaded.file;
     write_stdout(&format!(
         "{} is valid: {} {}, {} {}, {} {}\n",

@@ -356,3 +356,99 @@ fn run_prints_warnings_and_goes_on() {
     );
     assert_eq!(service.requests_to("/ping").len(), 1);
 }
+
+/// A file that uses `tests_token` twice and `callback_secret` once.
+const USES_TWO_SECRETS: &str = "\
+webhooks:
+  - name: tests
+    uriTemplate: https://ci.example.com/run
+    headers:
+      - key: Authorization
+        value: \"Bearer {{ secrets.tests_token }}\"
+    bodyTemplate:
+      inline: '{\"again\": \"{{ secrets[\\\"tests_token\\\"] }}\"}'
+    callback:
+      auth: hmac
+      secret: \"{{ secrets.callback_secret }}\"
+";
+
+#[test]
+fn validate_warns_about_secrets_used_but_not_passed_and_passed_but_unused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("deploy.yml");
+    std::fs::write(&file, USES_TWO_SECRETS).unwrap();
+    let file = file.to_str().unwrap();
+
+    let (code, _, stderr) = run(
+        &[
+            "validate",
+            "-f",
+            file,
+            "--secret-names",
+            "tests_token,everything_else",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "warnings only: {stderr}");
+    assert!(
+        stderr.contains(
+            "`secrets.callback_secret` is used here but no secret `callback_secret` is passed"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("deploy.yml:11:15"),
+        "the warning points at the use: {stderr}"
+    );
+    assert!(
+        stderr.contains("the secret `everything_else` is passed but the file never uses"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("`tests_token` is"), "{stderr}");
+
+    // Exactly the secrets the file uses: nothing to say.
+    let (code, _, stderr) = run(
+        &[
+            "validate",
+            "-f",
+            file,
+            "--secret-names",
+            "callback_secret,tests_token",
+        ],
+        &[],
+    );
+    assert_eq!((code, stderr.as_str()), (0, ""));
+    // Without names, validate does not know what a run is given and says nothing of secrets.
+    let (code, _, stderr) = run(&["validate", "-f", file], &[]);
+    assert_eq!((code, stderr.as_str()), (0, ""));
+}
+
+#[test]
+fn the_action_validates_the_secrets_input_against_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("deploy.yml");
+    std::fs::write(&file, USES_TWO_SECRETS).unwrap();
+    let output = hookgate()
+        .current_dir(root())
+        .arg("action")
+        .env("INPUT_COMMAND", "validate")
+        .env("INPUT_DEPLOYMENT-FILE", &file)
+        .env(
+            "INPUT_SECRETS",
+            "tests_token=t0ken-value\nREPO_ADMIN_TOKEN=adm1n-value\ncallback_secret=s3cret-value",
+        )
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("the secret `REPO_ADMIN_TOKEN` is passed but the file never uses"),
+        "{stderr}"
+    );
+    for value in ["t0ken-value", "adm1n-value", "s3cret-value"] {
+        assert!(
+            !stderr.contains(value),
+            "a secret's value was printed: {stderr}"
+        );
+    }
+}

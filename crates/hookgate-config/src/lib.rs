@@ -30,6 +30,7 @@ pub mod located;
 pub mod model;
 pub mod plan;
 pub mod schema;
+mod secrets;
 mod validate;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Severity};

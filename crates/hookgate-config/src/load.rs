@@ -1,12 +1,13 @@
 //! Loading a deployment file: read, parse with locations, validate, and hand back either the
 //! model (with any warnings) or every problem of the file.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::located::{self, Node, Span};
 use crate::model::DeploymentFile;
-use crate::validate;
+use crate::{secrets, validate};
 
 /// A deployment file that passed validation.
 #[derive(Debug, Clone)]
@@ -17,6 +18,25 @@ pub struct Loaded {
     pub source: Source,
     /// Warnings: things that are ignored or probably not meant. Empty when there are none.
     pub warnings: Diagnostics,
+    /// Each secret the file uses (`{{ secrets.NAME }}`), with the place of its first use.
+    secret_uses: BTreeMap<String, Span>,
+}
+
+impl Loaded {
+    /// The names of the secrets the file uses, sorted.
+    pub fn secret_names(&self) -> impl Iterator<Item = &str> {
+        self.secret_uses.keys().map(String::as_str)
+    }
+
+    /// Warnings for a run given the secrets named `passed`: each secret the file uses that is not
+    /// passed, at its first use, and each one passed that the file never uses.
+    pub fn check_secrets<'a>(&self, passed: impl IntoIterator<Item = &'a str>) -> Diagnostics {
+        let passed: BTreeSet<String> = passed.into_iter().map(str::to_owned).collect();
+        let mut diags = Diagnostics::new(&self.source.name, &self.source.text);
+        secrets::compare(&self.secret_uses, &passed, &mut diags);
+        diags.sort();
+        diags
+    }
 }
 
 /// A file's name and text.
@@ -64,8 +84,12 @@ pub fn load(path: impl AsRef<Path>) -> Result<Loaded, Diagnostics> {
 /// Validates deployment-file `text`, naming it `name` in messages.
 pub fn load_str(name: &str, text: &str) -> Result<Loaded, Diagnostics> {
     let mut diags = Diagnostics::new(name, text);
+    let mut secret_uses = BTreeMap::new();
     let file = match parse_repairing(text, &mut diags) {
-        Some(mut tree) => validate::check(&mut tree, &mut diags),
+        Some(mut tree) => {
+            secret_uses = secrets::uses(&tree);
+            validate::check(&mut tree, &mut diags)
+        }
         None => None,
     };
     diags.sort();
@@ -77,6 +101,7 @@ pub fn load_str(name: &str, text: &str) -> Result<Loaded, Diagnostics> {
                 text: text.to_owned(),
             },
             warnings: diags,
+            secret_uses,
         }),
         _ => Err(diags),
     }
