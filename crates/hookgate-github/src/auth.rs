@@ -96,7 +96,8 @@ pub struct AppTokens {
 }
 
 impl AppTokens {
-    /// Checks the key now, so a bad key is a usage error and not a failure halfway through.
+    /// Checks the key now by signing once, so a bad key (a public key given by mistake, a PEM
+    /// that does not parse) is a usage error at start-up and not a failure at the first call.
     pub fn new(
         app_id: &str,
         private_key: &Secret,
@@ -105,6 +106,12 @@ impl AppTokens {
     ) -> Result<Self, AuthError> {
         let key = EncodingKey::from_rsa_pem(private_key.expose().as_bytes())
             .map_err(AuthError::BadKey)?;
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::RS256),
+            &json!({"purpose": "checking the key"}),
+            &key,
+        )
+        .map_err(AuthError::BadKey)?;
         Ok(AppTokens {
             app_id: app_id.to_owned(),
             key,
@@ -223,5 +230,49 @@ impl TokenSource for AppTokens {
                 .map(|c| c.token.expose().to_owned())
                 .ok_or_else(|| "no installation token".to_owned())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::RetryPolicy;
+
+    fn tokens_for(pem: &str) -> Result<AppTokens, AuthError> {
+        let rest = RestClient::new("http://127.0.0.1:9", RetryPolicy::default()).unwrap();
+        let repository = Repository {
+            owner: "octo".to_owned(),
+            name: "shop".to_owned(),
+        };
+        AppTokens::new("12345", &Secret::new(pem), repository, rest)
+    }
+
+    /// The test key of tests/vectors (generated for hookgate's tests; it signs nothing real).
+    const PRIVATE_KEY: &str = include_str!("../../../tests/vectors/github-app-test-key.pem");
+    const PUBLIC_KEY: &str = include_str!("../../../tests/vectors/github-app-test-key.pub.pem");
+
+    #[test]
+    fn a_private_key_signs_at_start_up() {
+        let tokens = tokens_for(PRIVATE_KEY).unwrap();
+        assert_eq!(tokens.app_jwt().unwrap().split('.').count(), 3);
+    }
+
+    #[test]
+    fn a_public_key_or_a_broken_pem_is_refused_at_start_up_naming_the_input() {
+        let broken = PRIVATE_KEY.replacen("MII", "MIX", 1);
+        for (what, pem) in [
+            ("a public key", PUBLIC_KEY),
+            ("a broken PEM", broken.as_str()),
+            ("no PEM at all", "12345"),
+        ] {
+            let error = tokens_for(pem)
+                .err()
+                .unwrap_or_else(|| panic!("{what} was accepted"));
+            assert!(matches!(error, AuthError::BadKey(_)), "{what}: {error:?}");
+            assert!(
+                error.to_string().contains("input `app-private-key`"),
+                "{what}: {error}"
+            );
+        }
     }
 }
