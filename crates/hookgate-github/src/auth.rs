@@ -235,6 +235,7 @@ impl TokenSource for AppTokens {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::client::RetryPolicy;
 
