@@ -8,6 +8,7 @@ mod config;
 mod engine;
 mod examples;
 mod fake_github;
+mod faults;
 mod github;
 mod readme;
 mod relay;

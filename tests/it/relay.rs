@@ -16,19 +16,24 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::Connection;
 
-const RELAY_TOKEN: &str = "relay-token-for-binary-tests-0123";
+pub(crate) const RELAY_TOKEN: &str = "relay-token-for-binary-tests-0123";
 /// The relay's public name; requests go to the real address, which changes across restarts.
 const PUBLIC_URL: &str = "http://relay.hookgate.test";
 
 /// A running `hookgate relay`; killed when dropped.
-struct RelayProcess {
+pub(crate) struct RelayProcess {
     child: Child,
-    address: SocketAddr,
+    pub(crate) address: SocketAddr,
     log: Arc<Mutex<Vec<String>>>,
 }
 
 impl RelayProcess {
-    fn start(store: &str) -> Self {
+    pub(crate) fn start(store: &str) -> Self {
+        Self::start_at(store, "127.0.0.1:0")
+    }
+
+    /// Starts the relay on `store`, listening on `listen` (`127.0.0.1:0` for a free port).
+    pub(crate) fn start_at(store: &str, listen: &str) -> Self {
         let mut command = Command::new(assert_cmd::cargo::cargo_bin!("hookgate"));
         for (key, _) in std::env::vars() {
             if key.starts_with("GITHUB_") || key.starts_with("RUNNER_") || key == "CI" {
@@ -36,13 +41,7 @@ impl RelayProcess {
             }
         }
         let mut child = command
-            .args([
-                "relay",
-                "--listen",
-                "127.0.0.1:0",
-                "--public-url",
-                PUBLIC_URL,
-            ])
+            .args(["relay", "--listen", listen, "--public-url", PUBLIC_URL])
             .args(["--store", store, "--relay-token", RELAY_TOKEN])
             .env("HOOKGATE_LOG", "info")
             .stdout(Stdio::null())
@@ -81,19 +80,19 @@ impl RelayProcess {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}", self.address)
     }
 
     /// The slot's callback URL, pointed at this process.
-    fn callback_url(&self, slot: &Value) -> String {
+    pub(crate) fn callback_url(&self, slot: &Value) -> String {
         slot["callbackUrl"]
             .as_str()
             .unwrap()
             .replace(PUBLIC_URL, &self.url())
     }
 
-    async fn create(&self, auth: &str, deadline: u64) -> Value {
+    pub(crate) async fn create(&self, auth: &str, deadline: u64) -> Value {
         let response = reqwest::Client::new()
             .post(format!("{}/v1/slots", self.url()))
             .bearer_auth(RELAY_TOKEN)
@@ -105,7 +104,7 @@ impl RelayProcess {
         response.json().await.unwrap()
     }
 
-    async fn read(&self, slot: &Value, wait: &str) -> Value {
+    pub(crate) async fn read(&self, slot: &Value, wait: &str) -> Value {
         let response = reqwest::Client::new()
             .get(format!(
                 "{}/v1/slots/{}?wait={wait}",
@@ -120,13 +119,17 @@ impl RelayProcess {
         response.json().await.unwrap()
     }
 
-    fn kill_9(&mut self) {
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub(crate) fn kill_9(&mut self) {
         // `Child::kill` is SIGKILL on Unix: no shutdown code runs.
         self.child.kill().unwrap();
         self.child.wait().unwrap();
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.log.lock().unwrap().join("\n")
     }
 }
@@ -138,7 +141,7 @@ impl Drop for RelayProcess {
     }
 }
 
-async fn post(url: &str, token: Option<&str>, body: &str) -> (StatusCode, Value) {
+pub(crate) async fn post(url: &str, token: Option<&str>, body: &str) -> (StatusCode, Value) {
     let mut request = reqwest::Client::new().post(url).body(body.to_owned());
     if let Some(token) = token {
         request = request.bearer_auth(token);
@@ -148,7 +151,7 @@ async fn post(url: &str, token: Option<&str>, body: &str) -> (StatusCode, Value)
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-fn token(slot: &Value) -> Option<&str> {
+pub(crate) fn token(slot: &Value) -> Option<&str> {
     slot["token"].as_str()
 }
 
@@ -158,12 +161,12 @@ fn postgres_base() -> String {
 }
 
 /// A fresh schema on the test server, dropped when the guard goes.
-struct Schema {
+pub(crate) struct Schema {
     name: String,
 }
 
 impl Schema {
-    async fn create() -> Self {
+    pub(crate) async fn create() -> Self {
         let name = format!("hg_it_{}", uuid_like());
         let mut connection = sqlx::PgConnection::connect(&postgres_base()).await.unwrap();
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}")))
@@ -173,7 +176,7 @@ impl Schema {
         Self { name }
     }
 
-    fn store_url(&self) -> String {
+    pub(crate) fn store_url(&self) -> String {
         format!(
             "{}?options=-c%20search_path%3D{}",
             postgres_base(),
@@ -181,7 +184,7 @@ impl Schema {
         )
     }
 
-    async fn drop_now(self) {
+    pub(crate) async fn drop_now(self) {
         let mut connection = sqlx::PgConnection::connect(&postgres_base()).await.unwrap();
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "DROP SCHEMA {} CASCADE",

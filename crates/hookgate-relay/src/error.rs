@@ -52,6 +52,18 @@ impl ApiError {
         )
     }
 
+    /// 408: the body did not arrive in time.
+    pub fn body_timeout(deadline: std::time::Duration) -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!(
+                "the body did not arrive within {} seconds of the request",
+                deadline.as_secs()
+            ),
+        )
+    }
+
     /// 409: the slot holds as many callbacks as it may.
     pub fn slot_full(max: u64) -> Self {
         Self::new(

@@ -3,8 +3,9 @@
 //! - `POST /v1/slots` (a relay token or an allowed GitHub Actions OIDC token): opens a slot and
 //!   answers its id, callback URL, deadline, the callback token (bearer slots) and a read token.
 //! - `POST /v1/callbacks/{id}` and `.../{id}/callback`: takes a callback, checks it in this order
-//!   (404 unknown slot, 410 past the deadline, 401 credentials, 413 size, 400 body), stores the
-//!   raw body and every header but `Authorization` durably, then answers 202. A repeat of a
+//!   (404 unknown slot, 410 past the deadline, 401 credentials, 413 size, 408 a body too slow,
+//!   400 body), stores the raw body and every header but `Authorization` durably, then answers
+//!   202. A repeat of a
 //!   stored delivery is answered exactly as the first time.
 //! - `GET /v1/slots/{id}?after=N&wait=30s` (the slot's read token, or a relay token): the
 //!   callbacks after sequence N, at once if there are any, else when one arrives or the wait ends.
@@ -48,6 +49,12 @@ const SIGNING_KEY_NAME: &str = "slot-tokens";
 const MAX_CALLBACKS_PER_ANSWER: u32 = 100;
 /// Headers never stored: they carry the caller's credentials.
 const UNSTORED_HEADERS: [&str; 2] = ["authorization", "proxy-authorization"];
+/// How long a request's whole body may take to arrive once its handler reads it. Bodies are at
+/// most a few dozen KiB, so this is generous; a body sent a byte at a time, or chunked without an
+/// end, is answered 408 instead of holding its connection for as long as the sender likes.
+const BODY_DEADLINE: Duration = Duration::from_secs(10);
+/// The largest slot request read (an `auth`, a deadline and a label of at most 200 bytes).
+const MAX_SLOT_REQUEST: usize = 4096;
 
 /// Why the relay could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -458,9 +465,10 @@ async fn authorize_creator(relay: &Relay, headers: &HeaderMap) -> Result<Creator
 async fn create_slot(
     State(relay): State<Shared>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<(StatusCode, Json<SlotCreated>), ApiError> {
     let creator = authorize_creator(&relay, &headers).await?;
+    let body = read_body(body, &headers, MAX_SLOT_REQUEST).await?;
     let request: CreateSlot = serde_json::from_slice(&body).map_err(|err| {
         if let Some(Err(why)) = unreadable_deadline(&body) {
             return ApiError::bad_request(
@@ -624,17 +632,7 @@ async fn accept_callback(
         .collect();
     check_credentials(relay, &slot_id, slot.auth, headers, &stored_headers, now)?;
 
-    let limit = relay.config.max_body;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit as u64) {
-        return Err(ApiError::too_large(limit));
-    }
-    let body = axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| ApiError::too_large(limit))?;
+    let body = read_body(body, headers, relay.config.max_body).await?;
     check_verdict(&body)?;
 
     let dedup_key = dedup_key(&stored_headers, &body, headers);
@@ -660,6 +658,23 @@ async fn accept_callback(
         }
         AddOutcome::Full => Err(ApiError::slot_full(relay.config.max_callbacks_per_slot)),
         AddOutcome::NoSlot => Err(ApiError::no_slot()),
+    }
+}
+
+/// Reads a request body of at most `limit` bytes: 413 when it declares or turns out to be longer
+/// (nothing more is read), 408 when it has not arrived within [`BODY_DEADLINE`].
+async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(ApiError::too_large(limit));
+    }
+    match tokio::time::timeout(BODY_DEADLINE, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(ApiError::too_large(limit)),
+        Err(_) => Err(ApiError::body_timeout(BODY_DEADLINE)),
     }
 }
 
