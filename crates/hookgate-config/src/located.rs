@@ -1,10 +1,10 @@
 //! YAML parsed into a small tree that remembers where every node and every map key came from.
 //!
-//! Why yaml-rust2's event parser: validation must point at the line and column of *every*
+//! Why saphyr-parser's event parser: validation must point at the line and column of *every*
 //! problem in a file, not only the first. serde_yaml is archived upstream; its maintained forks
 //! (serde_yaml_ng, serde_norway) report a location only for the first error a deserializer hits.
-//! yaml-rust2 is maintained, pure Rust, and hands out a marker (line and column) with every parser
-//! event, which is exactly what this tree needs. The tree is then turned into `serde_json::Value`
+//! saphyr-parser (the maintained successor of yaml-rust2's parser) is pure Rust and hands out a
+//! span (line and column) with every parser event, which is exactly what this tree needs. The tree is then turned into `serde_json::Value`
 //! and deserialized into the model, and any error's path is looked up here to find its location.
 //!
 //! Limits keep hostile input cheap: nesting deeper than [`MAX_DEPTH`] and alias expansion beyond
@@ -12,9 +12,8 @@
 
 use std::collections::HashMap;
 
+use saphyr_parser::{Event, Marker, Parser, ScalarStyle, Tag};
 use serde_json::{Map, Number, Value};
-use yaml_rust2::parser::{Event, Parser, Tag};
-use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 /// How deeply collections may nest.
 pub const MAX_DEPTH: usize = 64;
@@ -204,12 +203,12 @@ pub fn parse_lenient(text: &str) -> Result<(Node, Vec<YamlError>), YamlError> {
         ..TreeBuilder::default()
     };
     let mut parser = Parser::new_from_str(text);
-    loop {
-        let (event, mark) = parser.next_token().map_err(|err| YamlError {
+    while let Some(next) = parser.next_event() {
+        let (event, span) = next.map_err(|err| YamlError {
             message: err.info().to_owned(),
             span: Span::at(*err.marker(), 1),
         })?;
-        match builder.push(event, mark)? {
+        match builder.push(event, span.start)? {
             Flow::Continue => {}
             Flow::Done => break,
         }
@@ -265,7 +264,7 @@ impl TreeBuilder {
         match event {
             Event::StreamStart | Event::Nothing | Event::DocumentEnd => {}
             Event::StreamEnd => return Ok(Flow::Done),
-            Event::DocumentStart => {
+            Event::DocumentStart(_) => {
                 self.documents += 1;
                 if self.documents > 1 {
                     return Err(YamlError {
@@ -292,8 +291,8 @@ impl TreeBuilder {
             Event::Scalar(text, style, anchor, tag) => {
                 self.count(1, mark)?;
                 let len = scalar_width(&text, style);
-                let empty = text.is_empty() && style == TScalarStyle::Plain;
-                let value = resolve_scalar(text, style, tag.as_ref());
+                let empty = text.is_empty() && style == ScalarStyle::Plain;
+                let value = resolve_scalar(text.into_owned(), style, tag.as_deref());
                 // An empty value is marked at the token after it (often the next line): point
                 // at what owns it instead, the map key or the list.
                 let span = match (empty, self.stack.last()) {
@@ -351,11 +350,11 @@ impl TreeBuilder {
                         entries,
                         ..
                     }) => {
-                        // A block map's start event is marked after its first key; the first
-                        // key is where a reader sees the map begin.
+                        // A block map's start event is marked at or after its first key; the
+                        // first key is where a reader sees the map begin.
                         let span = match entries.first() {
                             Some((key, _))
-                                if (key.span.line, key.span.col) < (span.line, span.col) =>
+                                if (key.span.line, key.span.col) <= (span.line, span.col) =>
                             {
                                 key.span
                             }
@@ -472,24 +471,24 @@ fn key_of(node: &Node) -> Key {
 }
 
 /// How wide a scalar is on its first line, quotes included.
-fn scalar_width(text: &str, style: TScalarStyle) -> usize {
+fn scalar_width(text: &str, style: ScalarStyle) -> usize {
     let first_line = text.lines().next().unwrap_or("").chars().count();
     match style {
-        TScalarStyle::SingleQuoted | TScalarStyle::DoubleQuoted => first_line + 2,
-        TScalarStyle::Literal | TScalarStyle::Folded => 1,
-        _ => first_line,
+        ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted => first_line + 2,
+        ScalarStyle::Literal | ScalarStyle::Folded => 1,
+        ScalarStyle::Plain => first_line,
     }
 }
 
 /// YAML 1.2 core schema: plain scalars may be null, booleans or numbers; quoted ones are text.
-fn resolve_scalar(text: String, style: TScalarStyle, tag: Option<&Tag>) -> NodeValue {
+fn resolve_scalar(text: String, style: ScalarStyle, tag: Option<&Tag>) -> NodeValue {
     if let Some(tag) = tag
         && tag.handle == "tag:yaml.org,2002:"
         && tag.suffix == "str"
     {
         return NodeValue::String(text);
     }
-    if style != TScalarStyle::Plain {
+    if style != ScalarStyle::Plain {
         return NodeValue::String(text);
     }
     match text.as_str() {
@@ -518,8 +517,14 @@ fn parse_integer(text: &str) -> Option<Number> {
         (hex, 16)
     } else if let Some(oct) = text.strip_prefix("0o") {
         (oct, 8)
+    } else if let Some(positive) = text.strip_prefix('+') {
+        // One sign only: `+-5` and `++5` are text.
+        if positive.starts_with(['+', '-']) {
+            return None;
+        }
+        (positive, 10)
     } else {
-        (text.strip_prefix('+').unwrap_or(text), 10)
+        (text, 10)
     };
     if digits.is_empty() || digits.starts_with(['+', '-']) && radix != 10 {
         return None;
@@ -541,6 +546,21 @@ mod tests {
 
     fn key(s: &str) -> PathSegment {
         PathSegment::Key(s.to_owned())
+    }
+
+    #[test]
+    fn an_integer_has_one_sign_at_most() {
+        let tree = parse("a: +5\nb: -5\nc: +-5\nd: ++5\ne: -+5\n").unwrap();
+        let value = |k: &str| tree.get(&[key(k)]).unwrap().value.clone();
+        assert_eq!(value("a"), NodeValue::Number(5.into()));
+        assert_eq!(value("b"), NodeValue::Number((-5).into()));
+        for text in ["c", "d", "e"] {
+            assert!(
+                matches!(value(text), NodeValue::String(_)),
+                "{text}: {:?}",
+                value(text)
+            );
+        }
     }
 
     #[test]
