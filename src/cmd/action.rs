@@ -26,14 +26,7 @@ pub async fn run(_args: Args) -> anyhow::Result<ExitCode> {
         "validate" => {
             // The names of the `secrets` input, when it is set: validate warns about the
             // difference from the secrets the file uses.
-            let secret_names = match input("secrets") {
-                Some(text) => Some(
-                    string_map::parse(&text, "the `secrets` input")?
-                        .into_keys()
-                        .collect(),
-                ),
-                None => None,
-            };
+            let secret_names = secrets_input()?.map(|secrets| secrets.into_keys().collect());
             validate::run(validate::Args { file, secret_names }).await
         }
         "plan" => {
@@ -72,13 +65,11 @@ async fn run_args(file: PathBuf) -> anyhow::Result<run::Args> {
             .collect(),
         None => Vec::new(),
     };
-    let secrets = match input("secrets") {
-        Some(text) => string_map::parse(&text, "the `secrets` input")?
-            .into_iter()
-            .map(|(key, value)| (key, Redacted(value)))
-            .collect(),
-        None => Vec::new(),
-    };
+    let secrets = secrets_input()?
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(key, value)| (key, Redacted(value)))
+        .collect();
     let relay = input("relay-url");
     let relay_token = input("relay-token").map(Redacted);
     if relay.is_some() && relay_token.is_none() && !flag("use-oidc")? {
@@ -105,6 +96,13 @@ async fn run_args(file: PathBuf) -> anyhow::Result<run::Args> {
         timeout,
         retry_backoff: Duration::from_secs(1),
     })
+}
+
+/// The `secrets` input, parsed, when it is set.
+fn secrets_input() -> anyhow::Result<Option<indexmap::IndexMap<String, String>>> {
+    input("secrets")
+        .map(|text| string_map::parse(&text, "the `secrets` input"))
+        .transpose()
 }
 
 fn callback_args() -> anyhow::Result<callback::Args> {

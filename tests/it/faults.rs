@@ -236,13 +236,11 @@ async fn faults_a_gate_outlasts_a_relay_that_is_away_for_a_minute() {
 }
 
 /// The `hookgate` binary as a child the test can wait on while it does other things, with the
-/// machine's GitHub Actions environment removed (as `common::hookgate` does).
+/// machine's GitHub Actions environment removed, as `common::hookgate` does.
 fn hookgate_async() -> tokio::process::Command {
     let mut command = tokio::process::Command::new(assert_cmd::cargo::cargo_bin!("hookgate"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("GITHUB_") || key.starts_with("RUNNER_") || key == "CI" {
-            command.env_remove(key);
-        }
+    for key in crate::common::runner_variables() {
+        command.env_remove(key);
     }
     command
 }

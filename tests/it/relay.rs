@@ -35,10 +35,8 @@ impl RelayProcess {
     /// Starts the relay on `store`, listening on `listen` (`127.0.0.1:0` for a free port).
     pub(crate) fn start_at(store: &str, listen: &str) -> Self {
         let mut command = Command::new(assert_cmd::cargo::cargo_bin!("hookgate"));
-        for (key, _) in std::env::vars() {
-            if key.starts_with("GITHUB_") || key.starts_with("RUNNER_") || key == "CI" {
-                command.env_remove(key);
-            }
+        for key in crate::common::runner_variables() {
+            command.env_remove(key);
         }
         let mut child = command
             .args(["relay", "--listen", listen, "--public-url", PUBLIC_URL])

@@ -23,11 +23,6 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    /// The names of the secrets the file uses, sorted.
-    pub fn secret_names(&self) -> impl Iterator<Item = &str> {
-        self.secret_uses.keys().map(String::as_str)
-    }
-
     /// Warnings for a run given the secrets named `passed`: each secret the file uses that is not
     /// passed, at its first use, and each one passed that the file never uses.
     pub fn check_secrets<'a>(&self, passed: impl IntoIterator<Item = &'a str>) -> Diagnostics {
