@@ -1,8 +1,10 @@
 //! `hookgate run` end to end: the real binary against real HTTP servers on 127.0.0.1 standing in
-//! for the services a deployment file calls (see `support`). Each wait mode, each way to find a
-//! status URL, each status mapping rule, retries and backoff read from the server's log,
-//! Retry-After, fail-fast, the idempotency key, templates and their errors, masking, `if:`,
-//! parallel groups, timeouts and SIGTERM.
+//! for the services a deployment file calls (see `support`). What the command line adds to the
+//! engine: each wait mode wired up, each way to find a status URL, each status mapping rule,
+//! templates and their errors as printed, masking in the log, the job summary and the outputs,
+//! exit codes, signals, the embedded relay and GitHub. The engine's own rules (retries,
+//! `Retry-After`, fail-fast, `if:`, timeouts, cancellation) are tested in process, in
+//! crates/hookgate-engine/tests/rules.rs.
 
 #![allow(clippy::unwrap_used)]
 
@@ -63,14 +65,6 @@ fn one_step(name: &str, webhook: &str) -> String {
     )
 }
 
-/// Gaps between consecutive requests.
-fn gaps(requests: &[Seen]) -> Vec<Duration> {
-    requests
-        .windows(2)
-        .map(|pair| pair[1].at.duration_since(pair[0].at))
-        .collect()
-}
-
 #[test]
 fn wait_none_renders_templates_and_succeeds_on_2xx() {
     let server = TestServer::start(|_, _| Reply::status(204));
@@ -120,112 +114,6 @@ fn wait_none_renders_templates_and_succeeds_on_2xx() {
     assert!(!body["id"].as_str().unwrap().is_empty());
     assert!(request.header("idempotency-key").is_some());
     assert!(out.contains("notify") && out.contains("success"), "{out}");
-}
-
-#[test]
-fn a_4xx_fails_without_retry() {
-    let server = TestServer::start(|_, _| Reply::status(404).with_body("no such hook"));
-    let (output, out) = run_one(
-        &server,
-        "hook",
-        "    waitFor: none\n    retryCount: 3\n",
-        &[],
-    );
-    assert_eq!(code(&output), 1, "{out}");
-    assert_eq!(server.requests().len(), 1);
-    assert!(out.contains("HTTP 404"), "{out}");
-}
-
-#[test]
-fn retries_back_off_exponentially_with_one_idempotency_key() {
-    let server = TestServer::start(|_, earlier| {
-        if earlier.len() < 3 {
-            Reply::status(503)
-        } else {
-            Reply::status(200)
-        }
-    });
-    let (output, out) = run_one(
-        &server,
-        "flaky",
-        "    waitFor: none\n    retryCount: 3\n",
-        &["--retry-backoff", "100ms"],
-    );
-    assert_eq!(code(&output), 0, "{out}");
-    let requests = server.requests();
-    assert_eq!(requests.len(), 4);
-    // Equal jitter: retry n waits between half and all of 100 ms * 2^n.
-    let gaps = gaps(&requests);
-    for (n, gap) in gaps.iter().enumerate() {
-        let floor = Duration::from_millis(50 << n);
-        assert!(
-            *gap >= floor,
-            "retry {n} came after {gap:?}, before {floor:?}"
-        );
-    }
-    let keys: Vec<_> = requests
-        .iter()
-        .map(|r| r.header("idempotency-key"))
-        .collect();
-    assert!(keys[0].is_some());
-    assert!(keys.iter().all(|k| *k == keys[0]), "{keys:?}");
-    assert!(out.contains("attempt 1 of 4 failed (HTTP 503)"), "{out}");
-}
-
-#[test]
-fn retries_run_out() {
-    let server = TestServer::start(|_, _| Reply::status(500));
-    let (output, out) = run_one(
-        &server,
-        "down",
-        "    waitFor: none\n    retryCount: 2\n",
-        &["--retry-backoff", "10ms"],
-    );
-    assert_eq!(code(&output), 1);
-    assert_eq!(server.requests().len(), 3);
-    assert!(out.contains("after 3 attempts"), "{out}");
-}
-
-#[test]
-fn retry_status_codes_are_retried_and_retry_after_is_honoured() {
-    let server = TestServer::start(|_, earlier| match earlier.len() {
-        0 => Reply::status(409),
-        1 => Reply::status(429).with_header("Retry-After", "1"),
-        _ => Reply::status(200),
-    });
-    let (output, out) = run_one(
-        &server,
-        "busy",
-        "    waitFor: none\n    retryCount: 2\n    retryStatusCodes: [409]\n",
-        &["--retry-backoff", "10ms"],
-    );
-    assert_eq!(code(&output), 0, "{out}");
-    let gaps = gaps(&server.requests());
-    assert_eq!(gaps.len(), 2);
-    assert!(
-        gaps[0] < Duration::from_millis(500),
-        "backoff of 10 ms took {:?}",
-        gaps[0]
-    );
-    assert!(
-        gaps[1] >= Duration::from_millis(950),
-        "Retry-After: 1 gave {:?}",
-        gaps[1]
-    );
-}
-
-#[test]
-fn fail_fast_status_codes_end_at_once() {
-    let server = TestServer::start(|_, _| Reply::status(503));
-    let (output, out) = run_one(
-        &server,
-        "gate",
-        "    waitFor: none\n    retryCount: 5\n    failFastStatusCodes: [503]\n",
-        &[],
-    );
-    assert_eq!(code(&output), 1);
-    assert_eq!(server.requests().len(), 1);
-    assert!(out.contains("failFastStatusCodes"), "{out}");
 }
 
 #[test]
@@ -336,28 +224,6 @@ fn secrets_never_reach_the_output() {
     }
 }
 
-fn two_step_file(first: &str, second: &str, condition: &str, url: &str) -> String {
-    format!(
-        r#"targets:
-  staging:
-    constraints:
-      beforeDeployment:
-        - runWebhook:
-            name: {first}
-        - runWebhook:
-            name: {second}
-            if: "{condition}"
-webhooks:
-  - name: {first}
-    uriTemplate: {url}/{first}
-    waitFor: none
-  - name: {second}
-    uriTemplate: "{url}/{second}?id={{{{ steps['{first}'].body.deployment.id }}}}"
-    waitFor: none
-"#
-    )
-}
-
 #[test]
 fn the_github_token_input_is_masked_like_a_secret() {
     const TOKEN: &str = "ghs_input-t0ken-55";
@@ -380,45 +246,6 @@ fn the_github_token_input_is_masked_like_a_secret() {
     assert_eq!(server.requests_to(&format!("/echo/{TOKEN}")).len(), 1);
     assert!(out.contains("unknown path /echo/***"), "{out}");
     assert!(!out.contains(TOKEN), "the token leaked:\n{out}");
-}
-
-#[test]
-fn if_conditions_see_earlier_results() {
-    let server =
-        TestServer::start(|_, _| Reply::json(json!({"deployment": {"success": true, "id": 7}})));
-    let file = deployment(&two_step_file(
-        "Call Endpoint",
-        "On-True",
-        "{{ steps['Call Endpoint'].body.deployment.success == true }}",
-        &server.url,
-    ));
-    let output = run(
-        &file,
-        &["--target", "staging", "--phase", "before-deployment"],
-    );
-    let out = text(&output);
-    assert_eq!(code(&output), 0, "{out}");
-    assert_eq!(
-        server.requests_to("/On-True?id=7").len(),
-        1,
-        "{:?}",
-        server.requests()
-    );
-
-    let file = deployment(&two_step_file(
-        "Call Endpoint",
-        "On-False",
-        "{{ steps['Call Endpoint'].body.deployment.success == false }}",
-        &server.url,
-    ));
-    let output = run(
-        &file,
-        &["--target", "staging", "--phase", "before-deployment"],
-    );
-    let out = text(&output);
-    assert_eq!(code(&output), 0, "a skipped step passes: {}", text(&output));
-    assert!(server.requests_to("/On-False").is_empty());
-    assert!(out.contains("skipped"), "{out}");
 }
 
 /// A poll webhook whose status answer the handler decides.
@@ -580,141 +407,6 @@ fn without_a_status_path_a_2xx_status_answer_is_success() {
         run_poll(vec![Reply::status(200)], "      waitBeforeMonitor: 10ms\n");
     assert_eq!(code(&output), 0, "{out}");
     assert_eq!(server.requests().len(), 2);
-}
-
-#[test]
-fn a_step_past_its_timeout_is_timed_out_and_cancelled_remotely() {
-    let server = TestServer::start(|seen, _| {
-        if seen.method == "GET" {
-            Reply::json(json!({"state": "RUNNING"}))
-        } else {
-            Reply::json(json!({"id": "job-9"}))
-        }
-    });
-    let file = deployment(&poll_file(
-        &server.url,
-        "      statusJsonPath: $.state\n",
-        &format!(
-            "    timeout: 400ms\n    cancel:\n      method: DELETE\n      uriTemplate: \"{}/jobs/{{{{ steps['job'].body.id }}}}\"\n",
-            server.url
-        ),
-    ));
-    let started = Instant::now();
-    let output = run(&file, &phase_args());
-    let out = text(&output);
-    assert_eq!(code(&output), 1, "{out}");
-    assert!(started.elapsed() < Duration::from_secs(10));
-    assert!(out.contains("timed_out"), "{out}");
-    assert!(
-        out.contains("no result within the webhook's timeout of 400ms"),
-        "{out}"
-    );
-    let cancels = server.requests_to("/jobs/job-9");
-    assert_eq!(cancels.len(), 1, "{:?}", server.requests());
-    assert_eq!(cancels[0].method, "DELETE");
-}
-
-#[test]
-fn the_run_timeout_ends_the_step_and_the_rest_do_not_run() {
-    let server = poll_server(vec![Reply::json(json!({"state": "RUNNING"}))]);
-    let yaml = format!(
-        r#"targets:
-  staging:
-    constraints:
-      beforeDeployment:
-        - runWebhook: {{name: slow}}
-        - runWebhook: {{name: after}}
-webhooks:
-  - name: slow
-    uriTemplate: {url}/job
-    waitFor: poll
-    poll: {{statusJsonPath: $.state, interval: 50ms}}
-  - name: after
-    uriTemplate: {url}/after
-    waitFor: none
-"#,
-        url = server.url
-    );
-    let file = deployment(&yaml);
-    let mut args = phase_args().to_vec();
-    args.extend(["--timeout", "500ms"]);
-    let output = run(&file, &args);
-    let out = text(&output);
-    assert_eq!(code(&output), 1, "{out}");
-    assert!(
-        out.contains("no result within the run's --timeout"),
-        "{out}"
-    );
-    assert!(out.contains("not run: `slow` ended `timed_out`"), "{out}");
-    assert!(server.requests_to("/after").is_empty());
-}
-
-#[test]
-fn a_failure_in_a_parallel_group_cancels_the_others() {
-    let server = TestServer::start(|seen, _| match (seen.method.as_str(), seen.path.as_str()) {
-        ("POST", "/scan") => Reply::status(200)
-            .with_body("ok")
-            .after(Duration::from_millis(300)),
-        ("GET", "/scan") => Reply::json(json!({"verdict": "vulnerable"})),
-        ("GET", _) => Reply::json(json!({"state": "RUNNING"})),
-        _ => Reply::status(202),
-    });
-    let yaml = format!(
-        r#"targets:
-  staging:
-    strategy: bg
-strategies:
-  bg:
-    blueGreen:
-      activeService: a
-      previewService: b
-      redirectTrafficAfter:
-        - runWebhook: {{name: scan}}
-        - runWebhook: {{name: soak}}
-        - runWebhook: {{name: e2e}}
-        - analysis: {{queries: [cpu]}}
-webhooks:
-  - name: scan
-    uriTemplate: {url}/scan
-    waitFor: poll
-    poll: {{statusJsonPath: $.verdict, successStatuses: clean, terminalStatuses: vulnerable, interval: 50ms}}
-  - name: soak
-    uriTemplate: {url}/soak
-    waitFor: poll
-    poll: {{statusJsonPath: $.state, interval: 50ms}}
-    cancel: {{uriTemplate: "{url}/cancel/soak"}}
-  - name: e2e
-    uriTemplate: {url}/e2e
-    waitFor: poll
-    poll: {{statusJsonPath: $.state, interval: 50ms}}
-    cancel:
-      method: DELETE
-      uriTemplate: "{url}/cancel/e2e"
-      headers: [{{key: X-Reason, value: "sibling failed"}}]
-"#,
-        url = server.url
-    );
-    let file = deployment(&yaml);
-    let output = run(&file, &["--target", "staging", "--phase", "strategy"]);
-    let out = text(&output);
-    assert_eq!(code(&output), 1, "{out}");
-    assert!(out.contains("cancelled: `scan` ended `failure`"), "{out}");
-    let soak = server.requests_to("/cancel/soak");
-    let e2e = server.requests_to("/cancel/e2e");
-    assert_eq!((soak.len(), e2e.len()), (1, 1), "{:?}", server.requests());
-    assert_eq!(soak[0].method, "POST");
-    assert_eq!(e2e[0].method, "DELETE");
-    assert_eq!(e2e[0].header("x-reason"), Some("sibling failed"));
-    assert!(
-        out.contains("`analysis` is not handled by hookgate"),
-        "{out}"
-    );
-    // The table lists every step with its conclusion.
-    let table_rows: Vec<&str> = out
-        .lines()
-        .filter(|l| l.starts_with("soak ") || l.starts_with("e2e "))
-        .collect();
-    assert!(table_rows.iter().all(|l| l.contains("cancelled")), "{out}");
 }
 
 #[test]

@@ -4,16 +4,16 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use axum::body::Bytes;
+use common::{Recorder, Reply, Service};
 use futures::future::BoxFuture;
 use hookgate_config::Phase;
 use hookgate_engine::backoff::Backoff;
-use hookgate_engine::{
-    Conclusion, Event, Mailbox, MailboxError, Reporter, RunReport, RunSettings, Runner,
-};
+use hookgate_engine::{Conclusion, Event, Mailbox, MailboxError, RunReport, RunSettings, Runner};
 use hookgate_protocol::{CallbackAuth, CreateSlot, Deadline, Delivery, SlotCreated, SlotId};
 
 const SLOT_TOKEN: &str = "slot-token-7f3a9c";
@@ -81,25 +81,6 @@ fn delivery(sequence: u64, body: &str) -> Delivery {
     }
 }
 
-/// Keeps every event.
-#[derive(Clone, Default)]
-struct Recorder(Arc<Mutex<Vec<Event>>>);
-
-impl Recorder {
-    /// The progress messages heard, in order.
-    fn progress(&self) -> Vec<String> {
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .filter_map(|e| match e {
-                Event::StepProgress { message, .. } => Some(message.clone()),
-                _ => None,
-            })
-            .collect()
-    }
-}
-
 /// Runs `plan` against a mailbox answering from `script`, retrying the relay with `backoff`.
 async fn run_scripted(
     plan: hookgate_config::Plan,
@@ -125,35 +106,10 @@ async fn run_scripted(
     (report, mailbox, recorder)
 }
 
-impl Reporter for Recorder {
-    fn report(&self, event: &Event) -> BoxFuture<'_, ()> {
-        self.0.lock().unwrap().push(event.clone());
-        Box::pin(async {})
-    }
-}
-
-/// A service that keeps the bodies it is sent.
-async fn service() -> (String, Arc<Mutex<Vec<String>>>) {
-    let bodies: Arc<Mutex<Vec<String>>> = Arc::default();
-    let kept = bodies.clone();
-    let app = axum::Router::new().fallback(move |body: Bytes| {
-        let kept = kept.clone();
-        async move {
-            kept.lock()
-                .unwrap()
-                .push(String::from_utf8_lossy(&body).into_owned());
-            axum::http::StatusCode::ACCEPTED
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, bodies)
-}
-
 #[tokio::test]
 async fn a_callback_verdict_survives_relay_outages_and_ignores_forgeries() {
-    let (url, bodies) = service().await;
+    let service = Service::start(|_, _| Reply::status(202)).await;
+    let url = &service.url;
     let yaml = format!(
         r#"targets:
   staging:
@@ -192,7 +148,7 @@ webhooks:
     assert_eq!(opened[0].label, "tests");
     // The long poll asks only for what it has not seen.
     assert_eq!(*mailbox.waited_after.lock().unwrap(), vec![0, 0, 0, 1]);
-    let sent: serde_json::Value = serde_json::from_str(&bodies.lock().unwrap()[0]).unwrap();
+    let sent: serde_json::Value = serde_json::from_str(&service.requests()[0].body).unwrap();
     assert_eq!(
         sent["callback"],
         "https://relay.example/v1/callbacks/slot-1"
@@ -255,7 +211,8 @@ async fn a_run_without_a_mailbox_for_a_callback_step_does_not_start() {
 /// a pause that grows, says so once, and still takes the verdict when it comes.
 #[tokio::test]
 async fn a_relay_repeating_old_deliveries_costs_neither_polls_nor_log_lines() {
-    let (url, _) = service().await;
+    let service = Service::start(|_, _| Reply::status(202)).await;
+    let url = &service.url;
     let yaml = format!(
         "targets:\n  staging:\n    constraints:\n      afterDeployment:\n        - runWebhook: {{name: tests}}\nwebhooks:\n  - name: tests\n    uriTemplate: {url}/run\n"
     );
