@@ -740,6 +740,68 @@ async fn postgres_callbacks_wake_waiters_on_another_replica() {
     backend.clean_up().await;
 }
 
+/// The server closes every connection of a relay (a restart, an idle timeout, an administrator):
+/// the next callback is still stored and answered, and slots and reads still work, each on a
+/// fresh connection.
+#[tokio::test]
+async fn postgres_connections_closed_by_the_server_cost_no_callback() {
+    let backend = Backend::new_postgres().await;
+    let name = format!("hg_cut_{}", uuid::Uuid::new_v4().simple());
+    let store = store::open(&format!("{}&application_name={name}", backend.url()))
+        .await
+        .unwrap();
+    let first = slot(Duration::from_secs(600));
+    store.create_slot(&first).await.unwrap();
+    let outcome = store
+        .add_callback(delivery(&first, "before", b"{}"))
+        .await
+        .unwrap();
+    assert_eq!(outcome, AddOutcome::Stored { sequence: 1 });
+    // Two reads at once, so the pool holds more than one idle connection to lose.
+    let (a, b) = tokio::join!(
+        store.callbacks_after(&first.id, 0, 10),
+        store.callbacks_after(&first.id, 0, 10)
+    );
+    assert_eq!((a.unwrap().len(), b.unwrap().len()), (1, 1));
+
+    let mut admin = sqlx::PgConnection::connect(&postgres_base()).await.unwrap();
+    let closed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE application_name = $1) AS t",
+    )
+    .bind(&name)
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert!(closed >= 2, "only {closed} connections were closed");
+    // The server has closed them once none is left.
+    for _ in 0..100 {
+        let left: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1")
+                .bind(&name)
+                .fetch_one(&mut admin)
+                .await
+                .unwrap();
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let outcome = store
+        .add_callback(delivery(&first, "after", b"{}"))
+        .await
+        .unwrap();
+    assert_eq!(outcome, AddOutcome::Stored { sequence: 2 });
+    let read = store.callbacks_after(&first.id, 0, 10).await.unwrap();
+    assert_eq!(read.iter().map(|d| d.sequence).collect::<Vec<_>>(), [1, 2]);
+    let second = slot(Duration::from_secs(600));
+    store.create_slot(&second).await.unwrap();
+    assert!(store.slot(&second.id).await.unwrap().is_some());
+    store.close().await;
+    backend.clean_up().await;
+}
+
 /// Two replicas storing into the same slots at once, each committing groups of callbacks: every
 /// slot is numbered 1, 2, 3, ... without a gap or a number given twice, each delivery is stored
 /// once, and no group waits on the other's for ever (their slot locks are taken in one order).

@@ -12,6 +12,7 @@
 //! on commit; every replica LISTENs and wakes its local waiters.
 //! A `search_path` given in the URL (`?options=-c search_path=NAME`) selects the schema.
 
+use std::future::Future;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -30,6 +31,11 @@ use crate::wakers::Wakers;
 
 /// The channel callbacks are announced on; the payload is the slot id.
 const CHANNEL: &str = "hookgate_callbacks";
+
+/// Connections for the writer, slots and reads; the listener holds one more.
+const POOL_SIZE: u32 = 16;
+/// Attempts of a pooled statement: each pooled connection may have been lost while idle.
+const POOLED_ATTEMPTS: u32 = POOL_SIZE + 1;
 
 /// The most callbacks one transaction stores.
 const MAX_GROUP: usize = 256;
@@ -54,7 +60,12 @@ impl PostgresStore {
         let options = PgConnectOptions::from_str(url)
             .map_err(StoreError::database("parsing the PostgreSQL URL"))?;
         let pool = PgPoolOptions::new()
-            .max_connections(16)
+            .max_connections(POOL_SIZE)
+            // A pooled connection is not pinged before each use: that was one more round trip
+            // per group of callbacks and per long poll's read, on the writer's critical path.
+            // One that broke while idle fails its statement, which runs again on another (see
+            // `on_a_live_connection`).
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await
@@ -71,7 +82,9 @@ async fn write_callbacks(pool: PgPool, mut queue: mpsc::Receiver<Pending>) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     while queue.recv_many(&mut group, MAX_GROUP).await > 0 {
         let callbacks: Vec<&NewCallback> = group.iter().map(|p| &p.callback).collect();
-        match store_group(&pool, &callbacks).await {
+        // A group that was committed before its answer was lost is answered `duplicate` when
+        // sent again, with the sequence numbers it got.
+        match on_a_live_connection(|| store_group(&pool, &callbacks)).await {
             Ok(outcomes) => {
                 for (pending, outcome) in group.drain(..).zip(outcomes) {
                     // A caller that has gone away no longer needs its answer.
@@ -86,6 +99,40 @@ async fn write_callbacks(pool: PgPool, mut queue: mpsc::Receiver<Pending>) {
                 }
             }
         }
+    }
+}
+
+/// Runs a pooled `statement` until it ends other than with a lost connection, at most once per
+/// pooled connection and once more. A connection the server closed while it sat idle (a restart,
+/// an idle timeout, a failover) fails its next statement; each statement here can be repeated
+/// without effect.
+async fn on_a_live_connection<T, F, Fut>(mut statement: F) -> Result<T, sqlx::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, sqlx::Error>>,
+{
+    let mut attempt = 1;
+    loop {
+        match statement().await {
+            Err(err) if connection_lost(&err) && attempt < POOLED_ATTEMPTS => {
+                tracing::warn!(error = %err, "a PostgreSQL connection was lost; trying another");
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// Whether `err` says the connection is gone (rather than the statement refused).
+fn connection_lost(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_) => true,
+        // Class 08: connection exception; 57P01-57P05: the server is shutting down or the
+        // connection was terminated by an administrator or an idle timeout.
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+        _ => false,
     }
 }
 
@@ -185,16 +232,19 @@ impl<'a> Columns<'a> {
 impl SlotStore for PostgresStore {
     fn create_slot<'a>(&'a self, slot: &'a Slot) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
-            sqlx::query(
-                "INSERT INTO slots (id, auth, label, created_at_ms, deadline_ms) \
-                 VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(slot.id.as_str())
-            .bind(slot.auth.as_str())
-            .bind(&slot.label)
-            .bind(to_millis(slot.created_at))
-            .bind(to_millis(slot.deadline))
-            .execute(&self.pool)
+            // A repeat finds its own row (the id is 128 random bits).
+            on_a_live_connection(|| {
+                sqlx::query(
+                    "INSERT INTO slots (id, auth, label, created_at_ms, deadline_ms) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(slot.id.as_str())
+                .bind(slot.auth.as_str())
+                .bind(&slot.label)
+                .bind(to_millis(slot.created_at))
+                .bind(to_millis(slot.deadline))
+                .execute(&self.pool)
+            })
             .await
             .map_err(StoreError::database("storing a slot"))?;
             Ok(())
@@ -203,11 +253,13 @@ impl SlotStore for PostgresStore {
 
     fn slot<'a>(&'a self, id: &'a SlotId) -> BoxFuture<'a, Result<Option<Slot>, StoreError>> {
         Box::pin(async move {
-            let row = sqlx::query(
-                "SELECT auth, label, created_at_ms, deadline_ms FROM slots WHERE id = $1",
-            )
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
+            let row = on_a_live_connection(|| {
+                sqlx::query(
+                    "SELECT auth, label, created_at_ms, deadline_ms FROM slots WHERE id = $1",
+                )
+                .bind(id.as_str())
+                .fetch_optional(&self.pool)
+            })
             .await
             .map_err(StoreError::database("reading a slot"))?;
             let Some(row) = row else { return Ok(None) };
@@ -240,14 +292,16 @@ impl SlotStore for PostgresStore {
         limit: u32,
     ) -> BoxFuture<'a, Result<Vec<Delivery>, StoreError>> {
         Box::pin(async move {
-            let rows = sqlx::query(
-                "SELECT sequence, received_at_ms, headers, body FROM callbacks \
-                 WHERE slot_id = $1 AND sequence > $2 ORDER BY sequence LIMIT $3",
-            )
-            .bind(slot.as_str())
-            .bind(i64::try_from(after).unwrap_or(i64::MAX))
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+            let rows = on_a_live_connection(|| {
+                sqlx::query(
+                    "SELECT sequence, received_at_ms, headers, body FROM callbacks \
+                     WHERE slot_id = $1 AND sequence > $2 ORDER BY sequence LIMIT $3",
+                )
+                .bind(slot.as_str())
+                .bind(i64::try_from(after).unwrap_or(i64::MAX))
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+            })
             .await
             .map_err(StoreError::database("reading callbacks"))?;
             rows.iter()
@@ -265,12 +319,14 @@ impl SlotStore for PostgresStore {
 
     fn remove_slots_before(&self, cutoff: SystemTime) -> BoxFuture<'_, Result<u64, StoreError>> {
         Box::pin(async move {
-            let removed = sqlx::query("DELETE FROM slots WHERE deadline_ms < $1")
-                .bind(to_millis(cutoff))
-                .execute(&self.pool)
-                .await
-                .map_err(StoreError::database("removing expired slots"))?
-                .rows_affected();
+            let removed = on_a_live_connection(|| {
+                sqlx::query("DELETE FROM slots WHERE deadline_ms < $1")
+                    .bind(to_millis(cutoff))
+                    .execute(&self.pool)
+            })
+            .await
+            .map_err(StoreError::database("removing expired slots"))?
+            .rows_affected();
             Ok(removed)
         })
     }
@@ -281,21 +337,25 @@ impl SlotStore for PostgresStore {
         candidate: Vec<u8>,
     ) -> BoxFuture<'a, Result<Vec<u8>, StoreError>> {
         Box::pin(async move {
-            sqlx::query(
-                "INSERT INTO relay_keys (name, secret, created_at_ms) VALUES ($1, $2, $3) \
-                 ON CONFLICT (name) DO NOTHING",
-            )
-            .bind(name)
-            .bind(candidate)
-            .bind(to_millis(SystemTime::now()))
-            .execute(&self.pool)
+            on_a_live_connection(|| {
+                sqlx::query(
+                    "INSERT INTO relay_keys (name, secret, created_at_ms) VALUES ($1, $2, $3) \
+                     ON CONFLICT (name) DO NOTHING",
+                )
+                .bind(name)
+                .bind(&candidate)
+                .bind(to_millis(SystemTime::now()))
+                .execute(&self.pool)
+            })
             .await
             .map_err(StoreError::database("storing the relay key"))?;
-            sqlx::query_scalar("SELECT secret FROM relay_keys WHERE name = $1")
-                .bind(name)
-                .fetch_one(&self.pool)
-                .await
-                .map_err(StoreError::database("reading the relay key"))
+            on_a_live_connection(|| {
+                sqlx::query_scalar("SELECT secret FROM relay_keys WHERE name = $1")
+                    .bind(name)
+                    .fetch_one(&self.pool)
+            })
+            .await
+            .map_err(StoreError::database("reading the relay key"))
         })
     }
 
