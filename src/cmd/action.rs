@@ -65,6 +65,12 @@ async fn run_args(file: PathBuf) -> anyhow::Result<run::Args> {
             .collect(),
         None => Vec::new(),
     };
+    let armory = match input("armory") {
+        Some(text) => string_map::parse(&text, "the `armory` input")?
+            .into_iter()
+            .collect(),
+        None => Vec::new(),
+    };
     let secrets = secrets_input()?
         .unwrap_or_default()
         .into_iter()
@@ -89,6 +95,7 @@ async fn run_args(file: PathBuf) -> anyhow::Result<run::Args> {
         phase,
         file,
         context,
+        armory,
         secrets,
         secrets_file: None,
         relay,

@@ -127,6 +127,15 @@ fn render_step(out: &mut String, label: &str, step: &PlannedStep, indent: &str) 
                 let _ = writeln!(out, "{indent}     {name:<8} {value}");
             };
             detail(out, "calls", &callee(webhook));
+            if let Some(agent) = webhook.remote_network_agent() {
+                detail(
+                    out,
+                    "network",
+                    &format!(
+                        "directly from this machine, in place of the Remote Network Agent{agent}"
+                    ),
+                );
+            }
             detail(out, "wait", &wait(call.wait, webhook));
             let timeout = short_duration(call.timeout);
             if webhook.timeout.is_some() {

@@ -40,6 +40,10 @@ pub struct Args {
     /// A `{{ context.KEY }}` value for every step (a step's own `context` wins). Repeatable.
     #[arg(long = "context", value_name = "KEY=VALUE", value_parser = parse_pair)]
     pub context: Vec<(String, String)>,
+    /// An `{{ armory.KEY }}` value Armory took from the cluster: `replicaSetName=NAME` or
+    /// `preview.SERVICE=URL`. Repeatable.
+    #[arg(long = "armory", value_name = "KEY=VALUE", value_parser = parse_pair)]
+    pub armory: Vec<(String, String)>,
     /// A `{{ secrets.KEY }}` value. Masked in all output. Repeatable.
     #[arg(long = "secret", value_name = "KEY=VALUE", value_parser = parse_secret)]
     pub secrets: Vec<(String, Redacted)>,
@@ -159,6 +163,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         (Ok(id), Ok(attempt)) if !id.is_empty() => format!("{id}-{attempt}"),
         _ => uuid::Uuid::new_v4().to_string(),
     };
+    let mut armory = ArmoryValues::for_target(&loaded.file, &args.target, deployment_id);
+    for (key, value) in &args.armory {
+        if let Err(why) = armory.set(key, value.clone()) {
+            return usage_error(&format!("--armory {key}=...: {why}"));
+        }
+    }
     let settings = RunSettings {
         context: args
             .context
@@ -166,7 +176,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             .map(|(k, v)| (k.clone(), Value::String(v.clone())))
             .collect(),
         secrets,
-        armory: ArmoryValues::for_target(&loaded.file, &args.target, deployment_id),
+        armory,
         github: github_values(std::env::vars()),
         run_timeout: args.timeout,
         retry_backoff: Backoff {

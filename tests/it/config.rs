@@ -161,6 +161,40 @@ fn plan_shows_steps_wait_modes_and_conditions() {
     insta::assert_snapshot!("plan_extensions_before", stdout);
 }
 
+/// Armory's Remote Network Agent example: `validate` passes with the warning, `plan` shows the
+/// call and who makes it.
+#[test]
+fn a_remote_network_agent_file_validates_and_plans() {
+    let file = "crates/hookgate-config/tests/data/armory/remote-network-agent.yml";
+    let (code, stdout, stderr) = run(&["validate", "--file", file], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("is valid"), "{stdout}");
+    assert!(stderr.contains("0 errors, 1 warning"), "{stderr}");
+    let (code, stdout, stderr) = run(
+        &[
+            "plan",
+            "--file",
+            file,
+            "--target",
+            "staging",
+            "--phase",
+            "after-deployment",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("calls    POST https://tests.lab.internal/suites/smoke/"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "network  directly from this machine, in place of the Remote Network Agent (agent `lab-agent`)"
+        ),
+        "{stdout}"
+    );
+}
+
 #[test]
 fn plan_marks_parallel_groups_and_steps_it_does_not_handle() {
     let (code, stdout, stderr) = run(

@@ -1001,3 +1001,91 @@ fn a_rate_limited_dispatch_is_sent_again_even_without_retry_count() {
     );
     assert!(out.contains("rate limited"), "{out}");
 }
+
+/// A webhook of Armory's Remote Network Agent example, pointed at `url`: its headers carry
+/// `armory.replicaSetName` and `armory.preview.ledger`.
+fn remote_network_agent_file(url: &str) -> String {
+    one_step(
+        "smoke-tests",
+        &format!(
+            "    uriTemplate: {url}/suites/smoke\n    waitFor: none\n    networkMode: remoteNetworkAgent\n    agentIdentifier: lab-agent\n    headers:\n      - key: X-Replica-Set\n        value: \"{{{{ armory.replicaSetName }}}}\"\n      - key: X-Preview\n        value: \"{{{{ armory.preview.ledger }}}}\"\n"
+        ),
+    )
+}
+
+#[test]
+fn a_remote_network_agent_webhook_is_called_directly_with_a_warning_annotation() {
+    let server = TestServer::start(|_, _| Reply::status(204));
+    let file = deployment(&remote_network_agent_file(&server.url));
+    let mut args = phase_args().to_vec();
+    args.extend([
+        "--armory",
+        "replicaSetName=ledger-7f9c",
+        "--armory",
+        "preview.ledger=https://preview.example/ledger",
+    ]);
+    let output = run_env(&file, &args, &[("GITHUB_ACTIONS", "true")]);
+    let out = text(&output);
+    assert_eq!(code(&output), 0, "{out}");
+    let calls = server.requests_to("/suites/smoke");
+    assert_eq!(calls.len(), 1, "{:?}", server.requests());
+    assert_eq!(calls[0].header("x-replica-set"), Some("ledger-7f9c"));
+    assert_eq!(
+        calls[0].header("x-preview"),
+        Some("https://preview.example/ledger")
+    );
+    let warning = out
+        .lines()
+        .find(|line| line.starts_with("::warning file="))
+        .unwrap_or_else(|| panic!("no warning annotation:\n{out}"));
+    assert!(
+        warning.contains("networkMode: remoteNetworkAgent"),
+        "{warning}"
+    );
+    assert!(warning.contains("agent `lab-agent`"), "{warning}");
+
+    // The same values through the action's `armory` input.
+    let output = hookgate()
+        .arg("action")
+        .env("INPUT_COMMAND", "run")
+        .env("INPUT_DEPLOYMENT-FILE", &file.path)
+        .env("INPUT_TARGET", "staging")
+        .env("INPUT_PHASE", "before-deployment")
+        .env(
+            "INPUT_ARMORY",
+            "{replicaSetName: ledger-8a1d, preview.ledger: 'https://preview.example/2'}",
+        )
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert_eq!(code(&output), 0, "{}", text(&output));
+    let calls = server.requests_to("/suites/smoke");
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[1].header("x-replica-set"), Some("ledger-8a1d"));
+    assert_eq!(
+        calls[1].header("x-preview"),
+        Some("https://preview.example/2")
+    );
+}
+
+#[test]
+fn an_armory_value_the_workflow_did_not_pass_is_named_with_the_flag_to_pass_it() {
+    let server = TestServer::start(|_, _| Reply::status(204));
+    let file = deployment(&remote_network_agent_file(&server.url));
+    let output = run(&file, &phase_args());
+    let out = text(&output);
+    assert_eq!(code(&output), 1, "{out}");
+    assert!(
+        out.contains("`armory.replicaSetName` is not defined")
+            && out.contains("pass it with `--armory replicaSetName=NAME`"),
+        "{out}"
+    );
+    assert!(server.requests().is_empty(), "nothing is sent");
+
+    let mut args = phase_args().to_vec();
+    args.extend(["--armory", "namespace=other"]);
+    let output = run(&file, &args);
+    let out = text(&output);
+    assert_eq!(code(&output), 2, "{out}");
+    assert!(out.contains("`armory.namespace` cannot be passed"), "{out}");
+}

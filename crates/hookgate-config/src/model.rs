@@ -315,7 +315,7 @@ pub struct Webhook {
     /// The URL, a template. Not needed for `repositoryDispatch`/`workflowDispatch` webhooks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uri_template: Option<String>,
-    /// `direct` (the default) or `remoteNetworkAgent` (Armory only; rejected with an explanation).
+    /// `direct` (the default) or `remoteNetworkAgent` (called directly too, with a warning).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_mode: Option<NetworkMode>,
     /// The Armory Remote Network Agent; accepted, has no meaning on a runner.
@@ -363,6 +363,17 @@ pub struct Webhook {
 }
 
 impl Webhook {
+    /// For `networkMode: remoteNetworkAgent`, the agent named as ` (agent `ID`)` (empty without
+    /// `agentIdentifier`); `None` for a direct call.
+    pub fn remote_network_agent(&self) -> Option<String> {
+        (self.network_mode == Some(NetworkMode::RemoteNetworkAgent)).then(|| {
+            self.agent_identifier
+                .as_deref()
+                .map(|agent| format!(" (agent `{agent}`)"))
+                .unwrap_or_default()
+        })
+    }
+
     /// How the result is known: `waitFor`, else `none` when Armory's `disableCallback` is true,
     /// else `callback` (Armory's default).
     pub(crate) fn wait_mode(&self) -> WaitFor {
@@ -426,7 +437,8 @@ impl fmt::Display for HttpMethod {
 pub enum NetworkMode {
     /// Call the URL directly from the runner.
     Direct,
-    /// Through an Armory Remote Network Agent: not available on a GitHub runner.
+    /// Through an Armory Remote Network Agent: hookgate calls directly, from a machine inside that
+    /// network.
     RemoteNetworkAgent,
 }
 

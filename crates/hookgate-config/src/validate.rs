@@ -28,8 +28,7 @@ use serde_json::Value;
 use crate::diagnostic::{Diagnostic, Diagnostics, LineIndex};
 use crate::located::{Node, NodeValue, PathSegment, Span};
 use crate::model::{
-    CallbackAuthMode, DeploymentFile, NetworkMode, RunWebhook, StatusUrlResolution, WaitFor,
-    Webhook,
+    CallbackAuthMode, DeploymentFile, RunWebhook, StatusUrlResolution, WaitFor, Webhook,
 };
 use crate::schema::SchemaView;
 
@@ -731,11 +730,11 @@ impl Checker<'_> {
         };
         let name = &webhook.name;
 
-        if webhook.network_mode == Some(NetworkMode::RemoteNetworkAgent) {
-            self.error(
+        if let Some(agent) = webhook.remote_network_agent() {
+            self.warning(
                 at(&["networkMode"]),
-                format!("webhook `{name}` uses `networkMode: remoteNetworkAgent`, which only Armory's hosted service has: a GitHub runner has no Remote Network Agent"),
-                "use `networkMode: direct` (or leave it out) and run the job on a runner that can reach the URL, such as a self-hosted runner inside that network",
+                format!("webhook `{name}` uses `networkMode: remoteNetworkAgent`{agent}: hookgate calls the URL directly from the machine it runs on, so that machine must reach it"),
+                "run the job on a runner inside that network (a self-hosted runner plays the Remote Network Agent's part), or write `networkMode: direct`",
             );
         } else if webhook.agent_identifier.is_some() {
             self.warning(

@@ -41,7 +41,6 @@ snapshot_tests! {
     unquoted_template_that_breaks_yaml_is_repaired_and_reported => "unquoted-template-parse-error",
     unquoted_template_read_as_a_map_is_reported => "unquoted-template-flow-map",
     block_text_that_looks_like_a_template_is_left_alone => "unquoted-template-in-block",
-    remote_network_agent_is_explained => "remote-network-agent",
     a_webhook_calls_exactly_one_thing => "webhook-targets",
     wait_mode_settings_must_agree => "wait-modes",
     github_limits_are_checked => "github-limits",
@@ -73,6 +72,39 @@ fn every_example_is_valid_without_warnings() {
         count += 1;
     }
     assert!(count >= 5, "expected the examples, found {count}");
+}
+
+/// Armory's Remote Network Agent example loads: one warning at `networkMode`, saying that the
+/// URL is called directly and what plays the agent's part.
+#[test]
+fn a_remote_network_agent_webhook_is_a_warning_not_an_error() {
+    let name = "remote-network-agent.yml";
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/armory")
+        .join(name);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let loaded = load_str(name, &text).unwrap();
+    assert_eq!(
+        loaded.warnings.count(Severity::Warning),
+        1,
+        "{}",
+        loaded.warnings
+    );
+    insta::assert_snapshot!(
+        "armory-remote-network-agent",
+        format!(
+            "{}\n\n--- GitHub annotations ---\n{}",
+            loaded.warnings,
+            loaded.warnings.github_annotations()
+        )
+    );
+    let plan = hookgate_config::plan(
+        &loaded.file,
+        "staging",
+        hookgate_config::Phase::AfterDeployment,
+    )
+    .unwrap();
+    assert_eq!(plan.groups.len(), 1);
 }
 
 #[test]

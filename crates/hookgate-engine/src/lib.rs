@@ -22,4 +22,4 @@ pub use github::{Dispatch, Dispatched, GithubError, GithubPort, WorkflowRun};
 pub use mailbox::{Mailbox, MailboxError};
 pub use mask::Masker;
 pub use runner::{RunError, RunReport, Runner, needs_mailbox};
-pub use settings::{ArmoryValues, RunSettings};
+pub use settings::{ARMORY_KEYS_PASSED, ArmoryValues, RunSettings};

@@ -10,7 +10,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use hookgate_config::model::{CallbackAuthMode, HmacScheme, NetworkMode, WaitFor, Webhook};
+use hookgate_config::model::{CallbackAuthMode, HmacScheme, WaitFor, Webhook};
 use hookgate_config::{Plan, PlannedStep, WebhookCall};
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
@@ -407,17 +407,10 @@ impl Shared {
         for (key, value) in &call.context {
             context.insert(key.clone(), value.clone());
         }
-        let armory = &self.settings.armory;
         json!({
             "secrets": self.settings.secrets,
             "context": context,
-            "armory": {
-                "applicationName": armory.application_name,
-                "environmentName": armory.environment_name,
-                "deploymentId": armory.deployment_id,
-                "accountName": armory.account_name,
-                "namespace": armory.namespace,
-            },
+            "armory": self.settings.armory.to_json(),
             "github": self.settings.github,
             "steps": steps,
         })
@@ -711,11 +704,6 @@ fn render_headers(
 /// Why a webhook step failed before its wait could decide.
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
-    /// Armory's Remote Network Agent cannot be used from a runner.
-    #[error(
-        "webhook `{0}` uses networkMode remoteNetworkAgent, which only Armory's cloud can use; hookgate calls webhooks directly from the runner (set networkMode: direct, or run the runner inside that network)"
-    )]
-    RemoteNetworkAgent(String),
     /// A template, or a rendered value GitHub would refuse.
     #[error("{0}")]
     Render(String),
@@ -752,10 +740,9 @@ async fn execute(
     state: &Mutex<StepState>,
     deadline: SystemTime,
 ) -> Result<(Conclusion, String), StepError> {
+    // `networkMode: remoteNetworkAgent` is called directly too: the machine this runs on plays
+    // the agent's part (validation warns about it).
     let webhook = &call.webhook;
-    if webhook.network_mode == Some(NetworkMode::RemoteNetworkAgent) {
-        return Err(StepError::RemoteNetworkAgent(webhook.name.clone()));
-    }
     let progress = |message: String| shared.progress(info, message, None);
 
     // A callback slot first: its URL and token go into the request.

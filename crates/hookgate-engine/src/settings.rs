@@ -23,7 +23,15 @@ pub struct ArmoryValues {
     pub account_name: String,
     /// The target's `namespace`.
     pub namespace: String,
+    /// `armory.replicaSetName`: the new version's ReplicaSet, when the workflow passes it.
+    pub replica_set_name: Option<String>,
+    /// `armory.preview.<service>`: a service's preview URL, when the workflow passes it.
+    pub preview: IndexMap<String, String>,
 }
+
+/// The `armory.*` values a workflow passes (`--armory KEY=VALUE`, the action's `armory` input):
+/// those Armory derived from the cluster, which hookgate cannot know by itself.
+pub const ARMORY_KEYS_PASSED: &str = "`replicaSetName` or `preview.<service>`";
 
 impl ArmoryValues {
     /// The values for `target` of `file`.
@@ -35,7 +43,45 @@ impl ArmoryValues {
             deployment_id,
             account_name: spec.and_then(|t| t.account.clone()).unwrap_or_default(),
             namespace: spec.and_then(|t| t.namespace.clone()).unwrap_or_default(),
+            replica_set_name: None,
+            preview: IndexMap::new(),
         }
+    }
+
+    /// Sets a passed value: `replicaSetName`, or `preview.<service>` (see [`ARMORY_KEYS_PASSED`]).
+    pub fn set(&mut self, key: &str, value: String) -> Result<(), String> {
+        match key.split_once('.') {
+            None if key == "replicaSetName" => self.replica_set_name = Some(value),
+            Some(("preview", service)) if !service.is_empty() && !service.contains('.') => {
+                self.preview.insert(service.to_owned(), value);
+            }
+            _ => {
+                return Err(format!(
+                    "`armory.{key}` cannot be passed: pass {ARMORY_KEYS_PASSED} (hookgate fills applicationName, environmentName, deploymentId, accountName, namespace and callbackUri itself)"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `armory.*` as templates see it (without `callbackUri`, which a slot adds).
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut armory = serde_json::json!({
+            "applicationName": self.application_name,
+            "environmentName": self.environment_name,
+            "deploymentId": self.deployment_id,
+            "accountName": self.account_name,
+            "namespace": self.namespace,
+        });
+        if let Some(map) = armory.as_object_mut() {
+            if let Some(name) = &self.replica_set_name {
+                map.insert("replicaSetName".to_owned(), name.clone().into());
+            }
+            if !self.preview.is_empty() {
+                map.insert("preview".to_owned(), serde_json::json!(self.preview));
+            }
+        }
+        armory
     }
 }
 

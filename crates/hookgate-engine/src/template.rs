@@ -155,12 +155,20 @@ fn render_error(
     if err.kind() == minijinja::ErrorKind::UndefinedError {
         let mut names: Vec<&String> = undeclared.iter().collect();
         names.sort();
-        let missing = names.into_iter().find_map(|name| missing_part(vars, name));
-        let variable = missing.or_else(|| snippet.map(str::to_owned));
+        // The missing part, and the whole name it was found in (`armory.preview` of
+        // `armory.preview.web`).
+        let missing = names
+            .into_iter()
+            .find_map(|name| missing_part(vars, name).map(|part| (part, name.as_str())));
+        let whole = missing.as_ref().map(|(_, name)| *name);
+        let variable = missing
+            .map(|(part, _)| part)
+            .or_else(|| snippet.map(str::to_owned));
         let problem = match &variable {
             Some(variable) => {
                 let known = known_names(vars, variable);
-                format!("`{variable}` is not defined{known}")
+                let hint = armory_hint(whole.unwrap_or(variable));
+                format!("`{variable}` is not defined{known}{hint}")
             }
             None => "a variable is not defined".to_owned(),
         };
@@ -181,6 +189,26 @@ fn render_error(
             err.detail().unwrap_or("invalid template")
         ),
     }
+}
+
+/// What to pass for an `armory.*` value hookgate cannot know by itself.
+fn armory_hint(variable: &str) -> String {
+    let Some(name) = variable.strip_prefix("armory.") else {
+        return String::new();
+    };
+    if name == "replicaSetName" {
+        return "; pass it with `--armory replicaSetName=NAME` (the action's `armory` input)"
+            .to_owned();
+    }
+    if name == "preview" || name.starts_with("preview.") {
+        let service = name.strip_prefix("preview.").unwrap_or("SERVICE");
+        return format!(
+            "; pass it with `--armory preview.{service}=URL` (the action's `armory` input)"
+        );
+    }
+    format!(
+        "; Armory's `{name}` has no meaning on GitHub: pass the value with `--context {name}=VALUE` and write `{{{{ context.{name} }}}}`"
+    )
 }
 
 /// The shortest prefix of a dotted name (`secrets.token`) that `vars` does not have.
@@ -256,6 +284,54 @@ mod tests {
         assert!(text.contains("field `uriTemplate`"), "{text}");
         assert!(text.contains("`secrets.tokn` is not defined"), "{text}");
         assert!(text.contains("defined: token"), "{text}");
+    }
+
+    #[test]
+    fn armory_values_the_workflow_must_pass_say_how_and_others_what_instead() {
+        let armory = crate::ArmoryValues {
+            application_name: "ledger".into(),
+            ..crate::ArmoryValues::default()
+        };
+        let vars = json!({"armory": armory.to_json()});
+        let problem = |source: &str| render(source, &vars, &site()).unwrap_err().problem;
+        assert_eq!(
+            problem("{{ armory.replicaSetName }}"),
+            "`armory.replicaSetName` is not defined (defined: applicationName, environmentName, deploymentId, accountName, namespace); pass it with `--armory replicaSetName=NAME` (the action's `armory` input)"
+        );
+        assert!(
+            problem("{{ armory.preview.ledger }}").ends_with(
+                "pass it with `--armory preview.ledger=URL` (the action's `armory` input)"
+            ),
+            "{}",
+            problem("{{ armory.preview.ledger }}")
+        );
+        assert!(
+            problem("{{ armory.clusterName }}").ends_with(
+                "Armory's `clusterName` has no meaning on GitHub: pass the value with `--context clusterName=VALUE` and write `{{ context.clusterName }}`"
+            ),
+            "{}",
+            problem("{{ armory.clusterName }}")
+        );
+
+        let mut passed = armory.clone();
+        passed.set("replicaSetName", "ledger-7f9c".into()).unwrap();
+        passed
+            .set("preview.ledger", "https://preview.example/ledger".into())
+            .unwrap();
+        let vars = json!({"armory": passed.to_json()});
+        let out = render(
+            "{{ armory.replicaSetName }} {{ armory.preview.ledger }}",
+            &vars,
+            &site(),
+        )
+        .unwrap();
+        assert_eq!(out, "ledger-7f9c https://preview.example/ledger");
+        let refused = passed.set("namespace", "x".into()).unwrap_err();
+        assert!(
+            refused.contains("`armory.namespace` cannot be passed"),
+            "{refused}"
+        );
+        assert!(passed.set("preview.", "x".into()).is_err());
     }
 
     #[test]
