@@ -4,27 +4,21 @@
 //! links), with cached prepared statements. Reads use a small sqlx pool of their own
 //! connections, which WAL lets run beside the writer.
 //!
-//! Durability: the writer commits with `synchronous=NORMAL`, then fsyncs the WAL file itself and
-//! only after that answers the writes the commit held, which is what `synchronous=FULL` does
-//! inside the commit (checkpoints still sync the WAL and the database themselves). Writes that
-//! arrive during a sync queue up and go into the next transaction together. A sync that fails
-//! stops the store: every write after it is refused (503) until the relay restarts, since the
-//! kernel may have dropped the pages it could not write.
-//!
-//! The difference from `synchronous=FULL`: a commit is visible to polls for the moment its sync
-//! takes. Should the machine lose power in that moment, a poll may have seen a callback that is
-//! then gone, whose sender was never answered 202 and sends it again; and the callback's sequence
-//! number may go to another callback, which a poll already past that number does not see. The
-//! action takes the first callback that verifies, so it has its verdict by then.
+//! Durability: the writer commits with `synchronous=FULL`, so a commit returns once the WAL is
+//! synced, and only then answers the writes it held; writes that arrive meanwhile queue up and
+//! go into the next transaction together. (Committing with `NORMAL` and syncing the WAL in the
+//! writer measured the same intake in relay-bench, and let polls see a commit before its sync.)
+//! A commit that fails with an I/O error stops the store: every write after it is refused (503)
+//! until the relay restarts, since the kernel may have dropped the pages it could not write, and
+//! a later sync could succeed without them.
 //!
 //! `sqlite::memory:` is served by a private temporary file (removed on drop) so that readers and
 //! the writer see one database; it skips the syncs, since nothing is meant to survive.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::fs::File;
 use std::hash::{BuildHasher as _, RandomState};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
@@ -46,8 +40,9 @@ const READER_CACHE_KIB: &str = "-256";
 /// The writer's page cache, in KiB: with time-ordered slot ids its inserts keep to the right edge
 /// of each index, a few hundred pages, and the operating system's cache serves the rest.
 const WRITER_CACHE_KIB: &str = "-1024";
-/// Why writes are refused once a sync of the WAL has failed.
-const SYNC_FAILED: &str = "an earlier sync of the write-ahead log failed; restart the relay";
+/// Why writes are refused once a commit has failed with an I/O error.
+const WRITES_STOPPED: &str =
+    "an earlier commit failed to reach the disk (an I/O error); restart the relay";
 /// How many queued writes one transaction takes at most.
 const MAX_BATCH: usize = 512;
 /// How many slots the writer keeps what it stored into at most (see `RecentSlots`).
@@ -161,11 +156,6 @@ impl SqliteStore {
             .await
             .map_err(StoreError::database("closing the migrating connection"))?;
         let writer = open_writer(options.get_filename(), in_memory)?;
-        let wal = (!in_memory).then(|| {
-            let mut wal = options.get_filename().as_os_str().to_owned();
-            wal.push("-wal");
-            PathBuf::from(wal)
-        });
         // Readers look up a slot's few newest rows by index: a small page cache each does, and
         // the operating system's cache serves the rest, where 2 MiB each (SQLite's default)
         // would fill up as soon as thousands of long polls have read once.
@@ -179,7 +169,7 @@ impl SqliteStore {
         let (writes, queue) = mpsc::channel(4096);
         std::thread::Builder::new()
             .name("sqlite-writer".to_owned())
-            .spawn(move || write_loop(writer, queue, wal))
+            .spawn(move || write_loop(writer, queue))
             .map_err(StoreError::Writer)?;
         Ok(Self {
             readers,
@@ -290,8 +280,8 @@ fn open_writer(path: &Path, in_memory: bool) -> Result<rusqlite::Connection, Sto
     connection
         .busy_timeout(Duration::from_secs(10))
         .map_err(StoreError::WriterDatabase)?;
-    // Files: the writer syncs the WAL after each commit (see the module's documentation).
-    let synchronous = if in_memory { "OFF" } else { "NORMAL" };
+    // Files: each commit syncs the WAL (see the module's documentation).
+    let synchronous = if in_memory { "OFF" } else { "FULL" };
     connection
         .execute_batch(&format!(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON; \
@@ -301,15 +291,11 @@ fn open_writer(path: &Path, in_memory: bool) -> Result<rusqlite::Connection, Sto
     Ok(connection)
 }
 
-/// Takes whatever writes are queued, applies them in one transaction, commits, then answers
-/// each once the commit is durable (after the sync of `wal`, when there is one); until the store
-/// closes or every sender is gone.
-fn write_loop(
-    connection: rusqlite::Connection,
-    mut queue: mpsc::Receiver<Write>,
-    wal: Option<PathBuf>,
-) {
-    let mut wal = wal.map(WalSync::new);
+/// Takes whatever writes are queued, applies them in one transaction, commits (durably), then
+/// answers each; until the store closes or every sender is gone.
+fn write_loop(connection: rusqlite::Connection, mut queue: mpsc::Receiver<Write>) {
+    // Set when a commit failed with an I/O error; no write is applied from then on.
+    let mut stopped = false;
     let mut recent = RecentSlots::new();
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut applied = Vec::with_capacity(MAX_BATCH);
@@ -325,12 +311,12 @@ fn write_loop(
                 Err(_) => break,
             }
         }
-        if wal.as_ref().is_some_and(|wal| wal.failed) {
-            // Nothing more is applied: its commit could not be made durable.
+        if stopped {
+            // Nothing more is applied: its commit could not be trusted to reach the disk.
             for write in batch.drain(..) {
                 match write {
                     Write::Close(reply) => close_reply = Some(reply),
-                    Write::Op(op) => refuse(op, SYNC_FAILED),
+                    Write::Op(op) => refuse(op, WRITES_STOPPED),
                 }
             }
             continue;
@@ -343,6 +329,10 @@ fn write_loop(
             &mut close_reply,
         );
         if let Err(err) = result {
+            if err.sqlite_error_code() == Some(rusqlite::ErrorCode::SystemIoFailure) {
+                stopped = true;
+                tracing::error!(error = %err, "a SQLite commit failed with an I/O error; the store takes no more writes");
+            }
             tracing::error!(error = %err, "SQLite write transaction failed");
             // The numbers taken inside the transaction are undone with it.
             recent.forget_all();
@@ -358,63 +348,13 @@ fn write_loop(
             }
             continue;
         }
-        match wal.as_mut().map(WalSync::sync).transpose() {
-            Ok(_) => applied.drain(..).for_each(Applied::commit),
-            Err(why) => applied.drain(..).for_each(|write| write.fail(&why)),
-        }
+        applied.drain(..).for_each(Applied::commit);
     }
     if let Err((_, err)) = connection.close() {
         tracing::warn!(error = %err, "closing the SQLite writer");
     }
     if let Some(reply) = close_reply {
         let _ = reply.send(());
-    }
-}
-
-/// Makes commits durable by syncing the WAL file; after one failure, never again.
-struct WalSync {
-    path: PathBuf,
-    file: Option<File>,
-    /// Set when a sync has failed; the store then takes no more writes.
-    failed: bool,
-}
-
-impl WalSync {
-    fn new(path: PathBuf) -> Self {
-        Self {
-            path,
-            file: None,
-            failed: false,
-        }
-    }
-
-    /// Syncs every commit made so far, or says why they may not be on disk.
-    fn sync(&mut self) -> Result<(), String> {
-        self.sync_file().map_err(|err| {
-            // Committed but perhaps not on disk, and a second sync could succeed without the
-            // pages the first could not write: no write is answered as stored from now.
-            self.failed = true;
-            tracing::error!(error = %err, wal = %self.path.display(), "syncing the SQLite WAL failed; the store takes no more writes");
-            format!("syncing the write-ahead log: {err}")
-        })
-    }
-
-    /// Syncs the WAL file's data, opening it (and syncing its directory, so the file itself is
-    /// durable) the first time.
-    fn sync_file(&mut self) -> std::io::Result<()> {
-        let open = match &mut self.file {
-            Some(open) => open,
-            None => {
-                let opened = File::open(&self.path)?;
-                if let Some(directory) =
-                    self.path.parent().filter(|dir| !dir.as_os_str().is_empty())
-                {
-                    File::open(directory)?.sync_all()?;
-                }
-                self.file.insert(opened)
-            }
-        };
-        open.sync_data()
     }
 }
 
