@@ -15,7 +15,7 @@ use std::sync::LazyLock;
 use std::time::{Duration, SystemTime};
 
 use hookgate_auth::{HeaderSource as _, Scheme, SlotTokens, bearer_token};
-use hookgate_protocol::{Verdict, VerdictError};
+use hookgate_protocol::{CallbackKind, Verdict, VerdictError};
 
 /// The clock of every check: 2026-01-01T00:00:00Z.
 pub const NOW_SECONDS: u64 = 1_767_225_600;
@@ -65,11 +65,27 @@ pub fn exercise(data: &[u8]) -> Passed {
     let mut passed = Passed::default();
 
     let full = serde_json::from_slice::<serde_json::Value>(body);
-    match (Verdict::check(body).map(drop), &full) {
-        (Ok(()), Ok(value)) => {
+    match (Verdict::check(body), &full) {
+        (Ok(kind), Ok(value)) => {
+            let final_ = value.get("final");
+            match kind {
+                CallbackKind::Final { success } => {
+                    assert!(
+                        final_.is_none_or(|f| f == true),
+                        "final with `final`: {final_:?}"
+                    );
+                    assert_eq!(
+                        value["success"].as_bool(),
+                        Some(success),
+                        "a different `success`"
+                    );
+                }
+                CallbackKind::Progress => assert_eq!(final_, Some(&serde_json::Value::Bool(false))),
+            }
             assert!(
-                value["success"].is_boolean(),
-                "accepted without a boolean `success`"
+                value
+                    .get("outputs")
+                    .is_none_or(serde_json::Value::is_object)
             );
             passed.verdict = true;
         }
@@ -86,6 +102,12 @@ pub fn exercise(data: &[u8]) -> Passed {
                     .get("success")
                     .is_some_and(|success| !success.is_boolean())
             );
+        }
+        (Err(VerdictError::FinalNotABoolean), Ok(value)) => {
+            assert!(value.get("final").is_some_and(|f| !f.is_boolean()));
+        }
+        (Err(VerdictError::OutputsNotAnObject), Ok(value)) => {
+            assert!(value.get("outputs").is_some_and(|o| !o.is_object()));
         }
         (outcome, full) => panic!(
             "the relay's verdict check ({outcome:?}) and serde_json ({:?}) disagree",

@@ -113,9 +113,23 @@ fn secrets_input() -> anyhow::Result<Option<indexmap::IndexMap<String, String>>>
 }
 
 fn callback_args() -> anyhow::Result<callback::Args> {
-    let text = required("success")?;
-    let Some(success) = parse_bool(&text) else {
-        bail!("the `success` input is `{text}`: use true or false");
+    let progress = input("progress");
+    let success = match (input("success"), &progress) {
+        (Some(_), Some(_)) => bail!("give the `success` input or the `progress` input, not both"),
+        (None, Some(_)) => None,
+        (None, None) => bail!(
+            "the `success` input is required for this command (or `progress`, to report progress)"
+        ),
+        (Some(text), None) => match parse_bool(&text) {
+            Some(success) => Some(success),
+            None => bail!("the `success` input is `{text}`: use true or false"),
+        },
+    };
+    let outputs = match input("outputs") {
+        Some(text) => string_map::parse(&text, "the `outputs` input")?
+            .into_iter()
+            .collect(),
+        None => Vec::new(),
     };
     let scheme = match input("hmac-scheme") {
         Some(text) => text
@@ -130,6 +144,8 @@ fn callback_args() -> anyhow::Result<callback::Args> {
         scheme,
         success,
         message: input("message"),
+        progress,
+        outputs,
         // Taken from the callback URL, as a relay hands it out.
         slot: None,
         retries: 4,

@@ -1,6 +1,8 @@
 //! `hookgate callback`: the other side of the loop. The service that was called sends its
-//! verdict, `{"success": ..., "mdMessage": ...}`, to the callback URL it was given, with the
-//! slot's bearer token or an HMAC signature (Standard Webhooks or GitHub's form).
+//! verdict, `{"success": ..., "mdMessage": ...}`, or progress while it works,
+//! `{"final": false, "mdMessage": ...}`, to the callback URL it was given (with `outputs` for the
+//! gate's later steps), with the slot's bearer token or an HMAC signature (Standard Webhooks or
+//! GitHub's form).
 //!
 //! Delivery is at least once: connection errors, 5xx and 429 are retried with backoff, and a
 //! Standard Webhooks delivery keeps one `webhook-id` across its retries (each with a fresh
@@ -14,7 +16,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context;
 use hookgate_auth::{Scheme, standard};
 use hookgate_engine::backoff::parse_retry_after;
-use hookgate_protocol::Verdict;
+use hookgate_protocol::{CallbackKind, Verdict};
 use reqwest::StatusCode;
 use reqwest::header::{
     AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
@@ -50,11 +52,25 @@ pub struct Args {
     #[arg(long, default_value = "standard", value_parser = parse_scheme)]
     pub scheme: Scheme,
     /// The verdict: `true` lets the waiting gate pass, `false` fails it.
-    #[arg(long, action = clap::ArgAction::Set, value_name = "true|false")]
-    pub success: bool,
+    #[arg(
+        long,
+        action = clap::ArgAction::Set,
+        value_name = "true|false",
+        required_unless_present = "progress",
+        conflicts_with = "progress"
+    )]
+    pub success: Option<bool>,
     /// A Markdown message shown with the result (`mdMessage`).
-    #[arg(long, value_name = "TEXT")]
+    #[arg(long, value_name = "TEXT", conflicts_with = "progress")]
     pub message: Option<String>,
+    /// Instead of a verdict, progress: this Markdown line is shown in the gate's check run and
+    /// log, and the gate goes on waiting (`"final": false`).
+    #[arg(long, value_name = "TEXT")]
+    pub progress: Option<String>,
+    /// An output the gate's later steps read as `steps['NAME'].outputs.KEY` (and the action
+    /// writes as a step output). Repeatable.
+    #[arg(long = "output", value_name = "KEY=VALUE", value_parser = super::run::parse_pair)]
+    pub outputs: Vec<(String, String)>,
     /// The slot the verdict is for (`{{ callback.slot }}`), signed into the body so that it
     /// counts for that slot only. By default taken from the URL (`.../v1/callbacks/SLOT`).
     #[arg(long, env = "HOOKGATE_CALLBACK_SLOT", value_name = "ID")]
@@ -160,10 +176,17 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Ok(_) => return Ok(usage("--url must be an http:// or https:// URL")),
         Err(err) => return Ok(usage(&format!("{err:#}"))),
     };
+    let (kind, message) = match (args.success, &args.progress) {
+        (_, Some(progress)) => (CallbackKind::Progress, Some(progress.clone())),
+        (Some(success), None) => (CallbackKind::Final { success }, args.message.clone()),
+        // clap requires one of the two.
+        (None, None) => return Ok(usage("give --success true|false, or --progress TEXT")),
+    };
     let body = Verdict {
-        success: args.success,
-        message: args.message.clone(),
+        kind,
+        message,
         slot: args.slot.clone().or_else(|| slot_of(&url)),
+        outputs: args.outputs.iter().cloned().collect(),
     }
     .to_body();
     let msg_id = standard::new_message_id();

@@ -77,7 +77,8 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     hookgate_config::model::parse_duration(text)
 }
 
-fn parse_pair(text: &str) -> Result<(String, String), String> {
+/// `KEY=VALUE` of a repeatable option.
+pub(crate) fn parse_pair(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((key, value)) if !key.trim().is_empty() => {
             Ok((key.trim().to_owned(), value.to_owned()))

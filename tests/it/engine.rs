@@ -1089,3 +1089,98 @@ fn an_armory_value_the_workflow_did_not_pass_is_named_with_the_flag_to_pass_it()
     assert_eq!(code(&output), 2, "{out}");
     assert!(out.contains("`armory.namespace` cannot be passed"), "{out}");
 }
+
+/// The loop with progress and outputs: the service reports progress with `hookgate callback
+/// --progress`, then passes with `--output`; the run (in Actions, with a relay process) shows the
+/// progress, a later step reads the output as `steps['tests'].outputs.report`, and each output is
+/// a step output.
+#[test]
+fn progress_callbacks_are_shown_and_outputs_reach_later_steps_and_the_step_outputs() {
+    let relay = RelayProcess::start("relay-token-for-tests");
+    let publisher = TestServer::start(|_, _| Reply::status(204));
+    let service = calling_back(vec![
+        vec![
+            "--token".into(),
+            "{token}".into(),
+            "--progress".into(),
+            "**3 of 9** suites passed".into(),
+            "--output".into(),
+            "stage=suites".into(),
+        ],
+        vec![
+            "--token".into(),
+            "{token}".into(),
+            "--success".into(),
+            "true".into(),
+            "--output".into(),
+            "report=https://ci.example/runs/7".into(),
+            "--output".into(),
+            "stage=done".into(),
+        ],
+    ]);
+    let yaml = format!(
+        r#"targets:
+  staging:
+    constraints:
+      beforeDeployment:
+        - runWebhook: {{name: tests}}
+        - runWebhook: {{name: publish}}
+webhooks:
+  - name: tests
+    uriTemplate: {url}/tests
+    bodyTemplate:
+      inline: '{{"callbackUri": "{{{{ armory.callbackUri }}}}", "token": "{{{{ callback.token }}}}"}}'
+  - name: publish
+    uriTemplate: "{publish}/publish?report={{{{ steps['tests'].outputs.report | urlencode }}}}&stage={{{{ steps['tests'].outputs.stage }}}}"
+    waitFor: none
+"#,
+        url = service.url,
+        publish = publisher.url
+    );
+    let file = deployment(&yaml);
+    let outputs = file.path.with_file_name("outputs.txt");
+    let mut args = phase_args().to_vec();
+    args.extend([
+        "--relay",
+        &relay.url,
+        "--relay-token",
+        "relay-token-for-tests",
+    ]);
+    let output = run_env(
+        &file,
+        &args,
+        &[
+            ("GITHUB_ACTIONS", "true"),
+            ("GITHUB_OUTPUT", outputs.to_str().unwrap()),
+        ],
+    );
+    let out = text(&output);
+    assert_eq!(code(&output), 0, "{out}");
+    assert!(out.contains("**3 of 9** suites passed"), "{out}");
+    assert_eq!(
+        publisher
+            .requests_to("/publish?report=https%3A//ci.example/runs/7&stage=done")
+            .len(),
+        1,
+        "{:?}",
+        publisher.requests()
+    );
+    let written = std::fs::read_to_string(&outputs).unwrap();
+    let value_of = |name: &str| {
+        let start = written
+            .find(&format!("{name}<<"))
+            .unwrap_or_else(|| panic!("no output {name}:\n{written}"));
+        written[start..]
+            .lines()
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(value_of("report"), "https://ci.example/runs/7");
+    assert_eq!(value_of("stage"), "done");
+    let by_step: serde_json::Value = serde_json::from_str(&value_of("outputs")).unwrap();
+    assert_eq!(
+        by_step,
+        json!({"tests": {"report": "https://ci.example/runs/7", "stage": "done"}})
+    );
+}

@@ -139,12 +139,12 @@ fn step(name: &str, index: usize, wait_mode: &str) -> StepInfo {
 }
 
 fn outcome(conclusion: Conclusion, message: &str, millis: u64) -> StepOutcome {
-    StepOutcome {
+    StepOutcome::new(
         conclusion,
-        message: message.to_owned(),
-        started_at: Some(SystemTime::now()),
-        duration: Duration::from_millis(millis),
-    }
+        message.to_owned(),
+        Some(SystemTime::now()),
+        Duration::from_millis(millis),
+    )
 }
 
 /// Sends `events` to every reporter, in order, as the engine does.
@@ -348,12 +348,12 @@ async fn a_failing_pull_request_gate_fails_its_check_and_cuts_long_text() {
         ),
         (
             step("Scan", 1, "none"),
-            StepOutcome {
-                conclusion: Conclusion::Cancelled,
-                message: "not run: `Tests` ended `failure`".to_owned(),
-                started_at: None,
-                duration: Duration::ZERO,
-            },
+            StepOutcome::new(
+                Conclusion::Cancelled,
+                "not run: `Tests` ended `failure`".to_owned(),
+                None,
+                Duration::ZERO,
+            ),
         ),
     ];
     deliver(

@@ -6,10 +6,11 @@
 //! intake and never stores credentials, so a bearer delivery is as good as the relay that holds
 //! it; end-to-end protection against a compromised relay needs `callback.auth: hmac`.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use hookgate_auth::{Scheme, standard};
-use hookgate_protocol::{Delivery, SlotCreated, SlotId, Verdict, VerdictError};
+use hookgate_protocol::{CallbackKind, Delivery, SlotCreated, SlotId, Verdict, VerdictError};
 use serde_json::Value;
 
 use crate::backoff::Backoff;
@@ -86,6 +87,15 @@ pub enum DeliveryVerdict {
         success: bool,
         /// `mdMessage`, or empty.
         message: String,
+        /// `outputs`.
+        outputs: BTreeMap<String, String>,
+    },
+    /// Verified progress (`"final": false`): the wait goes on.
+    Progress {
+        /// `mdMessage`, or empty.
+        message: String,
+        /// `outputs`.
+        outputs: BTreeMap<String, String>,
     },
     /// Not to be trusted or not understood; the reason is safe to show.
     Ignored(String),
@@ -151,15 +161,24 @@ pub fn judge_delivery(check: &CallbackCheck, delivery: &Delivery) -> DeliveryVer
                     ));
                 }
             }
-            DeliveryVerdict::Accepted {
-                success: verdict.success,
-                message: verdict.message.unwrap_or_default(),
+            let message = verdict.message.unwrap_or_default();
+            match verdict.kind {
+                CallbackKind::Final { success } => DeliveryVerdict::Accepted {
+                    success,
+                    message,
+                    outputs: verdict.outputs,
+                },
+                CallbackKind::Progress => DeliveryVerdict::Progress {
+                    message,
+                    outputs: verdict.outputs,
+                },
             }
         }
-        Err(VerdictError::NotABoolean) => DeliveryVerdict::Ignored(format!(
-            "ignored callback #{}: `success` must be true or false",
-            delivery.sequence
-        )),
+        Err(
+            err @ (VerdictError::NotABoolean
+            | VerdictError::FinalNotABoolean
+            | VerdictError::OutputsNotAnObject),
+        ) => DeliveryVerdict::Ignored(format!("ignored callback #{}: {err}", delivery.sequence)),
         Err(VerdictError::NotJson(_) | VerdictError::NotAnObject) => {
             DeliveryVerdict::Ignored(format!(
                 "ignored callback #{}: the body is not a JSON object with a boolean `success`: {}",
@@ -168,6 +187,30 @@ pub fn judge_delivery(check: &CallbackCheck, delivery: &Delivery) -> DeliveryVer
             ))
         }
     }
+}
+
+/// The longest progress message shown, in bytes; the rest is cut with a note.
+pub const MAX_PROGRESS_MESSAGE: usize = 4_096;
+
+/// A progress callback as one line of the log and the check run: its message (cut to
+/// [`MAX_PROGRESS_MESSAGE`] bytes, saying so), or its number when it has none.
+fn progress_line(sequence: u64, message: &str) -> String {
+    let message = message.trim();
+    if message.is_empty() {
+        return format!("progress (callback #{sequence})");
+    }
+    if message.len() <= MAX_PROGRESS_MESSAGE {
+        return message.to_owned();
+    }
+    let mut end = MAX_PROGRESS_MESSAGE;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{} … (cut: {} more bytes)",
+        &message[..end],
+        message.len() - end
+    )
 }
 
 /// The verdict of a slot, once one verified delivery arrives.
@@ -182,14 +225,16 @@ pub struct CallbackResult {
 }
 
 /// Long-polls `slot` until a verified verdict arrives. The caller bounds the time (the step's
-/// deadline). Relay outages are retried with `backoff`; `progress` hears each ignored delivery
-/// and each outage.
+/// deadline). Relay outages are retried with `backoff`; `progress` hears each verified progress
+/// callback's message, each ignored delivery and each outage; `outputs` hears the `outputs` of
+/// every verified callback, progress included, as it arrives.
 pub async fn await_verdict(
     mailbox: &dyn Mailbox,
     slot: &SlotCreated,
     check: &CallbackCheck,
     backoff: Backoff,
     progress: &(dyn Fn(String) + Send + Sync),
+    outputs: &(dyn Fn(BTreeMap<String, String>) + Send + Sync),
 ) -> CallbackResult {
     let mut after = 0u64;
     let mut failures = 0u32;
@@ -230,7 +275,14 @@ pub async fn await_verdict(
                 for delivery in fresh {
                     after = after.max(delivery.sequence);
                     match judge_delivery(check, &delivery) {
-                        DeliveryVerdict::Accepted { success, message } => {
+                        DeliveryVerdict::Accepted {
+                            success,
+                            message,
+                            outputs: given,
+                        } => {
+                            if !given.is_empty() {
+                                outputs(given);
+                            }
                             return CallbackResult {
                                 conclusion: if success {
                                     Conclusion::Success
@@ -244,6 +296,15 @@ pub async fn await_verdict(
                                 },
                                 body: serde_json::from_slice(&delivery.body).ok(),
                             };
+                        }
+                        DeliveryVerdict::Progress {
+                            message,
+                            outputs: given,
+                        } => {
+                            if !given.is_empty() {
+                                outputs(given);
+                            }
+                            progress(progress_line(delivery.sequence, &message));
                         }
                         DeliveryVerdict::Ignored(reason) => progress(reason),
                     }
@@ -296,8 +357,34 @@ mod tests {
             judge_delivery(&CallbackCheck::Relay, &relayed),
             DeliveryVerdict::Accepted {
                 success: false,
-                message: "tests failed".into()
+                message: "tests failed".into(),
+                outputs: BTreeMap::new(),
             }
+        );
+        let progress = delivery(
+            vec![],
+            r#"{"final": false, "mdMessage": "2 of 5", "outputs": {"run": "https://ci/7"}}"#,
+        );
+        assert_eq!(
+            judge_delivery(&CallbackCheck::Relay, &progress),
+            DeliveryVerdict::Progress {
+                message: "2 of 5".into(),
+                outputs: BTreeMap::from([("run".to_owned(), "https://ci/7".to_owned())]),
+            }
+        );
+    }
+
+    #[test]
+    fn long_progress_messages_are_cut_saying_so() {
+        assert_eq!(progress_line(3, "  "), "progress (callback #3)");
+        assert_eq!(progress_line(3, "2 of 5 suites\n"), "2 of 5 suites");
+        let long = "é".repeat(MAX_PROGRESS_MESSAGE);
+        let line = progress_line(4, &long);
+        assert!(line.len() < MAX_PROGRESS_MESSAGE + 40, "{}", line.len());
+        assert!(
+            line.ends_with(" … (cut: 4096 more bytes)"),
+            "{}",
+            &line[line.len() - 40..]
         );
     }
 

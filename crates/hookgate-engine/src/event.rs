@@ -4,6 +4,7 @@
 //! and the job summary are all reporters. Every message in an event has already had secret values
 //! masked, so a reporter may print or send it as it is.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
@@ -123,6 +124,27 @@ pub struct StepOutcome {
     /// How long it took.
     #[serde(with = "duration_millis")]
     pub duration: Duration,
+    /// The `outputs` its callbacks returned (see [`crate::outputs`]), masked in events.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub outputs: BTreeMap<String, String>,
+}
+
+impl StepOutcome {
+    /// An outcome without outputs.
+    pub fn new(
+        conclusion: Conclusion,
+        message: String,
+        started_at: Option<SystemTime>,
+        duration: Duration,
+    ) -> Self {
+        StepOutcome {
+            conclusion,
+            message,
+            started_at,
+            duration,
+            outputs: BTreeMap::new(),
+        }
+    }
 }
 
 mod duration_millis {

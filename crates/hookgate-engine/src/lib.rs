@@ -10,6 +10,7 @@ mod event;
 pub mod github;
 mod mailbox;
 pub mod mask;
+pub mod outputs;
 mod poll;
 pub mod relay_mailbox;
 pub mod request;

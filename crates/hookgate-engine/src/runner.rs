@@ -23,6 +23,7 @@ use crate::event::{Conclusion, Event, Reporter, StepInfo, StepOutcome};
 use crate::github::{Dispatch, GithubPort};
 use crate::mailbox::{Mailbox, MailboxError};
 use crate::mask::Masker;
+use crate::outputs::Outputs;
 use crate::poll::{self, PollIntervals};
 use crate::request::{HttpRequest, HttpResponse, HttpSender, RequestFailure, RetryPolicy, excerpt};
 use crate::settings::RunSettings;
@@ -285,12 +286,12 @@ impl Runner {
             }
             if let Some(reason) = &stop {
                 for (info, _) in members {
-                    let outcome = StepOutcome {
-                        conclusion: Conclusion::Cancelled,
-                        message: format!("not run: {reason}"),
-                        started_at: None,
-                        duration: Duration::ZERO,
-                    };
+                    let outcome = StepOutcome::new(
+                        Conclusion::Cancelled,
+                        format!("not run: {reason}"),
+                        None,
+                        Duration::ZERO,
+                    );
                     shared.finish(&info, &outcome);
                     outcomes.push((info, outcome));
                 }
@@ -476,12 +477,12 @@ async fn run_step(
     steps_before: &Value,
 ) -> StepOutcome {
     let outcome = match step {
-        PlannedStep::NotHandled { step, reason } => StepOutcome {
-            conclusion: Conclusion::Skipped,
-            message: format!("`{step}` is not handled by hookgate: {reason}"),
-            started_at: None,
-            duration: Duration::ZERO,
-        },
+        PlannedStep::NotHandled { step, reason } => StepOutcome::new(
+            Conclusion::Skipped,
+            format!("`{step}` is not handled by hookgate: {reason}"),
+            None,
+            Duration::ZERO,
+        ),
         PlannedStep::Pause { duration } => {
             run_pause(shared, info, *duration, cancel, why_cancelled).await
         }
@@ -492,6 +493,11 @@ async fn run_step(
     // Outcomes leave the engine (events, the report) with secret values masked.
     let outcome = StepOutcome {
         message: shared.masker.mask(&outcome.message),
+        outputs: outcome
+            .outputs
+            .iter()
+            .map(|(name, value)| (name.clone(), shared.masker.mask(value)))
+            .collect(),
         ..outcome
     };
     shared.finish(info, &outcome);
@@ -520,12 +526,7 @@ async fn run_pause(
         ),
         () = cancel.cancelled() => (Conclusion::Cancelled, why_cancelled()),
     };
-    StepOutcome {
-        conclusion,
-        message,
-        started_at: Some(started_at),
-        duration: start.elapsed(),
-    }
+    StepOutcome::new(conclusion, message, Some(started_at), start.elapsed())
 }
 
 /// What a webhook step has done so far, kept outside its future so a cancellation or timeout
@@ -539,6 +540,8 @@ struct StepState {
     callback_body: Option<Value>,
     /// `waitFor: poll`: the last status answer's body.
     poll_body: Option<Value>,
+    /// The `outputs` its callbacks returned, for `steps['NAME'].outputs`.
+    outputs: Outputs,
 }
 
 async fn run_webhook(
@@ -570,12 +573,7 @@ async fn run_webhook(
         };
         if let Some(conclusion) = conclusion {
             record(shared, name, conclusion, &message, &StepState::default());
-            return StepOutcome {
-                conclusion,
-                message,
-                started_at: None,
-                duration: Duration::ZERO,
-            };
+            return StepOutcome::new(conclusion, message, None, Duration::ZERO);
         }
     }
 
@@ -627,10 +625,8 @@ async fn run_webhook(
     let state = state.into_inner().unwrap_or_else(PoisonError::into_inner);
     record(shared, name, conclusion, &message, &state);
     StepOutcome {
-        conclusion,
-        message,
-        started_at: Some(started_at),
-        duration: start.elapsed(),
+        outputs: state.outputs.values().clone(),
+        ..StepOutcome::new(conclusion, message, Some(started_at), start.elapsed())
     }
 }
 
@@ -645,7 +641,8 @@ fn record(shared: &Shared, name: &str, conclusion: Conclusion, message: &str, st
 }
 
 /// `steps['NAME']`: `status`, `headers`, `body` (JSON when it is JSON), `message`,
-/// `conclusion`, the accepted `callback` body and the last `poll` status answer's body.
+/// `conclusion`, the accepted `callback` body, the last `poll` status answer's body and the
+/// callbacks' `outputs`.
 fn result_entry(conclusion: Conclusion, message: &str, state: &StepState) -> Value {
     let (status, headers, body) = match &state.response {
         Some(response) => {
@@ -669,6 +666,7 @@ fn result_entry(conclusion: Conclusion, message: &str, state: &StepState) -> Val
         "conclusion": conclusion.as_str(),
         "callback": state.callback_body.clone().unwrap_or(Value::Null),
         "poll": state.poll_body.clone().unwrap_or(Value::Null),
+        "outputs": state.outputs.values(),
     })
 }
 
@@ -789,12 +787,18 @@ async fn execute(
                 return Err(StepError::Slot("no callback slot is open".to_owned()));
             };
             progress(format!("{answered}; waiting for the callback"));
+            let keep_outputs = |given| {
+                for note in lock(state).outputs.merge(given) {
+                    progress(note);
+                }
+            };
             let result = callback::await_verdict(
                 mailbox,
                 slot,
                 check,
                 shared.settings.relay_backoff,
                 &progress,
+                &keep_outputs,
             )
             .await;
             lock(state).callback_body = result.body;

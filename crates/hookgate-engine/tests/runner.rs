@@ -87,16 +87,25 @@ async fn run_scripted(
     script: Vec<Result<Vec<Delivery>, MailboxError>>,
     backoff: Backoff,
 ) -> (RunReport, Arc<ScriptedMailbox>, Recorder) {
+    let settings = RunSettings {
+        relay_backoff: backoff,
+        ..RunSettings::default()
+    };
+    run_scripted_with(plan, script, settings).await
+}
+
+/// Runs `plan` with `settings` against a mailbox answering from `script`.
+async fn run_scripted_with(
+    plan: hookgate_config::Plan,
+    script: Vec<Result<Vec<Delivery>, MailboxError>>,
+    settings: RunSettings,
+) -> (RunReport, Arc<ScriptedMailbox>, Recorder) {
     let mailbox = Arc::new(ScriptedMailbox {
         script: Mutex::new(script),
         opened: Mutex::default(),
         waited_after: Mutex::default(),
     });
     let recorder = Recorder::default();
-    let settings = RunSettings {
-        relay_backoff: backoff,
-        ..RunSettings::default()
-    };
     let report = Runner::new(plan, settings)
         .with_mailbox(mailbox.clone())
         .with_reporter(Box::new(recorder.clone()))
@@ -249,4 +258,69 @@ async fn a_relay_repeating_old_deliveries_costs_neither_polls_nor_log_lines() {
     assert_eq!(count("ignored callback #3"), 1, "{progress:?}");
     assert_eq!(count("ignored callback #1"), 0, "{progress:?}");
     assert_eq!(count("with nothing new"), 1, "{progress:?}");
+}
+
+/// Progress callbacks are heard while the wait goes on; outputs of every verified callback
+/// reach `steps['NAME'].outputs`, masked in the outcome where they hold a secret, and what does
+/// not fit GitHub's output names is left out with a note.
+#[tokio::test]
+async fn progress_is_heard_and_outputs_reach_later_steps_masked_in_the_outcome() {
+    const SECRET: &str = "s3cret-in-an-output";
+    let service = Service::start(|_, _| Reply::status(202)).await;
+    let url = &service.url;
+    let yaml = format!(
+        r#"targets:
+  staging:
+    constraints:
+      afterDeployment:
+        - runWebhook: {{name: tests}}
+        - runWebhook: {{name: next}}
+webhooks:
+  - name: tests
+    uriTemplate: {url}/run
+  - name: next
+    uriTemplate: "{url}/next/{{{{ steps['tests'].outputs.build }}}}"
+    waitFor: none
+"#
+    );
+    let loaded = hookgate_config::load_str("deploy.yml", &yaml).unwrap();
+    let plan = hookgate_config::plan(&loaded.file, "staging", Phase::AfterDeployment).unwrap();
+    let script = vec![
+        Ok(vec![delivery(
+            1,
+            r#"{"final": false, "mdMessage": "building", "outputs": {"build": "41", "bad name": "x"}}"#,
+        )]),
+        Ok(vec![delivery(
+            2,
+            &format!(r#"{{"success": true, "outputs": {{"build": "42", "token": "{SECRET}"}}}}"#),
+        )]),
+    ];
+    let settings = RunSettings {
+        secrets: [("api".to_owned(), SECRET.to_owned())]
+            .into_iter()
+            .collect(),
+        ..RunSettings::default()
+    };
+    let (report, _, recorder) = run_scripted_with(plan, script, settings).await;
+    assert_eq!(report.conclusion, Conclusion::Success);
+    let outputs = &report.outcomes[0].1.outputs;
+    assert_eq!(outputs.get("build").map(String::as_str), Some("42"));
+    assert_eq!(outputs.get("token").map(String::as_str), Some("***"));
+    assert!(!outputs.contains_key("bad name"));
+    assert_eq!(
+        service.requests_to("/next/42").len(),
+        1,
+        "{:?}",
+        service.requests()
+    );
+    let progress = recorder.progress();
+    assert!(progress.iter().any(|m| m == "building"), "{progress:?}");
+    assert!(
+        progress
+            .iter()
+            .any(|m| m.starts_with("output `bad name` left out")),
+        "{progress:?}"
+    );
+    let events = serde_json::to_string(&*recorder.0.lock().unwrap()).unwrap();
+    assert!(!events.contains(SECRET), "{events}");
 }

@@ -169,12 +169,12 @@ mod tests {
     fn finished(step: &StepInfo, conclusion: Conclusion, message: &str) -> Event {
         Event::StepFinished {
             step: step.clone(),
-            outcome: StepOutcome {
+            outcome: StepOutcome::new(
                 conclusion,
-                message: message.to_owned(),
-                started_at: Some(SystemTime::now()),
-                duration: Duration::from_secs(2),
-            },
+                message.to_owned(),
+                Some(SystemTime::now()),
+                Duration::from_secs(2),
+            ),
         }
     }
 

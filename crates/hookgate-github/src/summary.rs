@@ -1,8 +1,9 @@
 //! The job summary and the step's outputs, written when the run ends.
 //!
 //! `$GITHUB_STEP_SUMMARY` gets a Markdown table of every step (webhook, wait mode, conclusion,
-//! duration, message). `$GITHUB_OUTPUT` gets `result` (the run's conclusion), `message` (one line
-//! on why) and `results` (JSON of every step), each in the runner's multi-line form
+//! duration, message). `$GITHUB_OUTPUT` gets each output a callback returned under its own name,
+//! `outputs` (those by step, as JSON), `result` (the run's conclusion), `message` (one line on
+//! why) and `results` (JSON of every step), each in the runner's multi-line form
 //! `name<<delimiter`, `value`, `delimiter`, with a random delimiter that the value cannot contain.
 //! Messages in events are already masked, so nothing secret reaches either file.
 
@@ -60,6 +61,17 @@ impl JobSummaryReporter {
         }
         if let Some(path) = &self.files.output {
             let mut text = String::new();
+            // Each callback output under its own name first, so that the run's own outputs,
+            // written after them, keep their meaning.
+            for (_, outcome) in outcomes {
+                for (name, value) in &outcome.outputs {
+                    text.push_str(&output_entry(name, value));
+                }
+            }
+            text.push_str(&output_entry(
+                "outputs",
+                &outputs_json(outcomes).to_string(),
+            ));
             text.push_str(&output_entry("result", conclusion.as_str()));
             text.push_str(&output_entry("message", &run_message(conclusion, outcomes)));
             text.push_str(&output_entry(
@@ -175,8 +187,20 @@ pub fn results_json(outcomes: &[(StepInfo, StepOutcome)]) -> Value {
                     "conclusion": outcome.conclusion,
                     "message": outcome.message,
                     "durationMs": u64::try_from(outcome.duration.as_millis()).unwrap_or(u64::MAX),
+                    "outputs": outcome.outputs,
                 })
             })
+            .collect(),
+    )
+}
+
+/// The callbacks' outputs by step name, for the `outputs` output (steps without any left out).
+pub fn outputs_json(outcomes: &[(StepInfo, StepOutcome)]) -> Value {
+    Value::Object(
+        outcomes
+            .iter()
+            .filter(|(_, outcome)| !outcome.outputs.is_empty())
+            .map(|(step, outcome)| (step.name.clone(), json!(outcome.outputs)))
             .collect(),
     )
 }
@@ -209,12 +233,12 @@ mod tests {
     }
 
     fn outcome(conclusion: Conclusion, message: &str) -> StepOutcome {
-        StepOutcome {
+        StepOutcome::new(
             conclusion,
-            message: message.to_owned(),
-            started_at: None,
-            duration: Duration::from_millis(2_500),
-        }
+            message.to_owned(),
+            None,
+            Duration::from_millis(2_500),
+        )
     }
 
     #[test]

@@ -27,4 +27,4 @@ pub use answer::{Accepted, ErrorAnswer};
 pub use client::{ClientError, Credential, FetchCredential, RelayClient};
 pub use delivery::{Delivery, SlotCallbacks};
 pub use slot::{CallbackAuth, CreateSlot, Deadline, InvalidSlotId, SlotCreated, SlotId};
-pub use verdict::{Verdict, VerdictError};
+pub use verdict::{CallbackKind, Verdict, VerdictError};

@@ -1,18 +1,25 @@
-//! The verdict a callback carries, `{"success": true|false, "mdMessage": "..."}` (Armory's
-//! callback), and the one parse of it that the relay (on intake), the run (after verifying the
-//! signature) and `hookgate callback` (its own body) share.
+//! What a callback carries, and the one parse of it that the relay (on intake), the run (after
+//! verifying the signature) and `hookgate callback` (its own body) share:
+//! - a verdict, `{"success": true|false, "mdMessage": "..."}` (Armory's callback), which ends the
+//!   wait;
+//! - or progress, `{"final": false, "mdMessage": "..."}`, which is shown while the wait goes on
+//!   (`success`, if there, is not read: a runner from before `final` ignores a body without it,
+//!   where it would take `success` as the verdict);
+//! - either may carry `outputs`, a JSON object whose members later steps read (text as it is,
+//!   any other JSON value as its JSON text), and `slot`, the slot it was made for.
 //!
 //! [`Verdict::check`] is exactly as strict as `serde_json::Value` (UTF-8, escapes, number range,
-//! nesting depth) over the whole body, while keeping only `success`: every other member is parsed
-//! and dropped, so a body costs no allocation per member (the relay runs it on every callback).
-//! [`Verdict::parse`] runs the same check, then reads `mdMessage`. A repeated member counts as
-//! its last occurrence, as `serde_json` reads it.
+//! nesting depth) over the whole body, while keeping only what tells a verdict from progress:
+//! every other member is parsed and dropped, so a body costs no allocation per member (the relay
+//! runs it on every callback). [`Verdict::parse`] runs the same check, then reads the rest. A
+//! repeated member counts as its last occurrence, as `serde_json` reads it.
 //!
 //! Member names that start with `$serde_json::private::` are refused at any depth: with some of
 //! its features on, serde_json reads an object whose first member has such a name as something
 //! else (the `RawValue` one turns a string into the JSON it contains), so a reader could take
 //! another verdict from the body than the one checked here.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -29,13 +36,31 @@ pub enum VerdictError {
     /// `success` is there but not `true` or `false`.
     #[error("`success` must be true or false")]
     NotABoolean,
+    /// `final` is there but not `true` or `false`.
+    #[error("`final` must be true or false")]
+    FinalNotABoolean,
+    /// `outputs` is there but not a JSON object.
+    #[error("`outputs` must be a JSON object")]
+    OutputsNotAnObject,
+}
+
+/// What kind of callback a body is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallbackKind {
+    /// A verdict: `success`, which ends the wait.
+    Final {
+        /// Whether the gate passes.
+        success: bool,
+    },
+    /// `"final": false`: news while the wait goes on.
+    Progress,
 }
 
 /// What a callback says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
-    /// `success`: whether the gate passes.
-    pub success: bool,
+    /// A verdict (`success`), or progress.
+    pub kind: CallbackKind,
     /// `mdMessage`, Markdown shown with the result: a string as it is, any other JSON value as
     /// its JSON text; `None` when absent or `null`.
     pub message: Option<String>,
@@ -43,66 +68,103 @@ pub struct Verdict {
     /// verdict to that slot: a run takes a signed verdict only for its own slot. `None` when
     /// absent or not text.
     pub slot: Option<String>,
+    /// `outputs`, by name: text as it is, any other JSON value as its JSON text (`null` members
+    /// are left out). Empty when absent.
+    pub outputs: BTreeMap<String, String>,
 }
 
 impl Verdict {
-    /// Checks that `body` is a verdict, a JSON object with a boolean `success`, and returns
-    /// `success`.
-    pub fn check(body: &[u8]) -> Result<bool, VerdictError> {
+    /// Checks that `body` is a callback: a JSON object with a boolean `success`, or with
+    /// `"final": false`; `final` and `outputs`, when there, must be a boolean and an object.
+    pub fn check(body: &[u8]) -> Result<CallbackKind, VerdictError> {
         let value: Checked =
             serde_json::from_slice(body).map_err(|err| VerdictError::NotJson(err.to_string()))?;
-        match value {
-            Checked::Object {
-                success: Some(Some(success)),
-            } => Ok(success),
-            Checked::Object {
-                success: Some(None),
-            } => Err(VerdictError::NotABoolean),
-            Checked::Object { success: None } | Checked::Bool(_) | Checked::Other => {
-                Err(VerdictError::NotAnObject)
-            }
+        let Checked::Object(members) = value else {
+            return Err(VerdictError::NotAnObject);
+        };
+        if members.outputs == Some(false) {
+            return Err(VerdictError::OutputsNotAnObject);
+        }
+        match (members.final_, members.success) {
+            (Some(None), _) => Err(VerdictError::FinalNotABoolean),
+            (Some(Some(false)), _) => Ok(CallbackKind::Progress),
+            (_, Some(Some(success))) => Ok(CallbackKind::Final { success }),
+            (_, Some(None)) => Err(VerdictError::NotABoolean),
+            (_, None) => Err(VerdictError::NotAnObject),
         }
     }
 
-    /// Reads `body` as a verdict: [`check`](Self::check)ed first (reserved member names are
-    /// refused at any depth, `mdMessage`'s included), then `mdMessage` read.
+    /// Reads `body` as a callback: [`check`](Self::check)ed first (reserved member names are
+    /// refused at any depth, `mdMessage`'s included), then `mdMessage`, `slot` and `outputs`
+    /// read.
     pub fn parse(body: &[u8]) -> Result<Verdict, VerdictError> {
-        let success = Self::check(body)?;
+        let kind = Self::check(body)?;
+        let mut verdict = Verdict {
+            kind,
+            message: None,
+            slot: None,
+            outputs: BTreeMap::new(),
+        };
         // The check above parsed the same bytes as an object.
         let Ok(serde_json::Value::Object(mut members)) =
             serde_json::from_slice::<serde_json::Value>(body)
         else {
-            return Ok(Verdict {
-                success,
-                message: None,
-                slot: None,
-            });
+            return Ok(verdict);
         };
-        let message = match members.remove("mdMessage") {
+        verdict.message = match members.remove("mdMessage") {
             None | Some(serde_json::Value::Null) => None,
             Some(serde_json::Value::String(text)) => Some(text),
             Some(other) => Some(other.to_string()),
         };
-        let slot = match members.remove("slot") {
+        verdict.slot = match members.remove("slot") {
             Some(serde_json::Value::String(slot)) => Some(slot),
             _ => None,
         };
-        Ok(Verdict {
-            success,
-            message,
-            slot,
-        })
+        if let Some(serde_json::Value::Object(outputs)) = members.remove("outputs") {
+            verdict.outputs = outputs
+                .into_iter()
+                .filter_map(|(name, value)| match value {
+                    serde_json::Value::Null => None,
+                    serde_json::Value::String(text) => Some((name, text)),
+                    other => Some((name, other.to_string())),
+                })
+                .collect();
+        }
+        Ok(verdict)
     }
 
-    /// The verdict as a callback body, `{"success": ..., "mdMessage": ...}`.
+    /// A final verdict's `success`; `None` for progress.
+    pub fn success(&self) -> Option<bool> {
+        match self.kind {
+            CallbackKind::Final { success } => Some(success),
+            CallbackKind::Progress => None,
+        }
+    }
+
+    /// The callback's body: `{"success": ..., "mdMessage": ...}`, or `{"final": false, ...}`.
     pub fn to_body(&self) -> Vec<u8> {
         let mut body = serde_json::Map::new();
-        body.insert("success".into(), self.success.into());
+        match self.kind {
+            CallbackKind::Final { success } => {
+                body.insert("success".into(), success.into());
+            }
+            CallbackKind::Progress => {
+                body.insert("final".into(), false.into());
+            }
+        }
         if let Some(message) = &self.message {
             body.insert("mdMessage".into(), message.clone().into());
         }
         if let Some(slot) = &self.slot {
             body.insert("slot".into(), slot.clone().into());
+        }
+        if !self.outputs.is_empty() {
+            let outputs = self
+                .outputs
+                .iter()
+                .map(|(name, value)| (name.clone(), value.clone().into()))
+                .collect();
+            body.insert("outputs".into(), serde_json::Value::Object(outputs));
         }
         serde_json::Value::Object(body).to_string().into_bytes()
     }
@@ -111,45 +173,60 @@ impl Verdict {
 /// The names serde_json keeps for itself.
 const RESERVED_PREFIX: &str = "$serde_json::private::";
 
-/// Whether a member's name is `success`, read without keeping the name; reserved names are
-/// refused.
-struct IsSuccess(bool);
+/// Which member a name is, read without keeping the name; reserved names are refused.
+enum Member {
+    Success,
+    Final,
+    Outputs,
+    Other,
+}
 
-impl<'de> Deserialize<'de> for IsSuccess {
+impl<'de> Deserialize<'de> for Member {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct NameVisitor;
         impl Visitor<'_> for NameVisitor {
-            type Value = IsSuccess;
+            type Value = Member;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a member name")
             }
 
-            fn visit_str<E: de::Error>(self, name: &str) -> Result<IsSuccess, E> {
+            fn visit_str<E: de::Error>(self, name: &str) -> Result<Member, E> {
                 if name.starts_with(RESERVED_PREFIX) {
                     return Err(E::custom(format_args!(
                         "member names starting with `{RESERVED_PREFIX}` are not accepted"
                     )));
                 }
-                Ok(IsSuccess(name == "success"))
+                Ok(match name {
+                    "success" => Member::Success,
+                    "final" => Member::Final,
+                    "outputs" => Member::Outputs,
+                    _ => Member::Other,
+                })
             }
         }
         deserializer.deserialize_str(NameVisitor)
     }
 }
 
-/// Any JSON value, parsed in full and dropped but for what a verdict needs: a boolean's value,
-/// and an object's `success` member (the last one if repeated). Unlike `serde::de::IgnoredAny`,
-/// which lets serde_json skip over strings and numbers without decoding them, this has every
-/// string decoded (valid UTF-8, no lone surrogate escapes), every number converted (in range) and
-/// the nesting limit applied, as for `serde_json::Value`.
+/// Any JSON value, parsed in full and dropped but for what tells a callback's kind: a boolean's
+/// value, and an object's `success`, `final` and `outputs` members (the last of each if
+/// repeated). Unlike `serde::de::IgnoredAny`, which lets serde_json skip over strings and numbers
+/// without decoding them, this has every string decoded (valid UTF-8, no lone surrogate escapes),
+/// every number converted (in range) and the nesting limit applied, as for `serde_json::Value`.
 enum Checked {
     Bool(bool),
-    /// `success` is `None` when absent, `Some(None)` when not a boolean.
-    Object {
-        success: Option<Option<bool>>,
-    },
+    Object(ObjectMembers),
     Other,
+}
+
+/// What an object's members tell: `success` and `final` are `None` when absent, `Some(None)`
+/// when not a boolean; `outputs` is whether it is an object, when there.
+#[derive(Default)]
+struct ObjectMembers {
+    success: Option<Option<bool>>,
+    final_: Option<Option<bool>>,
+    outputs: Option<bool>,
 }
 
 impl<'de> Deserialize<'de> for Checked {
@@ -197,17 +274,21 @@ impl<'de> Visitor<'de> for CheckedVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
-        let mut success = None;
-        while let Some(IsSuccess(is_success)) = map.next_key()? {
+        let mut members = ObjectMembers::default();
+        while let Some(member) = map.next_key::<Member>()? {
             let value = map.next_value::<Checked>()?;
-            if is_success {
-                success = Some(match value {
-                    Checked::Bool(value) => Some(value),
-                    Checked::Object { .. } | Checked::Other => None,
-                });
+            let boolean = match value {
+                Checked::Bool(value) => Some(value),
+                Checked::Object(_) | Checked::Other => None,
+            };
+            match member {
+                Member::Success => members.success = Some(boolean),
+                Member::Final => members.final_ = Some(boolean),
+                Member::Outputs => members.outputs = Some(matches!(value, Checked::Object(_))),
+                Member::Other => {}
             }
         }
-        Ok(Checked::Object { success })
+        Ok(Checked::Object(members))
     }
 }
 
@@ -240,11 +321,80 @@ mod tests {
             Ok(Some("last".to_owned()))
         );
         let verdict = Verdict {
-            success: false,
+            kind: CallbackKind::Final { success: false },
             message: Some("3 \"tests\" failed".to_owned()),
             slot: Some("019ad3c0c0007000800000000000f022".to_owned()),
+            outputs: BTreeMap::from([("report".to_owned(), "https://ci/1".to_owned())]),
         };
         assert_eq!(Verdict::parse(&verdict.to_body()), Ok(verdict));
+    }
+
+    #[test]
+    fn final_false_is_progress_whatever_success_says() {
+        let kind = |body: &str| Verdict::check(body.as_bytes());
+        assert_eq!(
+            kind(r#"{"final": false, "mdMessage": "3 of 9"}"#),
+            Ok(CallbackKind::Progress)
+        );
+        assert_eq!(
+            kind(r#"{"final": false, "success": true}"#),
+            Ok(CallbackKind::Progress)
+        );
+        assert_eq!(
+            kind(r#"{"final": false, "success": "?"}"#),
+            Ok(CallbackKind::Progress)
+        );
+        assert_eq!(
+            kind(r#"{"final": true, "success": false}"#),
+            Ok(CallbackKind::Final { success: false })
+        );
+        assert_eq!(kind(r#"{"final": true}"#), Err(VerdictError::NotAnObject));
+        for body in [r#"{"final": "no", "success": true}"#, r#"{"final": null}"#] {
+            assert_eq!(
+                check(body.as_bytes()),
+                Err(VerdictError::FinalNotABoolean),
+                "{body}"
+            );
+        }
+        let progress = Verdict {
+            kind: CallbackKind::Progress,
+            message: Some("deploying".to_owned()),
+            slot: None,
+            outputs: BTreeMap::new(),
+        };
+        assert_eq!(
+            progress.to_body(),
+            br#"{"final":false,"mdMessage":"deploying"}"#
+        );
+        assert_eq!(Verdict::parse(&progress.to_body()), Ok(progress));
+    }
+
+    #[test]
+    fn outputs_are_text_by_name() {
+        let outputs = Verdict::parse(
+            br#"{"success": true, "outputs": {"url": "https://x", "count": 3, "ok": true, "gone": null, "list": [1, "a"]}}"#,
+        )
+        .map(|verdict| verdict.outputs);
+        assert_eq!(
+            outputs,
+            Ok(BTreeMap::from([
+                ("count".to_owned(), "3".to_owned()),
+                ("list".to_owned(), r#"[1,"a"]"#.to_owned()),
+                ("ok".to_owned(), "true".to_owned()),
+                ("url".to_owned(), "https://x".to_owned()),
+            ]))
+        );
+        for body in [
+            r#"{"success": true, "outputs": "url=x"}"#,
+            r#"{"success": true, "outputs": ["url"]}"#,
+            r#"{"final": false, "outputs": null}"#,
+        ] {
+            assert_eq!(
+                check(body.as_bytes()),
+                Err(VerdictError::OutputsNotAnObject),
+                "{body}"
+            );
+        }
     }
 
     #[test]

@@ -4,12 +4,13 @@
 
 #![allow(clippy::unwrap_used)]
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::time::{Duration, SystemTime};
 
 use hookgate_protocol::{
-    Accepted, CallbackAuth, CreateSlot, Deadline, Delivery, ErrorAnswer, SlotCallbacks,
-    SlotCreated, SlotId, Verdict,
+    Accepted, CallbackAuth, CallbackKind, CreateSlot, Deadline, Delivery, ErrorAnswer,
+    SlotCallbacks, SlotCreated, SlotId, Verdict,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -193,26 +194,40 @@ fn small_answers() {
 fn verdicts_read_back_what_they_write_and_ignore_other_members() {
     for verdict in [
         Verdict {
-            success: true,
+            kind: CallbackKind::Final { success: true },
             message: None,
             slot: None,
+            outputs: BTreeMap::new(),
         },
         Verdict {
-            success: false,
+            kind: CallbackKind::Final { success: false },
             message: Some("**2** tests failed: `a\"b`".into()),
             slot: Some("019ad3c0c0007000800000000000f022".into()),
+            outputs: BTreeMap::from([("report".into(), "https://ci/7".into())]),
+        },
+        Verdict {
+            kind: CallbackKind::Progress,
+            message: Some("3 of 9 suites".into()),
+            slot: None,
+            outputs: BTreeMap::new(),
         },
     ] {
         assert_eq!(Verdict::parse(&verdict.to_body()), Ok(verdict));
     }
-    let newer = br#"{"success": true, "mdMessage": "ok", "outputs": {"url": "https://x"}}"#;
+    let newer = br#"{"success": true, "mdMessage": "ok", "attempt": {"n": 2}}"#;
     assert_eq!(
         Verdict::parse(newer),
         Ok(Verdict {
-            success: true,
+            kind: CallbackKind::Final { success: true },
             message: Some("ok".into()),
             slot: None,
+            outputs: BTreeMap::new(),
         })
+    );
+    // What an older writer sends (no `final`, no `outputs`) is a verdict without outputs.
+    assert_eq!(
+        Verdict::parse(br#"{"success": false}"#).map(|v| (v.kind, v.outputs.len())),
+        Ok((CallbackKind::Final { success: false }, 0))
     );
 }
 

@@ -714,7 +714,8 @@ fn check_credentials(
     }
 }
 
-/// The body must be a JSON object with a boolean `success` (Armory's callback).
+/// The body must be a JSON object with a boolean `success` (Armory's callback), or with
+/// `"final": false` (progress).
 fn check_verdict(body: &[u8]) -> Result<(), ApiError> {
     Verdict::check(body).map(drop).map_err(|err| match err {
         VerdictError::NotJson(why) => {
@@ -722,10 +723,12 @@ fn check_verdict(body: &[u8]) -> Result<(), ApiError> {
         }
         VerdictError::NotAnObject => ApiError::bad_request(
             "invalid_body",
-            "the body must be a JSON object with a boolean `success`",
+            "the body must be a JSON object with a boolean `success`, or with `\"final\": false` for progress",
         ),
-        VerdictError::NotABoolean => {
-            ApiError::bad_request("invalid_body", "`success` must be true or false")
+        err @ (VerdictError::NotABoolean
+        | VerdictError::FinalNotABoolean
+        | VerdictError::OutputsNotAnObject) => {
+            ApiError::bad_request("invalid_body", err.to_string())
         }
     })
 }

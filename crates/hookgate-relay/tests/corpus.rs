@@ -40,6 +40,8 @@ fn every_seed_passes_exactly_the_checks_its_name_promises() {
                 | "body-empty"
                 | "body-reserved-member-name"
                 | "body-reserved-raw-value"
+                | "body-final-not-boolean"
+                | "body-outputs-not-object"
         );
         let expected = Passed {
             verdict,

@@ -372,6 +372,8 @@ async fn unknown_late_oversized_and_malformed_callbacks_are_refused_and_change_n
         "not json",
         r#"{"success": "yes"}"#,
         r#"{"mdMessage": "no verdict"}"#,
+        r#"{"final": "no", "mdMessage": "progress?"}"#,
+        r#"{"success": true, "outputs": ["a"]}"#,
         "",
     ] {
         let (status, error) = post(&url, &bearer(&slot), malformed).await;
@@ -379,6 +381,20 @@ async fn unknown_late_oversized_and_malformed_callbacks_are_refused_and_change_n
         assert_eq!(error["code"], "invalid_body");
     }
     assert_eq!(relay.read(&slot, 0, "0").await["callbacks"], json!([]));
+    // Progress is taken and stored like a verdict; the run tells them apart.
+    let (status, _) = post(
+        &url,
+        &bearer(&slot),
+        r#"{"final": false, "mdMessage": "2 of 5", "outputs": {"stage": "e2e"}}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(
+        relay.read(&slot, 0, "0").await["callbacks"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
 
     let late = relay.create("bearer", json!(1)).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
