@@ -1147,3 +1147,47 @@ webhooks:
             .contains("waits by `workflowRun`")
     );
 }
+
+/// A dispatched run that fails: the check run names its failed job and step, with a link; a
+/// dispatched run still going when the gate times out is cancelled through the Actions API. The
+/// fake checks the jobs and cancel calls against GitHub's schemas.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_run_is_explained_and_a_run_outlasting_its_gate_is_cancelled() {
+    let fake = FakeGithub::start(TOKEN).await;
+    fake.set_run_conclusion(Some("failure"));
+    let runner = Runner::pull_request(&fake);
+    let webhook = |timeout: &str| {
+        format!(
+            r#"        - runWebhook: {{name: Load test}}
+webhooks:
+  - name: Load test
+    workflowDispatch: {{workflow: load.yml, ref: main}}
+    waitFor: workflowRun
+    poll: {{interval: 50ms}}
+    timeout: {timeout}
+"#
+        )
+    };
+    let file = staging_file(runner.dir.path(), &webhook("1h"));
+    let (code, out) = run_binary(&runner, &file).await;
+    assert_eq!(code, 1, "{out}");
+    fake.assert_no_problems();
+    let runs = fake.check_runs();
+    let check = check_named(&runs, "hookgate / staging / Load test");
+    assert_eq!(check["conclusion"], "failure");
+    let summary = check["output"]["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("concluded `failure`; not passed: job `e2e` `failure` (https://github.com/octo/app/actions/runs/")
+            && summary.contains("/job/502): step 4 `Run suites`"),
+        "{summary}"
+    );
+    assert!(fake.cancelled_runs().is_empty());
+
+    fake.set_run_conclusion(None);
+    let file = staging_file(runner.dir.path(), &webhook("500ms"));
+    let (code, out) = run_binary(&runner, &file).await;
+    assert_eq!(code, 1, "{out}");
+    fake.assert_no_problems();
+    assert_eq!(fake.cancelled_runs().len(), 1, "{out}");
+    assert!(out.contains("cancelled"), "{out}");
+}

@@ -667,6 +667,11 @@ pub struct RepositoryDispatch {
     /// The client payload (at most 10 top-level keys); string values are templates.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub client_payload: IndexMap<String, Value>,
+    /// An event type (a template) dispatched with the same client payload when the gate ends
+    /// before its result (cancelled, timed out, or a failing sibling in a parallel group), so
+    /// the other side can stop what it started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel_event_type: Option<String>,
 }
 
 /// A `workflow_dispatch` of a GitHub Actions workflow.

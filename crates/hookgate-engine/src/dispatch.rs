@@ -167,6 +167,51 @@ pub fn dispatched_run_id(body: Option<&Value>) -> Option<u64> {
     body?.get("workflow_run_id")?.as_u64()
 }
 
+/// The most failed jobs named, and failed steps named per job.
+const FAILED_JOBS_SHOWN: usize = 5;
+const FAILED_STEPS_SHOWN: usize = 3;
+
+/// Why a run did not pass, appended to its message: `; failed: job `build` (URL): step 4
+/// `Run tests`; ...`, or why that could not be read. At most [`FAILED_JOBS_SHOWN`] jobs with
+/// [`FAILED_STEPS_SHOWN`] steps each, saying how many more there are.
+async fn why_run_failed(github: &dyn GithubPort, repository: &str, run_id: u64) -> String {
+    let jobs = match github.failed_jobs(repository, run_id).await {
+        Ok(jobs) if jobs.is_empty() => return String::new(),
+        Ok(jobs) => jobs,
+        Err(err) => return format!("; its jobs could not be read: {err}"),
+    };
+    let mut parts: Vec<String> = jobs
+        .iter()
+        .take(FAILED_JOBS_SHOWN)
+        .map(|job| {
+            let mut part = format!("job `{}` `{}`", job.name, job.conclusion);
+            if let Some(url) = &job.html_url {
+                part.push_str(&format!(" ({url})"));
+            }
+            if !job.failed_steps.is_empty() {
+                let mut steps: Vec<String> = job
+                    .failed_steps
+                    .iter()
+                    .take(FAILED_STEPS_SHOWN)
+                    .map(|step| format!("step {step}"))
+                    .collect();
+                if job.failed_steps.len() > FAILED_STEPS_SHOWN {
+                    steps.push(format!(
+                        "{} more",
+                        job.failed_steps.len() - FAILED_STEPS_SHOWN
+                    ));
+                }
+                part.push_str(&format!(": {}", steps.join(", ")));
+            }
+            part
+        })
+        .collect();
+    if jobs.len() > FAILED_JOBS_SHOWN {
+        parts.push(format!("{} more jobs", jobs.len() - FAILED_JOBS_SHOWN));
+    }
+    format!("; not passed: {}", parts.join("; "))
+}
+
 /// Maps a completed workflow run's `conclusion`.
 pub fn run_conclusion(conclusion: Option<&str>) -> Conclusion {
     match conclusion.unwrap_or("") {
@@ -219,13 +264,15 @@ pub async fn await_workflow_run(
                     .unwrap_or_else(|| format!("{run_id} of {repository}"));
                 if run.status == "completed" {
                     let conclusion = run.conclusion.as_deref();
-                    return (
-                        run_conclusion(conclusion),
-                        format!(
-                            "workflow run {link} concluded `{}`",
-                            conclusion.unwrap_or("unknown")
-                        ),
+                    let mapped = run_conclusion(conclusion);
+                    let mut message = format!(
+                        "workflow run {link} concluded `{}`",
+                        conclusion.unwrap_or("unknown")
                     );
+                    if !mapped.is_passing() {
+                        message.push_str(&why_run_failed(github, repository, run_id).await);
+                    }
+                    return (mapped, message);
                 }
                 format!("workflow run {link} is `{}`", run.status)
             }
@@ -272,6 +319,7 @@ mod tests {
             repository: "org/{{ context.repo }}".into(),
             event_type: "run-tests".into(),
             client_payload: payload,
+            cancel_event_type: None,
         };
         let vars = json!({"callback": {"uri": "https://relay/s/1"}, "context": {"env": "staging", "repo": "tests"}});
         let out = repository_dispatch(&spec, &vars, "w").unwrap();
@@ -289,6 +337,7 @@ mod tests {
             repository: "org/tests".into(),
             event_type: "x".repeat(101),
             client_payload: IndexMap::new(),
+            cancel_event_type: None,
         };
         assert!(
             repository_dispatch(&spec, &json!({}), "w")

@@ -39,6 +39,19 @@ pub struct WorkflowRun {
     pub html_url: Option<String>,
 }
 
+/// A job of a workflow run that did not succeed, with its steps that failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedJob {
+    /// The job's name.
+    pub name: String,
+    /// Its conclusion: `failure`, `cancelled`, `timed_out`, ...
+    pub conclusion: String,
+    /// Its page, where the log is.
+    pub html_url: Option<String>,
+    /// Its steps that failed, as `NUMBER NAME`, in order.
+    pub failed_steps: Vec<String>,
+}
+
 /// Why a GitHub call failed. The text is safe to show (no token).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum GithubError {
@@ -81,4 +94,18 @@ pub trait GithubPort: Send + Sync {
         repository: &'a str,
         run_id: u64,
     ) -> BoxFuture<'a, Result<WorkflowRun, GithubError>>;
+
+    /// The jobs of workflow run `run_id` (its latest attempt) that did not succeed.
+    fn failed_jobs<'a>(
+        &'a self,
+        repository: &'a str,
+        run_id: u64,
+    ) -> BoxFuture<'a, Result<Vec<FailedJob>, GithubError>>;
+
+    /// Asks GitHub to cancel workflow run `run_id`.
+    fn cancel_run<'a>(
+        &'a self,
+        repository: &'a str,
+        run_id: u64,
+    ) -> BoxFuture<'a, Result<(), GithubError>>;
 }

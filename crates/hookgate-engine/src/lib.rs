@@ -19,7 +19,7 @@ pub mod settings;
 mod template;
 
 pub use event::{Conclusion, Event, Reporter, StepInfo, StepOutcome};
-pub use github::{Dispatch, Dispatched, GithubError, GithubPort, WorkflowRun};
+pub use github::{Dispatch, Dispatched, FailedJob, GithubError, GithubPort, WorkflowRun};
 pub use mailbox::{Mailbox, MailboxError};
 pub use mask::Masker;
 pub use runner::{RunError, RunReport, Runner, needs_mailbox};

@@ -542,6 +542,18 @@ struct StepState {
     poll_body: Option<Value>,
     /// The `outputs` its callbacks returned, for `steps['NAME'].outputs`.
     outputs: Outputs,
+    /// What its GitHub dispatch started, to be told when the step ends early.
+    started: Option<Started>,
+}
+
+/// What a step's GitHub dispatch started.
+#[derive(Debug, Clone)]
+enum Started {
+    /// A workflow run whose id GitHub returned: cancelled through the Actions API.
+    WorkflowRun { repository: String, run_id: u64 },
+    /// A dispatch without a run to follow (`repository_dispatch`): sent again with the
+    /// webhook's `cancelEventType`, when it has one.
+    Dispatch(Dispatch),
 }
 
 async fn run_webhook(
@@ -619,6 +631,12 @@ async fn run_webhook(
             (state.sent, vars)
         };
         if sent && let Some(note) = send_cancel(shared, webhook, &vars).await {
+            message = format!("{message}; {note}");
+        }
+        let started = lock(&state).started.clone();
+        if let Some(started) = started
+            && let Some(note) = cancel_started(shared, webhook, &started, &vars).await
+        {
             message = format!("{message}; {note}");
         }
     }
@@ -759,6 +777,16 @@ async fn execute(
     let (response, sent) = match outgoing {
         Outgoing::Dispatch(dispatch) => {
             let response = send_dispatch(shared, &dispatch, &progress).await?;
+            // What to tell should the step end early: the run it started, or the dispatch.
+            lock(state).started = Some(
+                match dispatch::dispatched_run_id(response.json().as_ref()) {
+                    Some(run_id) => Started::WorkflowRun {
+                        repository: dispatch.repository.clone(),
+                        run_id,
+                    },
+                    None => Started::Dispatch(dispatch.clone()),
+                },
+            );
             (response, Sent::Dispatch(dispatch.repository))
         }
         Outgoing::Webhook(request) => {
@@ -1057,6 +1085,61 @@ fn method_of(name: &str) -> reqwest::Method {
 }
 
 /// Sends the webhook's `cancel:` request once, briefly. Returns a note for the step's message.
+/// Tells what a dispatch started that the step ended early: cancels the workflow run through the
+/// Actions API, or sends the `repository_dispatch` again with `cancelEventType` and the same
+/// client payload. Each within the cancel timeout; `None` when there is nothing to tell.
+async fn cancel_started(
+    shared: &Shared,
+    webhook: &Webhook,
+    started: &Started,
+    vars: &Value,
+) -> Option<String> {
+    let github = shared.github.as_deref()?;
+    let limit = shared.settings.cancel_timeout;
+    let shown = humantime::format_duration(limit);
+    match started {
+        Started::WorkflowRun { repository, run_id } => Some(
+            match tokio::time::timeout(limit, github.cancel_run(repository, *run_id)).await {
+                Ok(Ok(())) => format!("workflow run {run_id} of {repository} cancelled"),
+                Ok(Err(err)) => {
+                    format!("cancelling workflow run {run_id} of {repository} failed: {err}")
+                }
+                Err(_) => {
+                    format!("cancelling workflow run {run_id} of {repository} took over {shown}")
+                }
+            },
+        ),
+        Started::Dispatch(sent) => {
+            let event_type = webhook
+                .repository_dispatch
+                .as_ref()?
+                .cancel_event_type
+                .as_deref()?;
+            let event_type = match template::render(
+                event_type,
+                vars,
+                &TemplateSite {
+                    webhook: &webhook.name,
+                    field: "repositoryDispatch.cancelEventType",
+                },
+            ) {
+                Ok(rendered) => rendered,
+                Err(err) => return Some(format!("cancel dispatch not sent: {err}")),
+            };
+            let mut cancel = sent.clone();
+            cancel.body["event_type"] = Value::String(event_type.clone());
+            let quiet = |_: String| {};
+            Some(
+                match tokio::time::timeout(limit, github.dispatch(&cancel, &quiet)).await {
+                    Ok(Ok(_)) => format!("`{event_type}` dispatched to {}", sent.repository),
+                    Ok(Err(err)) => format!("the `{event_type}` dispatch failed: {err}"),
+                    Err(_) => format!("the `{event_type}` dispatch took over {shown}"),
+                },
+            )
+        }
+    }
+}
+
 async fn send_cancel(shared: &Shared, webhook: &Webhook, vars: &Value) -> Option<String> {
     let cancel = webhook.cancel.as_ref()?;
     let site = |field| TemplateSite {

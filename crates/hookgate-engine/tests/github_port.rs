@@ -5,11 +5,15 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 use hookgate_config::Phase;
-use hookgate_engine::github::{Dispatch, Dispatched, GithubError, GithubPort, WorkflowRun};
+use hookgate_engine::github::{
+    Dispatch, Dispatched, FailedJob, GithubError, GithubPort, WorkflowRun,
+};
 use hookgate_engine::{Conclusion, RunReport, RunSettings, Runner};
 use serde_json::json;
 
@@ -20,6 +24,8 @@ struct FakeGithub {
     run_answers: Mutex<Vec<Result<WorkflowRun, GithubError>>>,
     dispatched: Mutex<Vec<Dispatch>>,
     runs_read: Mutex<Vec<(String, u64)>>,
+    failed_jobs: Mutex<Vec<FailedJob>>,
+    cancelled: Mutex<Vec<(String, u64)>>,
 }
 
 impl GithubPort for FakeGithub {
@@ -46,8 +52,37 @@ impl GithubPort for FakeGithub {
             .lock()
             .unwrap()
             .push((repository.to_owned(), run_id));
-        let answer = self.run_answers.lock().unwrap().remove(0);
+        // The last answer repeats.
+        let answer = {
+            let mut answers = self.run_answers.lock().unwrap();
+            if answers.len() > 1 {
+                answers.remove(0)
+            } else {
+                answers[0].clone()
+            }
+        };
         Box::pin(async move { answer })
+    }
+
+    fn failed_jobs<'a>(
+        &'a self,
+        _repository: &'a str,
+        _run_id: u64,
+    ) -> BoxFuture<'a, Result<Vec<FailedJob>, GithubError>> {
+        let jobs = self.failed_jobs.lock().unwrap().clone();
+        Box::pin(async move { Ok(jobs) })
+    }
+
+    fn cancel_run<'a>(
+        &'a self,
+        repository: &'a str,
+        run_id: u64,
+    ) -> BoxFuture<'a, Result<(), GithubError>> {
+        self.cancelled
+            .lock()
+            .unwrap()
+            .push((repository.to_owned(), run_id));
+        Box::pin(async { Ok(()) })
     }
 }
 
@@ -237,5 +272,144 @@ webhooks:
         ),
         "{}",
         report.outcomes[0].1.message
+    );
+}
+
+#[tokio::test]
+async fn a_failed_run_names_its_failed_jobs_and_steps_with_links() {
+    let github = Arc::new(FakeGithub {
+        dispatch_answers: Mutex::new(vec![Ok(Dispatched {
+            status: 200,
+            body: json!({"workflow_run_id": 91}),
+        })]),
+        run_answers: Mutex::new(vec![run_state("completed", Some("failure"))]),
+        failed_jobs: Mutex::new(vec![
+            FailedJob {
+                name: "e2e".into(),
+                conclusion: "failure".into(),
+                html_url: Some("https://github.com/octo/app/actions/runs/91/job/5".into()),
+                failed_steps: vec!["4 `Run suites`".into()],
+            },
+            FailedJob {
+                name: "lint".into(),
+                conclusion: "cancelled".into(),
+                html_url: None,
+                failed_steps: Vec::new(),
+            },
+        ]),
+        ..FakeGithub::default()
+    });
+    let yaml = "targets:\n  staging:\n    constraints:\n      beforeDeployment:\n        - runWebhook: {name: load}\nwebhooks:\n  - name: load\n    workflowDispatch: {workflow: load.yml, ref: main}\n    waitFor: workflowRun\n";
+    let report = run(yaml, github).await;
+    assert_eq!(report.conclusion, Conclusion::Failure);
+    assert_eq!(
+        report.outcomes[0].1.message,
+        "workflow run https://github.com/octo/load/actions/runs/77 concluded `failure`; not passed: job `e2e` `failure` (https://github.com/octo/app/actions/runs/91/job/5): step 4 `Run suites`; job `lint` `cancelled`"
+    );
+}
+
+#[tokio::test]
+async fn a_gate_ending_early_cancels_the_run_it_started_and_dispatches_the_cancel_event() {
+    let github = Arc::new(FakeGithub {
+        dispatch_answers: Mutex::new(vec![
+            Ok(Dispatched {
+                status: 200,
+                body: json!({"workflow_run_id": 92}),
+            }),
+            Ok(Dispatched {
+                status: 204,
+                body: json!(null),
+            }),
+            Ok(Dispatched {
+                status: 204,
+                body: json!(null),
+            }),
+        ]),
+        run_answers: Mutex::new(vec![run_state("in_progress", None)]),
+        ..FakeGithub::default()
+    });
+    // A run that never ends, past its timeout.
+    let yaml = r#"
+targets:
+  staging:
+    constraints:
+      beforeDeployment:
+        - runWebhook: {name: load}
+webhooks:
+  - name: load
+    workflowDispatch: {workflow: load.yml, ref: main}
+    waitFor: workflowRun
+    timeout: 300ms
+"#;
+    let started = std::time::Instant::now();
+    let report = run(yaml, github.clone()).await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(report.outcomes[0].1.conclusion, Conclusion::TimedOut);
+    assert!(
+        report.outcomes[0]
+            .1
+            .message
+            .ends_with("; workflow run 92 of octo/app cancelled"),
+        "{}",
+        report.outcomes[0].1.message
+    );
+    assert_eq!(
+        *github.cancelled.lock().unwrap(),
+        [("octo/app".to_owned(), 92)]
+    );
+
+    // A dispatch whose callback never comes, past its timeout: the cancel event goes out with
+    // the same client payload.
+    let yaml = r#"
+targets:
+  staging:
+    constraints:
+      beforeDeployment:
+        - runWebhook: {name: scan}
+webhooks:
+  - name: scan
+    repositoryDispatch:
+      repository: octo/scanner
+      eventType: scan
+      cancelEventType: "scan-cancel-{{ context.suite }}"
+      clientPayload: {suite: "{{ context.suite }}", callback: "{{ callback.uri }}"}
+    timeout: 300ms
+"#;
+    let loaded = hookgate_config::load_str("deploy.yml", yaml).unwrap();
+    let plan = hookgate_config::plan(&loaded.file, "staging", Phase::BeforeDeployment).unwrap();
+    let mut settings = RunSettings::default();
+    settings.context.insert("suite".into(), json!("smoke"));
+    let report = Runner::new(plan, settings)
+        .with_github(github.clone())
+        .with_mailbox(Arc::new(common::SilentMailbox))
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(report.outcomes[0].1.conclusion, Conclusion::TimedOut);
+    assert!(
+        report.outcomes[0]
+            .1
+            .message
+            .ends_with("; `scan-cancel-smoke` dispatched to octo/scanner"),
+        "{}",
+        report.outcomes[0].1.message
+    );
+    let dispatched = github.dispatched.lock().unwrap();
+    let payload =
+        json!({"suite": "smoke", "callback": "https://relay.example/v1/callbacks/silent"});
+    assert_eq!(
+        dispatched[1..],
+        [
+            Dispatch {
+                repository: "octo/scanner".into(),
+                path: "/repos/octo/scanner/dispatches".into(),
+                body: json!({"event_type": "scan", "client_payload": payload}),
+            },
+            Dispatch {
+                repository: "octo/scanner".into(),
+                path: "/repos/octo/scanner/dispatches".into(),
+                body: json!({"event_type": "scan-cancel-smoke", "client_payload": payload}),
+            },
+        ]
     );
 }

@@ -3,7 +3,9 @@
 //! workflow runs are read with [`Resend::Idempotent`].
 
 use futures::future::BoxFuture;
-use hookgate_engine::github::{Dispatch, Dispatched, GithubError, GithubPort, WorkflowRun};
+use hookgate_engine::github::{
+    Dispatch, Dispatched, FailedJob, GithubError, GithubPort, WorkflowRun,
+};
 use reqwest::Method;
 use serde_json::Value;
 
@@ -88,4 +90,78 @@ impl GithubPort for GithubRest {
             })
         })
     }
+
+    fn failed_jobs<'a>(
+        &'a self,
+        repository: &'a str,
+        run_id: u64,
+    ) -> BoxFuture<'a, Result<Vec<FailedJob>, GithubError>> {
+        Box::pin(async move {
+            // The latest attempt's jobs; a run has at most a few hundred, the first page names
+            // what failed first.
+            let path = format!(
+                "/repos/{repository}/actions/runs/{run_id}/jobs?filter=latest&per_page=100"
+            );
+            let answer = self
+                .client
+                .send(Method::GET, &path, None, Resend::Idempotent)
+                .await
+                .map_err(port_error)?;
+            Ok(failed_jobs_of(&answer))
+        })
+    }
+
+    fn cancel_run<'a>(
+        &'a self,
+        repository: &'a str,
+        run_id: u64,
+    ) -> BoxFuture<'a, Result<(), GithubError>> {
+        Box::pin(async move {
+            let path = format!("/repos/{repository}/actions/runs/{run_id}/cancel");
+            // Asking twice to cancel one run is asking once.
+            self.client
+                .send(Method::POST, &path, None, Resend::Idempotent)
+                .await
+                .map(drop)
+                .map_err(port_error)
+        })
+    }
+}
+
+/// The jobs of a `GET .../actions/runs/{id}/jobs` answer that completed without passing, with
+/// their failed steps (`NUMBER `NAME``).
+fn failed_jobs_of(answer: &Value) -> Vec<FailedJob> {
+    let text =
+        |value: &Value, name: &str| value.get(name).and_then(Value::as_str).map(str::to_owned);
+    let passed = |conclusion: &str| matches!(conclusion, "success" | "skipped" | "neutral");
+    answer
+        .get("jobs")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|job| {
+            let conclusion = text(job, "conclusion")?;
+            if passed(&conclusion) {
+                return None;
+            }
+            let failed_steps = job
+                .get("steps")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter(|step| text(step, "conclusion").as_deref() == Some("failure"))
+                .map(|step| {
+                    let number = step.get("number").and_then(Value::as_u64).unwrap_or(0);
+                    let name = text(step, "name").unwrap_or_default();
+                    format!("{number} `{name}`")
+                })
+                .collect();
+            Some(FailedJob {
+                name: text(job, "name").unwrap_or_else(|| "(unnamed)".to_owned()),
+                conclusion,
+                html_url: text(job, "html_url"),
+                failed_steps,
+            })
+        })
+        .collect()
 }

@@ -11,8 +11,10 @@
 //! the description, which does not list them.
 //!
 //! `GET /repos/{owner}/{repo}/installation`, `GET /repos/{owner}/{repo}/commits/{ref}/check-runs`
-//! and `GET /repos/{owner}/{repo}/actions/runs/{id}` (a dispatched run: completed, success) are
-//! served but not in the subset, so neither side of them is checked against a schema.
+//! and `GET /repos/{owner}/{repo}/actions/runs/{id}` (a dispatched run: completed, success
+//! unless [`FakeGithub::set_run_conclusion`] says otherwise) are served but not in the subset,
+//! so neither side of them is checked against a schema. A run's jobs and its cancellation are
+//! checked against `tests/vectors/github-openapi-actions-runs.json`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
@@ -99,6 +101,10 @@ struct Store {
     dispatches: Vec<(String, Value)>,
     /// How long installation tokens last (GitHub: an hour).
     token_lifetime: Option<Duration>,
+    /// How dispatched runs end: `None` keeps them running; by default they succeed.
+    run_conclusion: Option<Option<String>>,
+    /// The runs cancelled through `POST .../actions/runs/{id}/cancel`.
+    cancelled_runs: Vec<u64>,
 }
 
 struct Shared {
@@ -163,6 +169,15 @@ impl FakeGithub {
     }
 
     /// Makes installation tokens expire `lifetime` after they are issued.
+    pub fn set_run_conclusion(&self, conclusion: Option<&str>) {
+        self.shared.store.lock().unwrap().run_conclusion = Some(conclusion.map(str::to_owned));
+    }
+
+    /// The ids of the workflow runs cancelled.
+    pub fn cancelled_runs(&self) -> Vec<u64> {
+        self.shared.store.lock().unwrap().cancelled_runs.clone()
+    }
+
     pub fn set_token_lifetime(&self, lifetime: Duration) {
         self.shared.store.lock().unwrap().token_lifetime = Some(lifetime);
     }
@@ -436,15 +451,68 @@ fn act(
                 Some(json!({"total_count": runs.len(), "check_runs": runs})),
             )
         }
-        ("GET", ["repos", owner, repo, "actions", "runs", run_id]) => (
-            200,
-            Some(json!({
-                "id": run_id.parse::<u64>().unwrap_or_default(),
-                "status": "completed",
-                "conclusion": "success",
-                "html_url": format!("https://github.com/{owner}/{repo}/actions/runs/{run_id}"),
-            })),
-        ),
+        ("GET", ["repos", owner, repo, "actions", "runs", run_id]) => {
+            let (status, conclusion) = match &store.run_conclusion {
+                None => ("completed", Some("success".to_owned())),
+                Some(None) => ("in_progress", None),
+                Some(Some(conclusion)) => ("completed", Some(conclusion.clone())),
+            };
+            (
+                200,
+                Some(json!({
+                    "id": run_id.parse::<u64>().unwrap_or_default(),
+                    "status": status,
+                    "conclusion": conclusion,
+                    "html_url": format!("https://github.com/{owner}/{repo}/actions/runs/{run_id}"),
+                })),
+            )
+        }
+        ("GET", ["repos", owner, repo, "actions", "runs", run_id, "jobs"]) => {
+            let run: u64 = run_id.parse().unwrap_or_default();
+            let failed = matches!(&store.run_conclusion, Some(Some(c)) if c != "success");
+            let job = |id: u64, name: &str, conclusion: &str, steps: Value| {
+                json!({
+                    "id": id, "node_id": format!("J_{id}"), "run_id": run,
+                    "run_url": format!("{base}/repos/{owner}/{repo}/actions/runs/{run}"),
+                    "head_sha": "0123456789abcdef0123456789abcdef01234567",
+                    "workflow_name": "load", "head_branch": "main", "name": name,
+                    "url": format!("{base}/repos/{owner}/{repo}/actions/jobs/{id}"),
+                    "html_url": format!("https://github.com/{owner}/{repo}/actions/runs/{run}/job/{id}"),
+                    "status": "completed", "conclusion": conclusion,
+                    "started_at": "2026-12-06T10:00:00Z", "completed_at": "2026-12-06T10:05:00Z",
+                    "created_at": "2026-12-06T09:59:00Z",
+                    "check_run_url": format!("{base}/repos/{owner}/{repo}/check-runs/{id}"),
+                    "labels": ["ubuntu-latest"], "runner_id": 1, "runner_name": "runner-1",
+                    "runner_group_id": 1, "runner_group_name": "GitHub Actions",
+                    "steps": steps,
+                })
+            };
+            let step = |number: u64, name: &str, conclusion: &str| json!({"name": name, "status": "completed", "conclusion": conclusion, "number": number});
+            let mut jobs = vec![job(
+                501,
+                "setup",
+                "success",
+                json!([step(1, "Set up job", "success")]),
+            )];
+            if failed {
+                jobs.push(job(
+                    502,
+                    "e2e",
+                    "failure",
+                    json!([
+                        step(1, "Set up job", "success"),
+                        step(4, "Run suites", "failure")
+                    ]),
+                ));
+            }
+            (200, Some(json!({"total_count": jobs.len(), "jobs": jobs})))
+        }
+        ("POST", ["repos", _, _, "actions", "runs", run_id, "cancel"]) => {
+            store
+                .cancelled_runs
+                .push(run_id.parse().unwrap_or_default());
+            (202, Some(json!({})))
+        }
         ("PATCH", ["repos", _, _, "check-runs", run_id]) => {
             let run_id: u64 = run_id.parse().unwrap_or_default();
             match store

@@ -27,13 +27,22 @@ pub struct OpenApi {
 }
 
 impl OpenApi {
-    /// Loads and compiles the copied subset.
+    /// Loads and compiles the copied subsets.
     pub fn load() -> Self {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/vectors/github-openapi-subset.json"
-        );
-        let text = std::fs::read_to_string(path).expect("read the OpenAPI subset");
+        let mut operations = Vec::new();
+        for name in [
+            "github-openapi-subset.json",
+            "github-openapi-actions-runs.json",
+        ] {
+            operations.extend(Self::load_file(name));
+        }
+        OpenApi { operations }
+    }
+
+    /// The operations of `tests/vectors/NAME`.
+    fn load_file(name: &str) -> Vec<Operation> {
+        let path = format!("{}/tests/vectors/{name}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).expect("read the OpenAPI subset");
         let mut doc: Value = serde_json::from_str(&text).expect("the OpenAPI subset is JSON");
         nullable_to_json_schema(&mut doc);
         let components = doc["components"].clone();
@@ -83,7 +92,7 @@ impl OpenApi {
                 });
             }
         }
-        OpenApi { operations }
+        operations
     }
 
     /// The operation for `method path`, if the subset has it.

@@ -12,7 +12,8 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::IntoResponse;
 use futures::future::BoxFuture;
 use hookgate_config::Phase;
-use hookgate_engine::{Event, Reporter, RunReport, RunSettings, Runner};
+use hookgate_engine::{Event, Mailbox, MailboxError, Reporter, RunReport, RunSettings, Runner};
+use hookgate_protocol::{CreateSlot, Deadline, Delivery, SlotCreated, SlotId};
 use tokio_util::sync::CancellationToken;
 
 /// A request the service received.
@@ -215,4 +216,40 @@ pub fn gaps(requests: &[Seen]) -> Vec<Duration> {
         .windows(2)
         .map(|pair| pair[1].at.duration_since(pair[0].at))
         .collect()
+}
+
+/// A relay that opens slots and never delivers a callback.
+pub struct SilentMailbox;
+
+impl Mailbox for SilentMailbox {
+    fn open(&self, request: CreateSlot) -> BoxFuture<'_, Result<SlotCreated, MailboxError>> {
+        Box::pin(async move {
+            let deadline = match request.deadline {
+                Deadline::At(instant) => instant,
+                Deadline::In(seconds) => {
+                    std::time::SystemTime::now() + Duration::from_secs(seconds)
+                }
+            };
+            Ok(SlotCreated {
+                id: SlotId::random(),
+                callback_url: "https://relay.example/v1/callbacks/silent".into(),
+                deadline,
+                auth: request.auth,
+                token: Some("silent-token".into()),
+                read_token: "silent-read-token".into(),
+            })
+        })
+    }
+
+    fn wait<'a>(
+        &'a self,
+        _slot: &'a SlotCreated,
+        _after: u64,
+        wait: Duration,
+    ) -> BoxFuture<'a, Result<Vec<Delivery>, MailboxError>> {
+        Box::pin(async move {
+            tokio::time::sleep(wait).await;
+            Ok(Vec::new())
+        })
+    }
 }
