@@ -95,15 +95,24 @@ fn run_state(status: &str, conclusion: Option<&str>) -> Result<WorkflowRun, Gith
 }
 
 async fn run(yaml: &str, github: Arc<FakeGithub>) -> RunReport {
+    run_with(yaml, github, None).await
+}
+
+/// Runs target `staging` before deployment with `context.suite = smoke`, and `mailbox` if any.
+async fn run_with(
+    yaml: &str,
+    github: Arc<FakeGithub>,
+    mailbox: Option<Arc<dyn hookgate_engine::Mailbox>>,
+) -> RunReport {
     let loaded = hookgate_config::load_str("deploy.yml", yaml).unwrap();
     let plan = hookgate_config::plan(&loaded.file, "staging", Phase::BeforeDeployment).unwrap();
     let mut settings = RunSettings::default();
     settings.context.insert("suite".into(), json!("smoke"));
-    Runner::new(plan, settings)
-        .with_github(github)
-        .run()
-        .await
-        .unwrap()
+    let mut runner = Runner::new(plan, settings).with_github(github);
+    if let Some(mailbox) = mailbox {
+        runner = runner.with_mailbox(mailbox);
+    }
+    runner.run().await.unwrap()
 }
 
 #[tokio::test]
@@ -375,16 +384,7 @@ webhooks:
       clientPayload: {suite: "{{ context.suite }}", callback: "{{ callback.uri }}"}
     timeout: 300ms
 "#;
-    let loaded = hookgate_config::load_str("deploy.yml", yaml).unwrap();
-    let plan = hookgate_config::plan(&loaded.file, "staging", Phase::BeforeDeployment).unwrap();
-    let mut settings = RunSettings::default();
-    settings.context.insert("suite".into(), json!("smoke"));
-    let report = Runner::new(plan, settings)
-        .with_github(github.clone())
-        .with_mailbox(Arc::new(common::SilentMailbox))
-        .run()
-        .await
-        .unwrap();
+    let report = run_with(yaml, github.clone(), Some(Arc::new(common::SilentMailbox))).await;
     assert_eq!(report.outcomes[0].1.conclusion, Conclusion::TimedOut);
     assert!(
         report.outcomes[0]
