@@ -319,15 +319,20 @@ impl SlotStore for PostgresStore {
 
     fn remove_slots_before(&self, cutoff: SystemTime) -> BoxFuture<'_, Result<u64, StoreError>> {
         Box::pin(async move {
-            let removed = on_a_live_connection(|| {
-                sqlx::query("DELETE FROM slots WHERE deadline_ms < $1")
-                    .bind(to_millis(cutoff))
-                    .execute(&self.pool)
+            // The slots and their callbacks, in one statement (see migrations/postgres/0003).
+            let removed: i64 = on_a_live_connection(|| {
+                sqlx::query_scalar(
+                    "WITH gone AS (DELETE FROM slots WHERE deadline_ms < $1 RETURNING id), \
+                     their_callbacks AS (DELETE FROM callbacks \
+                     WHERE slot_id IN (SELECT id FROM gone)) \
+                     SELECT count(*) FROM gone",
+                )
+                .bind(to_millis(cutoff))
+                .fetch_one(&self.pool)
             })
             .await
-            .map_err(StoreError::database("removing expired slots"))?
-            .rows_affected();
-            Ok(removed)
+            .map_err(StoreError::database("removing expired slots"))?;
+            Ok(removed.unsigned_abs())
         })
     }
 
