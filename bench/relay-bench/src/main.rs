@@ -5,10 +5,11 @@
 //!    from sending the callback to the poll's answer is taken, over many rounds (p50, p99);
 //! 2. callback intake at 64 concurrent connections. As in use, callbacks go to slots created
 //!    shortly before: the connections take the slots in the order they were created, ten
-//!    callbacks each, within the relay's default limit per slot. With `--before PATH` (another
-//!    build of `hookgate`, such as the last release) both relays take turns on the same store
-//!    kind, in rounds of a few seconds, so that a change in the machine's speed during the run
-//!    falls on both alike; the CPU time each process spent per callback is printed too;
+//!    callbacks each, within the relay's default limit per slot. Every relay measured (each
+//!    store, and with `--before PATH`, another build of `hookgate` such as the last release, on
+//!    each store too) takes its turn in each of the rounds of a few seconds, so that a change in
+//!    the machine's speed during the run falls on all alike, the ratio of the stores included;
+//!    the CPU time each process spent per callback is printed too;
 //! 3. the resident memory (VmRSS) of a relay just started while it holds 10,000 long polls;
 //! 4. durability: callbacks are sent at full speed, the relay is killed with SIGKILL, started
 //!    again on the same store, and every callback that was answered 202 is looked for.
@@ -229,47 +230,52 @@ async fn measure_all(
     stores: &mut Stores,
 ) -> anyhow::Result<HashMap<(StoreKind, usize), Figures>> {
     let mut figures: HashMap<(StoreKind, usize), Figures> = HashMap::new();
+    // Latency and intake: one relay per store kind and build, each on a store of its own. Every
+    // relay takes its turn in each intake round, so that a change in the machine's speed during
+    // the run falls on all of them alike, the stores' ratio included.
+    let mut relays = Vec::new();
     for &kind in kinds {
-        println!("{}:", kind.name());
-        // Latency and intake: one relay per build, each on a store of its own.
-        let mut relays = Vec::new();
-        for build in builds {
-            relays.push(Relay::start(build, &stores.fresh(kind).await?).await?);
-        }
-        for (n, relay) in relays.iter().enumerate() {
+        for (n, build) in builds.iter().enumerate() {
+            let relay = Relay::start(build, &stores.fresh(kind).await?).await?;
             let latency = latency(&relay.url).await?;
             println!(
-                "  {}: callback -> waiting poll p50 {:.2} ms, p99 {:.2} ms",
-                builds[n].name,
+                "{} {}: callback -> waiting poll p50 {:.2} ms, p99 {:.2} ms",
+                kind.name(),
+                build.name,
                 ms(latency.p50),
                 ms(latency.p99)
             );
             figures.entry((kind, n)).or_default().latency = Some(latency);
+            let targets = Targets::new(create_slots(&relay.url, INTAKE_SLOTS).await?);
+            relays.push((kind, n, relay, targets, Count::default()));
         }
-        let mut targets = Vec::new();
-        for relay in &relays {
-            targets.push(Targets::new(create_slots(&relay.url, INTAKE_SLOTS).await?));
+    }
+    for round in 0..INTAKE_ROUNDS {
+        let mut line = Vec::new();
+        for (kind, n, relay, targets, total) in &mut relays {
+            let count = rate(targets, round, relay.pid()).await?;
+            line.push(format!(
+                "{} {} {:.0}/s",
+                kind.name(),
+                builds[*n].name,
+                count.per_second()
+            ));
+            total.add(count);
         }
-        let mut counts: Vec<Count> = relays.iter().map(|_| Count::default()).collect();
-        for round in 0..INTAKE_ROUNDS {
-            let mut line = Vec::new();
-            for (n, relay) in relays.iter().enumerate() {
-                let count = rate(&targets[n], round, relay.pid()).await?;
-                line.push(format!("{} {:.0}/s", builds[n].name, count.per_second()));
-                counts[n].add(count);
-            }
-            println!("  intake round {}: {}", round + 1, line.join(", "));
-        }
-        for (n, count) in counts.into_iter().enumerate() {
-            figures.entry((kind, n)).or_default().intake = Some(count);
-        }
-        drop(relays);
+        println!("intake round {}: {}", round + 1, line.join(", "));
+    }
+    for (kind, n, relay, _, total) in relays {
+        figures.entry((kind, n)).or_default().intake = Some(total);
+        drop(relay);
+    }
+    for &kind in kinds {
         // Memory: a relay just started on a fresh store, holding the polls.
         for (n, build) in builds.iter().enumerate() {
             let relay = Relay::start(build, &stores.fresh(kind).await?).await?;
             let held = memory(&relay.url, relay.pid(), relay.address).await?;
             println!(
-                "  {}: {} waiting long polls, RSS {:.1} MB",
+                "{} {}: {} waiting long polls, RSS {:.1} MB",
+                kind.name(),
                 build.name,
                 held.waiters,
                 mb(held.waiting_kib)
@@ -279,8 +285,12 @@ async fn measure_all(
         // Durability, of this build.
         let durability = durability(&builds[0], &stores.fresh(kind).await?).await?;
         println!(
-            "  {}: kill -9 during intake: {} answered 202, {} found after the restart, {} lost",
-            builds[0].name, durability.acknowledged, durability.found, durability.lost
+            "{} {}: kill -9 during intake: {} answered 202, {} found after the restart, {} lost",
+            kind.name(),
+            builds[0].name,
+            durability.acknowledged,
+            durability.found,
+            durability.lost
         );
         figures.entry((kind, 0)).or_default().durability = Some(durability);
     }
