@@ -32,6 +32,9 @@ use crate::model::{
 };
 use crate::schema::SchemaView;
 
+/// How long a job on a GitHub-hosted runner may run.
+const HOSTED_JOB_LIMIT: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
+
 /// GitHub's limit on a `repository_dispatch` event type.
 pub const MAX_EVENT_TYPE_CHARS: usize = 100;
 /// GitHub's limit on the top-level keys of a `repository_dispatch` client payload.
@@ -744,6 +747,15 @@ impl Checker<'_> {
             );
         }
 
+        if let Some(timeout) = &webhook.timeout
+            && timeout.0 > HOSTED_JOB_LIMIT
+        {
+            self.warning(
+                at(&["timeout"]),
+                format!("`timeout` of webhook `{name}` is longer than 6 hours: a job on a GitHub-hosted runner is stopped after 6 hours, and its GITHUB_TOKEN ends with the job"),
+                "on hosted runners keep it under 6h; wait longer on a self-hosted runner (a job may run 5 days; use a GitHub App, whose token hookgate renews), or split the wait: dispatch and end the job, and let the callback start a second workflow",
+            );
+        }
         let zero = |d: &Option<crate::model::DurationSpec>| d.is_some_and(|d| d.0.is_zero());
         if zero(&webhook.timeout) {
             self.error(

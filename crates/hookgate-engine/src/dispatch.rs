@@ -155,11 +155,36 @@ pub fn workflow_dispatch(
     let inputs = Value::Object(spec.inputs.clone().into_iter().collect());
     let inputs = render_value(&inputs, vars, webhook, "workflowDispatch.inputs")
         .map_err(|e| e.to_string())?;
+    let size = inputs.to_string().chars().count();
+    if size > MAX_WORKFLOW_INPUTS_CHARS {
+        return Err(format!(
+            "workflowDispatch.inputs come to {size} characters of JSON once rendered; GitHub takes at most {MAX_WORKFLOW_INPUTS_CHARS}"
+        ));
+    }
     Ok(Dispatch {
         path: format!("/repos/{repository}/actions/workflows/{workflow}/dispatches"),
         body: json!({"ref": git_ref, "inputs": inputs, "return_run_details": true}),
         repository,
     })
+}
+
+/// The most characters of JSON GitHub takes as a `workflow_dispatch`'s inputs.
+pub const MAX_WORKFLOW_INPUTS_CHARS: usize = 65_535;
+
+/// The first wait between reads of a workflow run (without `poll.interval`).
+pub const RUN_READ_FIRST: Duration = Duration::from_secs(5);
+/// The longest wait between reads of a workflow run: about 120 reads an hour, so that a
+/// six-hour wait leaves most of a `GITHUB_TOKEN`'s 1,000 requests an hour for reporting.
+pub const RUN_READ_LONGEST: Duration = Duration::from_secs(30);
+
+/// The wait after read number `reads` (from 0) of a workflow run: 5 s, growing by half each time
+/// to 30 s.
+pub fn run_read_interval(reads: u32) -> Duration {
+    let mut wait = RUN_READ_FIRST;
+    for _ in 0..reads.min(8) {
+        wait = wait.mul_f64(1.5);
+    }
+    wait.min(RUN_READ_LONGEST)
 }
 
 /// The run id GitHub returns for a `workflow_dispatch` with `return_run_details`.
@@ -252,7 +277,7 @@ pub async fn await_workflow_run(
     intervals: PollIntervals,
     progress: &(dyn Fn(String) + Send + Sync),
 ) -> (Conclusion, String) {
-    let started = tokio::time::Instant::now();
+    let mut reads = 0u32;
     let mut last_note = String::new();
     loop {
         // A rate-limited read waits as long as GitHub asks, when that is longer than the interval.
@@ -295,9 +320,11 @@ pub async fn await_workflow_run(
             progress(note.clone());
             last_note = note;
         }
-        let interval = intervals
-            .next(started.elapsed())
-            .max(Duration::from_millis(50));
+        let interval = match intervals.fixed {
+            Some(fixed) => fixed.max(Duration::from_millis(50)),
+            None => run_read_interval(reads),
+        };
+        reads = reads.saturating_add(1);
         tokio::time::sleep(asked_to_wait.map_or(interval, |wait| wait.max(interval))).await;
     }
 }
@@ -406,6 +433,40 @@ mod tests {
         );
         assert_eq!(out.body["return_run_details"], json!(true));
         assert_eq!(out.body["ref"], json!("main"));
+    }
+
+    #[test]
+    fn workflow_runs_are_read_less_often_as_they_go_on() {
+        let waits: Vec<u64> = (0..8)
+            .map(|n| run_read_interval(n).as_millis() as u64)
+            .collect();
+        assert_eq!(
+            waits,
+            [5000, 7500, 11250, 16875, 25312, 30000, 30000, 30000]
+        );
+        // Six hours of reading fit a GITHUB_TOKEN's hourly budget with most of it to spare.
+        let (mut elapsed, mut reads) = (Duration::ZERO, 0u32);
+        while elapsed < Duration::from_secs(6 * 3600) {
+            elapsed += run_read_interval(reads);
+            reads += 1;
+        }
+        assert!(reads < 6 * 130, "{reads} reads in six hours");
+    }
+
+    #[test]
+    fn workflow_inputs_are_bounded_in_size_once_rendered() {
+        let mut inputs = IndexMap::new();
+        inputs.insert("blob".to_owned(), json!("{{ context.blob }}"));
+        let spec = WorkflowDispatch {
+            repository: Some("org/tests".into()),
+            workflow: "load.yml".into(),
+            git_ref: "main".into(),
+            inputs,
+        };
+        let vars = |n: usize| json!({"context": {"blob": "x".repeat(n)}});
+        assert!(workflow_dispatch(None, &spec, &vars(60_000), "w").is_ok());
+        let err = workflow_dispatch(None, &spec, &vars(70_000), "w").unwrap_err();
+        assert!(err.contains("GitHub takes at most 65535"), "{err}");
     }
 
     #[test]
