@@ -108,6 +108,25 @@ fn a_remote_network_agent_webhook_is_a_warning_not_an_error() {
 }
 
 #[test]
+fn a_timeout_past_a_hosted_job_is_a_warning_at_its_line() {
+    let file = |timeout: &str| {
+        format!(
+            "webhooks:\n  - name: soak\n    uriTemplate: https://example.com\n    timeout: {timeout}\n"
+        )
+    };
+    let loaded = load_str("deploy.yml", &file("7h")).unwrap();
+    assert_eq!(loaded.warnings.count(Severity::Warning), 1);
+    let text = loaded.warnings.to_string();
+    assert!(text.contains("longer than 6 hours"), "{text}");
+    assert!(text.contains("deploy.yml:4:14"), "{text}");
+    assert!(text.contains("self-hosted runner"), "{text}");
+    for within in ["6h", "30m"] {
+        let loaded = load_str("deploy.yml", &file(within)).unwrap();
+        assert!(loaded.warnings.is_empty(), "{within}: {}", loaded.warnings);
+    }
+}
+
+#[test]
 fn warnings_alone_leave_the_file_valid() {
     let text = "webhooks:\n  - name: a\n    uriTemplate: https://example.com\n    waitFor: none\n    poll:\n      statusJsonPath: $.status\n";
     let loaded = load_str("deploy.yml", text).unwrap();
