@@ -943,7 +943,9 @@ fn a_busy_status_endpoint_is_polled_again_after_its_retry_after() {
         "polled again after {gap:?}"
     );
     assert!(
-        out.contains("status check answered HTTP 503, will retry"),
+        out.contains(
+            "status check answered HTTP 503; will retry (1 of 20 failures in a row allowed)"
+        ),
         "{out}"
     );
 }

@@ -330,6 +330,11 @@ pub struct Webhook {
     /// How many times a failed request is retried (connection errors, 5xx, 429, `retryStatusCodes`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_count: Option<u32>,
+    /// The service handles a repeated request (it honours the `Idempotency-Key` header hookgate
+    /// sends): a request whose connection broke or timed out after it was sent is sent again.
+    /// Without it, only GET, HEAD, PUT, DELETE and OPTIONS requests are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotent: Option<bool>,
     /// Armory's switch: `true` means do not wait for a callback (the same as `waitFor: none`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disable_callback: Option<bool>,
@@ -530,6 +535,10 @@ pub struct PollConfig {
     /// Time between polls (default: 1 s for the first minute, then 15 s, as Spinnaker).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<DurationSpec>,
+    /// Transient status-check failures in a row (no answer, 5xx, 429, `retryStatusCodes`) after
+    /// which the step fails; a 2xx answer starts the count again (default 20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_transient_errors: Option<u32>,
 }
 
 /// A list of status values, written as a YAML list or as Spinnaker's comma-separated string.

@@ -23,6 +23,9 @@ pub const EARLY_INTERVAL: Duration = Duration::from_secs(1);
 pub const LATE_INTERVAL: Duration = Duration::from_secs(15);
 /// How long the early interval applies.
 pub const EARLY_PERIOD: Duration = Duration::from_secs(60);
+/// Transient status-check failures in a row after which a poll fails, unless
+/// `poll.maxTransientErrors` says otherwise.
+pub const DEFAULT_MAX_TRANSIENT_ERRORS: u32 = 20;
 
 /// What one status value means.
 #[derive(Debug, Clone, PartialEq)]
@@ -257,6 +260,11 @@ pub async fn monitor(
         headers: headers.to_vec(),
         body: None,
     };
+    let error_limit = config
+        .max_transient_errors
+        .unwrap_or(DEFAULT_MAX_TRANSIENT_ERRORS);
+    // Transient failures in a row (no answer, 5xx, 429, `retryStatusCodes`); a 2xx resets it.
+    let mut errors_in_a_row = 0u32;
     let mut last_note = String::new();
     loop {
         // A busy status endpoint's `Retry-After` stretches the wait before the next poll.
@@ -265,14 +273,17 @@ pub async fn monitor(
             Ok(response) => match judge(&response, config, fail_fast, retry_status) {
                 Judgement::Final(result) => return result,
                 Judgement::Running { note, percent } => {
+                    errors_in_a_row = 0;
                     if note != last_note {
                         progress(note.clone(), percent);
                     }
-                    if !response.is_success() {
-                        asked_to_wait = response
-                            .header("retry-after")
-                            .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
-                    }
+                    note
+                }
+                Judgement::Transient(note) => {
+                    errors_in_a_row += 1;
+                    asked_to_wait = response
+                        .header("retry-after")
+                        .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
                     note
                 }
             },
@@ -284,13 +295,27 @@ pub async fn monitor(
                 };
             }
             Err(err) => {
-                let note = format!("status check failed, will retry: {err}");
-                if note != last_note {
-                    progress(note.clone(), None);
-                }
-                note
+                errors_in_a_row += 1;
+                format!("status check failed: {err}")
             }
         };
+        if errors_in_a_row > error_limit {
+            return PollResult {
+                conclusion: Conclusion::Failure,
+                message: format!(
+                    "{note}; {errors_in_a_row} status checks in a row failed (`poll.maxTransientErrors` is {error_limit})"
+                ),
+                last_body: None,
+            };
+        }
+        if errors_in_a_row > 0 {
+            let note = format!(
+                "{note}; will retry ({errors_in_a_row} of {error_limit} failures in a row allowed)"
+            );
+            if note != last_note {
+                progress(note.clone(), None);
+            }
+        }
         last_note = note;
         let interval = intervals.next(started.elapsed());
         tokio::time::sleep(asked_to_wait.map_or(interval, |wait| wait.max(interval))).await;
@@ -299,7 +324,12 @@ pub async fn monitor(
 
 enum Judgement {
     Final(PollResult),
-    Running { note: String, percent: Option<u8> },
+    Running {
+        note: String,
+        percent: Option<u8>,
+    },
+    /// A failure that may pass: 5xx, 429, `retryStatusCodes`.
+    Transient(String),
 }
 
 fn judge(
@@ -314,10 +344,7 @@ fn judge(
         let transient = !fail_fast.contains(&status)
             && (status >= 500 || status == 429 || retry_status.contains(&status));
         if transient {
-            return Judgement::Running {
-                note: format!("status check answered HTTP {status}, will retry"),
-                percent: None,
-            };
+            return Judgement::Transient(format!("status check answered HTTP {status}"));
         }
         return Judgement::Final(PollResult {
             conclusion: Conclusion::Failure,

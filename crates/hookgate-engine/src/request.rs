@@ -1,9 +1,12 @@
 //! Sending one webhook request: timeouts, retries with backoff and `Retry-After`, fail-fast
 //! status codes, a size cap on response bodies and redirects only to http(s).
 //!
-//! Webhook requests carry an `Idempotency-Key`, so any failure that may pass (connection errors,
-//! timeouts, 5xx, 429, `retryStatusCodes`) is retried. GitHub's dispatches do not go through
-//! here: they have no idempotency key, and the GitHub port sends them (`crate::github`).
+//! Webhook requests carry an `Idempotency-Key`. A failure that may pass is retried: no
+//! connection, 5xx, 429, `retryStatusCodes`. A request that may have reached the service (its
+//! connection broke or timed out after it was sent) is sent again only when its method is
+//! idempotent or the webhook says the service handles repeats (`idempotent: true`); Spinnaker's
+//! webhook stage re-sends only a GET then. GitHub's dispatches do not go through here: they have
+//! no idempotency key, and the GitHub port sends them (`crate::github`).
 
 use std::time::{Duration, SystemTime};
 
@@ -168,16 +171,22 @@ pub enum SendError {
     },
 }
 
+/// Why a request with retries left was not sent again.
+const NOT_RESENT: &str = "; not sent again: it may have reached the service, and its method is not idempotent (set `idempotent: true` on the webhook if the service handles a repeat, for example by its `Idempotency-Key` header)";
+
 /// Why a request failed for good.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestFailure {
     /// The request could not be sent or answered.
-    #[error("{error}{}", attempts_note(*.attempts))]
+    #[error("{error}{}{}", attempts_note(*.attempts), if *.not_resent { NOT_RESENT } else { "" })]
     Send {
         /// The last attempt's error.
         error: SendError,
         /// How many attempts were made.
         attempts: u32,
+        /// Whether retries were left but the request was not sent again, since it may have
+        /// reached the service.
+        not_resent: bool,
     },
     /// The server answered with a status that is not a success.
     #[error("HTTP {status} from {method} {url}{}{}", attempts_note(*.attempts), body_note(.body_excerpt))]
@@ -226,6 +235,24 @@ pub struct RetryPolicy {
     pub fail_fast_status_codes: Vec<u16>,
     /// Delays between attempts.
     pub backoff: Backoff,
+    /// Whether a request that may have reached the service (its connection broke or timed out
+    /// after it was sent) may be sent again: its method is idempotent, or the webhook says the
+    /// service handles repeats (`idempotent: true`).
+    pub resend_after_sent: bool,
+}
+
+/// Whether `method` is idempotent (RFC 9110, section 9.2.2): sending it twice does what sending
+/// it once does.
+pub fn idempotent_method(method: &reqwest::Method) -> bool {
+    use reqwest::Method;
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::PUT,
+        Method::DELETE,
+        Method::OPTIONS,
+    ]
+    .contains(method)
 }
 
 /// Connect and read timeouts of webhook requests.
@@ -238,10 +265,11 @@ pub struct Timeouts {
 }
 
 impl Default for Timeouts {
+    /// Spinnaker's webhook stage's: 15 s to connect, 20 s for each read.
     fn default() -> Self {
         Timeouts {
-            connect: Duration::from_secs(10),
-            read: Duration::from_secs(60),
+            connect: Duration::from_secs(15),
+            read: Duration::from_secs(20),
         }
     }
 }
@@ -392,11 +420,19 @@ impl HttpSender {
                     (format!("HTTP {status}"), retry_after)
                 }
                 Err(error) => {
-                    let retriable = !matches!(error, SendError::Invalid(_));
+                    let retriable = match &error {
+                        SendError::Invalid(_) => false,
+                        SendError::Connect { .. } => true,
+                        SendError::Transport { .. } => policy.resend_after_sent,
+                    };
                     if !retriable || retries >= policy.retry_count {
+                        let not_resent = !retriable
+                            && retries < policy.retry_count
+                            && matches!(error, SendError::Transport { .. });
                         return Err(RequestFailure::Send {
                             error,
                             attempts: attempt,
+                            not_resent,
                         });
                     }
                     (error.to_string(), None)

@@ -862,6 +862,8 @@ async fn send_webhook(
         retry_status_codes: webhook.retry_status_codes.clone(),
         fail_fast_status_codes: webhook.fail_fast_status_codes.clone(),
         backoff: shared.settings.retry_backoff,
+        resend_after_sent: webhook.idempotent.unwrap_or(false)
+            || crate::request::idempotent_method(&request.method),
     };
     shared
         .sender

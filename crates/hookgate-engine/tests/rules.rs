@@ -503,3 +503,97 @@ async fn cancelling_the_run_cancels_every_running_step_and_tells_each_service() 
         })
     ));
 }
+
+/// Settings whose requests give up reading after 300 ms, and retry after 10 ms.
+fn impatient() -> RunSettings {
+    RunSettings {
+        request_timeouts: hookgate_engine::request::Timeouts {
+            connect: Duration::from_secs(2),
+            read: Duration::from_millis(300),
+        },
+        ..retrying_after(Duration::from_millis(10))
+    }
+}
+
+#[tokio::test]
+async fn a_request_that_may_have_arrived_is_sent_again_only_when_repeating_is_safe() {
+    // The service takes longer than the read timeout: each request may have arrived.
+    let slow =
+        || async { Service::start(|_, _| Reply::status(200).after(Duration::from_secs(2))).await };
+
+    let service = slow().await;
+    let (report, _) = run_one(
+        &service,
+        "post",
+        "    waitFor: none\n    retryCount: 3\n",
+        impatient(),
+    )
+    .await;
+    assert_eq!(report.conclusion, Conclusion::Failure);
+    assert_eq!(service.requests().len(), 1, "a POST is not sent again");
+    let message = &report.outcomes[0].1.message;
+    assert!(
+        message.contains("not sent again: it may have reached the service"),
+        "{message}"
+    );
+    assert!(message.contains("`idempotent: true`"), "{message}");
+
+    let service = slow().await;
+    let (report, _) = run_one(
+        &service,
+        "post",
+        "    waitFor: none\n    retryCount: 2\n    idempotent: true\n",
+        impatient(),
+    )
+    .await;
+    assert_eq!(report.conclusion, Conclusion::Failure);
+    assert_eq!(
+        service.requests().len(),
+        3,
+        "`idempotent: true` sends it again"
+    );
+
+    let service = slow().await;
+    let (_, _) = run_one(
+        &service,
+        "get",
+        "    method: GET\n    waitFor: none\n    retryCount: 1\n",
+        impatient(),
+    )
+    .await;
+    assert_eq!(service.requests().len(), 2, "a GET is sent again");
+}
+
+#[tokio::test]
+async fn status_polls_give_up_after_too_many_failures_in_a_row() {
+    let service = Service::start(|seen, earlier| {
+        if seen.method == "POST" {
+            return Reply::json(json!({"id": 1}));
+        }
+        // One good answer between failures starts the count again.
+        let polls = earlier.iter().filter(|r| r.method == "GET").count();
+        if polls == 2 {
+            Reply::json(json!({"state": "RUNNING"}))
+        } else {
+            Reply::status(503)
+        }
+    })
+    .await;
+    let yaml = polled_job(&service.url, "      maxTransientErrors: 2\n");
+    let (report, recorder) = run(&yaml, Phase::BeforeDeployment, RunSettings::default()).await;
+    assert_eq!(report.conclusion, Conclusion::Failure);
+    let message = &report.outcomes[0].1.message;
+    assert!(
+        message.contains("3 status checks in a row failed (`poll.maxTransientErrors` is 2)"),
+        "{message}"
+    );
+    // 2 failures, a good answer, then 3 failures.
+    assert_eq!(service.requests_to("/job").len(), 1 + 6);
+    let progress = recorder.progress();
+    assert!(
+        progress
+            .iter()
+            .any(|m| m.contains("(1 of 2 failures in a row allowed)")),
+        "{progress:?}"
+    );
+}
