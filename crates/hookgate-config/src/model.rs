@@ -353,9 +353,10 @@ pub struct Webhook {
     /// Further status codes that are retried.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retry_status_codes: Vec<u16>,
-    /// Status codes that end the step at once, without retry.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub fail_fast_status_codes: Vec<u16>,
+    /// Status codes of the call that end the step at once, without retry (Spinnaker's default
+    /// when absent: 504, unless `retryStatusCodes` lists it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail_fast_status_codes: Option<Vec<u16>>,
     /// A request sent, best effort, when a started step is cancelled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cancel: Option<CancelRequest>,
@@ -367,7 +368,22 @@ pub struct Webhook {
     pub workflow_dispatch: Option<WorkflowDispatch>,
 }
 
+/// Spinnaker's `failFastStatusCodes` when a webhook has none: a gateway timeout ends the call.
+pub const DEFAULT_FAIL_FAST_STATUS_CODES: [u16; 1] = [504];
+
 impl Webhook {
+    /// The statuses that end the call at once: `failFastStatusCodes`, or when it is absent
+    /// [`DEFAULT_FAIL_FAST_STATUS_CODES`] less those `retryStatusCodes` lists.
+    pub fn fail_fast_codes(&self) -> Vec<u16> {
+        match &self.fail_fast_status_codes {
+            Some(codes) => codes.clone(),
+            None => DEFAULT_FAIL_FAST_STATUS_CODES
+                .into_iter()
+                .filter(|code| !self.retry_status_codes.contains(code))
+                .collect(),
+        }
+    }
+
     /// For `networkMode: remoteNetworkAgent`, the agent named as ` (agent `ID`)` (empty without
     /// `agentIdentifier`); `None` for a direct call.
     pub fn remote_network_agent(&self) -> Option<String> {

@@ -953,8 +953,11 @@ impl Checker<'_> {
 
         let mut codes_seen: HashMap<u16, &str> = HashMap::new();
         for (field, codes) in [
-            ("retryStatusCodes", &webhook.retry_status_codes),
-            ("failFastStatusCodes", &webhook.fail_fast_status_codes),
+            ("retryStatusCodes", webhook.retry_status_codes.as_slice()),
+            (
+                "failFastStatusCodes",
+                webhook.fail_fast_status_codes.as_deref().unwrap_or(&[]),
+            ),
         ] {
             for code in codes {
                 if !(100..=599).contains(code) {

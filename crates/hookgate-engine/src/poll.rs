@@ -211,7 +211,6 @@ pub async fn follow(
         &url,
         &headers,
         &config,
-        &webhook.fail_fast_status_codes,
         &webhook.retry_status_codes,
         progress,
     )
@@ -243,7 +242,6 @@ pub async fn monitor(
     url: &str,
     headers: &[(String, String)],
     config: &PollConfig,
-    fail_fast: &[u16],
     retry_status: &[u16],
     progress: &(dyn Fn(String, Option<u8>) + Send + Sync),
 ) -> PollResult {
@@ -270,7 +268,7 @@ pub async fn monitor(
         // A busy status endpoint's `Retry-After` stretches the wait before the next poll.
         let mut asked_to_wait = None;
         let note = match sender.send_once(&request).await {
-            Ok(response) => match judge(&response, config, fail_fast, retry_status) {
+            Ok(response) => match judge(&response, config, retry_status) {
                 Judgement::Final(result) => return result,
                 Judgement::Running { note, percent } => {
                     errors_in_a_row = 0;
@@ -332,17 +330,12 @@ enum Judgement {
     Transient(String),
 }
 
-fn judge(
-    response: &HttpResponse,
-    config: &PollConfig,
-    fail_fast: &[u16],
-    retry_status: &[u16],
-) -> Judgement {
+fn judge(response: &HttpResponse, config: &PollConfig, retry_status: &[u16]) -> Judgement {
     let status = response.status;
     let body = response.json();
     if !response.is_success() {
-        let transient = !fail_fast.contains(&status)
-            && (status >= 500 || status == 429 || retry_status.contains(&status));
+        // `failFastStatusCodes` is the call's, as in Spinnaker: a status check retries 5xx.
+        let transient = status >= 500 || status == 429 || retry_status.contains(&status);
         if transient {
             return Judgement::Transient(format!("status check answered HTTP {status}"));
         }
@@ -587,7 +580,6 @@ mod tests {
             ),
             &c,
             &[],
-            &[],
         );
         assert!(
             matches!(running, Judgement::Running { ref note, .. } if note == "status `RUNNING`; step 2")
@@ -595,7 +587,6 @@ mod tests {
         let done = judge(
             &answer(200, &[], r#"{"state":"SUCCEEDED"}"#, "http://h"),
             &c,
-            &[],
             &[],
         );
         assert!(matches!(
@@ -605,29 +596,25 @@ mod tests {
                 ..
             })
         ));
-        let missing = judge(
-            &answer(200, &[], r#"{"other":1}"#, "http://h"),
-            &c,
-            &[],
-            &[],
-        );
+        let missing = judge(&answer(200, &[], r#"{"other":1}"#, "http://h"), &c, &[]);
         assert!(
             matches!(missing, Judgement::Final(PollResult { conclusion: Conclusion::Failure, ref message, .. }) if message.contains("found nothing"))
         );
-        let busy = judge(&answer(503, &[], "", "http://h"), &c, &[], &[]);
-        assert!(matches!(busy, Judgement::Running { .. }));
-        let fast = judge(&answer(503, &[], "", "http://h"), &c, &[503], &[]);
+        let busy = judge(&answer(503, &[], "", "http://h"), &c, &[]);
+        assert!(matches!(busy, Judgement::Transient(_)));
+        let refused = judge(&answer(403, &[], "", "http://h"), &c, &[]);
         assert!(matches!(
-            fast,
+            refused,
             Judgement::Final(PollResult {
                 conclusion: Conclusion::Failure,
                 ..
             })
         ));
+        let listed = judge(&answer(409, &[], "", "http://h"), &c, &[409]);
+        assert!(matches!(listed, Judgement::Transient(_)));
         let no_path = judge(
             &answer(204, &[], "", "http://h"),
             &PollConfig::default(),
-            &[],
             &[],
         );
         assert!(matches!(

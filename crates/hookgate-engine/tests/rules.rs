@@ -597,3 +597,61 @@ async fn status_polls_give_up_after_too_many_failures_in_a_row() {
         "{progress:?}"
     );
 }
+
+#[tokio::test]
+async fn a_gateway_timeout_ends_the_call_unless_the_webhook_lists_it_otherwise() {
+    // Spinnaker's default `failFastStatusCodes` is [504].
+    let service = Service::start(|_, _| Reply::status(504)).await;
+    let (report, _) = run_one(
+        &service,
+        "gate",
+        "    waitFor: none\n    retryCount: 3\n",
+        retrying_after(Duration::from_millis(10)),
+    )
+    .await;
+    assert_eq!(report.conclusion, Conclusion::Failure);
+    assert_eq!(service.requests().len(), 1);
+    assert!(report.outcomes[0].1.message.contains("failFastStatusCodes"));
+
+    for fields in [
+        "    waitFor: none\n    retryCount: 2\n    retryStatusCodes: [504]\n",
+        "    waitFor: none\n    retryCount: 2\n    failFastStatusCodes: []\n",
+    ] {
+        let service = Service::start(|_, _| Reply::status(504)).await;
+        run_one(
+            &service,
+            "gate",
+            fields,
+            retrying_after(Duration::from_millis(10)),
+        )
+        .await;
+        assert_eq!(service.requests().len(), 3, "{fields}");
+    }
+}
+
+#[tokio::test]
+async fn fail_fast_statuses_are_the_calls_and_a_status_check_retries_them() {
+    let service = Service::start(|seen, earlier| {
+        if seen.method == "POST" {
+            return Reply::json(json!({"id": 1}));
+        }
+        if earlier.iter().filter(|r| r.method == "GET").count() == 0 {
+            Reply::status(503)
+        } else {
+            Reply::json(json!({"state": "SUCCEEDED"}))
+        }
+    })
+    .await;
+    let yaml = polled_job(
+        &service.url,
+        "      successStatuses: SUCCEEDED\n    failFastStatusCodes: [503]\n",
+    );
+    let (report, _) = run(&yaml, Phase::BeforeDeployment, RunSettings::default()).await;
+    assert_eq!(
+        report.conclusion,
+        Conclusion::Success,
+        "{:?}",
+        report.outcomes
+    );
+    assert_eq!(service.requests_to("/job").len(), 3);
+}
