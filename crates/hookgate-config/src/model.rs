@@ -368,6 +368,20 @@ pub struct Webhook {
     pub workflow_dispatch: Option<WorkflowDispatch>,
 }
 
+/// Whether `name` can be a step output's name: a letter or `_`, then letters, digits, `_` or `-`
+/// (GitHub's rule), at most [`MAX_OUTPUT_NAME`] bytes.
+pub fn is_output_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    name.len() <= MAX_OUTPUT_NAME
+        && chars
+            .next()
+            .is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// The longest output name, in bytes.
+pub const MAX_OUTPUT_NAME: usize = 100;
+
 /// Spinnaker's `failFastStatusCodes` when a webhook has none: a gateway timeout ends the call.
 pub const DEFAULT_FAIL_FAST_STATUS_CODES: [u16; 1] = [504];
 
@@ -555,6 +569,10 @@ pub struct PollConfig {
     /// which the step fails; a 2xx answer starts the count again (default 20).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_transient_errors: Option<u32>,
+    /// Outputs read from the last status answer, by name: an RFC 9535 JSONPath each, which must
+    /// select one value (text as it is, anything else as its JSON text).
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub outputs: IndexMap<String, String>,
 }
 
 /// A list of status values, written as a YAML list or as Spinnaker's comma-separated string.

@@ -869,6 +869,22 @@ impl Checker<'_> {
                     }
                 }
             }
+            for (output, expr) in &poll.outputs {
+                if !crate::model::is_output_name(output) {
+                    self.error(
+                        key_at(&["poll", "outputs", output.as_str()]),
+                        format!("output `{output}` of webhook `{name}` is not a name GitHub takes for an output"),
+                        "a name is a letter or `_`, then letters, digits, `_` or `-`, at most 100 bytes",
+                    );
+                }
+                if let Err(err) = serde_json_path::JsonPath::parse(expr) {
+                    self.error(
+                        at(&["poll", "outputs", output.as_str()]),
+                        format!("output `{output}` of webhook `{name}` is not a JSONPath expression: {err}"),
+                        "write an RFC 9535 JSONPath, such as `$.report.url`",
+                    );
+                }
+            }
             for (field, value) in [
                 ("statusUrlJsonPath", &poll.status_url_json_path),
                 ("statusJsonPath", &poll.status_json_path),

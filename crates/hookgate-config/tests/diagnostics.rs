@@ -127,6 +127,23 @@ fn a_timeout_past_a_hosted_job_is_a_warning_at_its_line() {
 }
 
 #[test]
+fn poll_outputs_need_output_names_and_jsonpaths() {
+    let text = "webhooks:\n  - name: job\n    uriTemplate: https://example.com\n    waitFor: poll\n    poll:\n      outputs:\n        url: $.report.url\n        1st: $.a\n        ok: report.url\n";
+    let diags = load_str("deploy.yml", text).unwrap_err();
+    let text = diags.to_string();
+    assert!(
+        text.contains("output `1st` of webhook `job` is not a name GitHub takes for an output"),
+        "{text}"
+    );
+    assert!(text.contains("deploy.yml:8:9"), "{text}");
+    assert!(
+        text.contains("output `ok` of webhook `job` is not a JSONPath expression"),
+        "{text}"
+    );
+    assert!(!text.contains("`url`"), "{text}");
+}
+
+#[test]
 fn warnings_alone_leave_the_file_valid() {
     let text = "webhooks:\n  - name: a\n    uriTemplate: https://example.com\n    waitFor: none\n    poll:\n      statusJsonPath: $.status\n";
     let loaded = load_str("deploy.yml", text).unwrap();

@@ -9,8 +9,10 @@
 
 use std::collections::BTreeMap;
 
+use hookgate_config::model::is_output_name;
+
 /// The longest output name, in bytes.
-pub const MAX_NAME: usize = 100;
+pub const MAX_NAME: usize = hookgate_config::model::MAX_OUTPUT_NAME;
 /// The longest output value, in bytes; a longer one is cut.
 pub const MAX_VALUE: usize = 16 * 1024;
 /// The most outputs one step keeps.
@@ -34,7 +36,7 @@ impl Outputs {
     pub fn merge(&mut self, given: BTreeMap<String, String>) -> Vec<String> {
         let mut notes = Vec::new();
         for (name, mut value) in given {
-            if !valid_name(&name) {
+            if !is_output_name(&name) {
                 notes.push(format!(
                     "output `{}` left out: a name is a letter or `_`, then letters, digits, `_` or `-`, at most {MAX_NAME} bytes",
                     shown_name(&name)
@@ -71,15 +73,6 @@ impl Outputs {
     fn total(&self) -> usize {
         self.values.values().map(String::len).sum()
     }
-}
-
-fn valid_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    name.len() <= MAX_NAME
-        && chars
-            .next()
-            .is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 /// A name as shown in a note: at most 40 bytes, control characters escaped.

@@ -64,6 +64,24 @@ pub fn map_status(value: &Value, config: &PollConfig) -> StatusVerdict {
     }
 }
 
+/// The outputs `poll.outputs` reads from a status answer, and a note for each it cannot read.
+pub fn outputs_of(
+    config: &PollConfig,
+    body: &Value,
+) -> (std::collections::BTreeMap<String, String>, Vec<String>) {
+    let mut outputs = std::collections::BTreeMap::new();
+    let mut notes = Vec::new();
+    for (name, path) in &config.outputs {
+        match select_one(path, body) {
+            Ok(value) => {
+                outputs.insert(name.clone(), value_text(&value));
+            }
+            Err(err) => notes.push(format!("output `{name}` left out: {err}")),
+        }
+    }
+    (outputs, notes)
+}
+
 /// A JSON value as text: strings without quotes, anything else as JSON.
 pub fn value_text(value: &Value) -> String {
     match value {

@@ -805,6 +805,13 @@ async fn execute(
             };
             let result =
                 poll::follow(&shared.sender, webhook, &request, &response, &progress).await;
+            if let (Some(config), Some(body)) = (&webhook.poll, &result.last_body) {
+                let (given, notes) = poll::outputs_of(config, body);
+                let mut state = lock(state);
+                for note in notes.into_iter().chain(state.outputs.merge(given)) {
+                    progress(note, None);
+                }
+            }
             lock(state).poll_body = result.last_body;
             (result.conclusion, result.message)
         }

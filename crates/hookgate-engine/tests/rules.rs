@@ -655,3 +655,67 @@ async fn fail_fast_statuses_are_the_calls_and_a_status_check_retries_them() {
     );
     assert_eq!(service.requests_to("/job").len(), 3);
 }
+
+#[tokio::test]
+async fn a_polled_status_answer_gives_outputs_to_later_steps() {
+    let service = Service::start(|seen, _| match seen.method.as_str() {
+        "POST" => Reply::json(json!({"id": 1})),
+        _ if seen.path.starts_with("/job") => Reply::json(
+            json!({"state": "SUCCEEDED", "report": {"url": "https://ci.example/7", "failed": 0}}),
+        ),
+        _ => Reply::status(204),
+    })
+    .await;
+    let yaml = format!(
+        r#"targets:
+  staging:
+    constraints:
+      beforeDeployment:
+        - runWebhook: {{name: job}}
+        - runWebhook: {{name: next}}
+webhooks:
+  - name: job
+    uriTemplate: {url}/job
+    waitFor: poll
+    poll:
+      interval: 50ms
+      statusJsonPath: $.state
+      successStatuses: SUCCEEDED
+      outputs:
+        report_url: $.report.url
+        failed: $.report.failed
+        missing: $.nothing
+  - name: next
+    uriTemplate: "{url}/next?failed={{{{ steps['job'].outputs.failed }}}}"
+    waitFor: none
+"#,
+        url = service.url
+    );
+    let (report, recorder) = run(&yaml, Phase::BeforeDeployment, RunSettings::default()).await;
+    assert_eq!(
+        report.conclusion,
+        Conclusion::Success,
+        "{:?}",
+        report.outcomes
+    );
+    let outputs = &report.outcomes[0].1.outputs;
+    assert_eq!(
+        outputs.get("report_url").map(String::as_str),
+        Some("https://ci.example/7")
+    );
+    assert_eq!(outputs.get("failed").map(String::as_str), Some("0"));
+    assert!(!outputs.contains_key("missing"));
+    assert_eq!(
+        service.requests_to("/next?failed=0").len(),
+        1,
+        "{:?}",
+        service.requests()
+    );
+    let progress = recorder.progress();
+    assert!(
+        progress
+            .iter()
+            .any(|m| m.starts_with("output `missing` left out: `$.nothing` found nothing")),
+        "{progress:?}"
+    );
+}
