@@ -6,7 +6,7 @@
 //! implementation never sends a dispatch again unless GitHub certainly did not act (GitHub has
 //! no idempotency key for dispatches).
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use hookgate_config::model::{RepositoryDispatch, WorkflowDispatch};
 // GitHub's limits, which validation checks too; checked again once templates are rendered.
@@ -248,25 +248,62 @@ pub fn run_conclusion(conclusion: Option<&str>) -> Conclusion {
     }
 }
 
-/// Follows the run a `workflow_dispatch` started (its id from GitHub's `answer`) until it
-/// completes. The caller bounds the time.
-pub async fn follow_run(
+/// How long a dispatched run is looked for when GitHub did not return its id.
+pub const RUN_LOOKUP_LIMIT: Duration = Duration::from_secs(60);
+
+/// Finds the run a `workflow_dispatch` started when GitHub answered without its id (GitHub
+/// Enterprise Server versions without `return_run_details`): the newest run of that workflow on
+/// that ref, started by `workflow_dispatch` since just before the dispatch, looked for every few
+/// seconds for up to [`RUN_LOOKUP_LIMIT`]. Two dispatches of one workflow and ref at once cannot
+/// be told apart this way; the message says which run was taken.
+pub async fn find_dispatched_run(
     github: &dyn GithubPort,
-    repository: &str,
-    answer: &crate::request::HttpResponse,
-    intervals: PollIntervals,
+    dispatch: &Dispatch,
     progress: &(dyn Fn(String) + Send + Sync),
-) -> (Conclusion, String) {
-    let Some(run_id) = dispatched_run_id(answer.json().as_ref()) else {
-        return (
-            Conclusion::Failure,
-            format!(
-                "GitHub started the workflow but returned no run id (HTTP {}), so its run cannot be followed; use `waitFor: callback` instead",
-                answer.status
-            ),
-        );
-    };
-    await_workflow_run(github, repository, run_id, intervals, progress).await
+) -> Result<u64, String> {
+    let workflow = dispatch
+        .path
+        .rsplit('/')
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    let git_ref = dispatch.body["ref"].as_str().unwrap_or_default().to_owned();
+    // GitHub's clock and this machine's differ a little; a run of a minute before is not ours.
+    let since = SystemTime::now() - Duration::from_secs(60);
+    progress(format!(
+        "GitHub returned no run id (no `return_run_details`); looking for the newest `{workflow}` run on `{git_ref}`"
+    ));
+    let started = tokio::time::Instant::now();
+    loop {
+        match github
+            .latest_dispatched_run(&dispatch.repository, &workflow, &git_ref, since)
+            .await
+        {
+            Ok(Some(run_id)) => {
+                progress(format!(
+                    "took run {run_id}, the newest `{workflow}` run on `{git_ref}`"
+                ));
+                return Ok(run_id);
+            }
+            Ok(None) => {}
+            Err(GithubError::Status {
+                status: 401 | 403 | 404,
+                message,
+            }) => {
+                return Err(format!("cannot look up the dispatched run: {message}"));
+            }
+            Err(err) => progress(format!(
+                "looking up the dispatched run failed, will retry: {err}"
+            )),
+        }
+        if started.elapsed() >= RUN_LOOKUP_LIMIT {
+            return Err(format!(
+                "no `{workflow}` run on `{git_ref}` appeared within {}s of the dispatch; use `waitFor: callback` instead",
+                RUN_LOOKUP_LIMIT.as_secs()
+            ));
+        }
+        tokio::time::sleep(RUN_READ_FIRST).await;
+    }
 }
 
 /// Reads workflow run `run_id` through `github` until it completes. The caller bounds the time.

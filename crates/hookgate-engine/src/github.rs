@@ -3,7 +3,7 @@
 //! the port with its one REST client, which owns authentication, GitHub's headers and the one
 //! rule for rate limits and for what may be sent again.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use futures::future::BoxFuture;
 use serde_json::Value;
@@ -101,6 +101,16 @@ pub trait GithubPort: Send + Sync {
         repository: &'a str,
         run_id: u64,
     ) -> BoxFuture<'a, Result<Vec<FailedJob>, GithubError>>;
+
+    /// The newest run of `workflow` on `git_ref` of `repository` started by `workflow_dispatch`
+    /// at or after `since`, if any.
+    fn latest_dispatched_run<'a>(
+        &'a self,
+        repository: &'a str,
+        workflow: &'a str,
+        git_ref: &'a str,
+        since: SystemTime,
+    ) -> BoxFuture<'a, Result<Option<u64>, GithubError>>;
 
     /// Asks GitHub to cancel workflow run `run_id`.
     fn cancel_run<'a>(

@@ -787,7 +787,7 @@ async fn execute(
                     None => Started::Dispatch(dispatch.clone()),
                 },
             );
-            (response, Sent::Dispatch(dispatch.repository))
+            (response, Sent::Dispatch(dispatch))
         }
         Outgoing::Webhook(request) => {
             let response = send_webhook(shared, webhook, &request, state, &progress).await?;
@@ -839,12 +839,25 @@ async fn execute(
             lock(state).callback_body = result.body;
             (result.conclusion, result.message)
         }
-        (WaitFor::WorkflowRun, Sent::Dispatch(repository)) => {
+        (WaitFor::WorkflowRun, Sent::Dispatch(dispatch)) => {
             let github = shared.github.as_deref().ok_or(StepError::NoGithub)?;
             let intervals = PollIntervals {
                 fixed: webhook.poll.as_ref().and_then(|p| p.interval).map(|d| d.0),
             };
-            dispatch::follow_run(github, &repository, &response, intervals, &progress).await
+            let run_id = match dispatch::dispatched_run_id(response.json().as_ref()) {
+                Some(run_id) => run_id,
+                None => {
+                    let found = dispatch::find_dispatched_run(github, &dispatch, &progress).await;
+                    let run_id = found.map_err(StepError::Render)?;
+                    lock(state).started = Some(Started::WorkflowRun {
+                        repository: dispatch.repository.clone(),
+                        run_id,
+                    });
+                    run_id
+                }
+            };
+            dispatch::await_workflow_run(github, &dispatch.repository, run_id, intervals, &progress)
+                .await
         }
         (WaitFor::WorkflowRun, Sent::Webhook(_)) => return Err(StepError::NoWorkflow),
     })
@@ -853,7 +866,7 @@ async fn execute(
 /// What was sent: the webhook's own request, or a dispatch to this repository.
 enum Sent {
     Webhook(HttpRequest),
-    Dispatch(String),
+    Dispatch(Dispatch),
 }
 
 /// Sends a webhook's own request with its retries; a refusal's answer is kept for `steps[...]`.

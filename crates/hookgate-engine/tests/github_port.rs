@@ -26,6 +26,9 @@ struct FakeGithub {
     runs_read: Mutex<Vec<(String, u64)>>,
     failed_jobs: Mutex<Vec<FailedJob>>,
     cancelled: Mutex<Vec<(String, u64)>>,
+    /// Answers of run lookups, one per call; asked: (repository, workflow, ref).
+    lookups: Mutex<Vec<Option<u64>>>,
+    looked_up: Mutex<Vec<(String, String, String)>>,
 }
 
 impl GithubPort for FakeGithub {
@@ -71,6 +74,22 @@ impl GithubPort for FakeGithub {
     ) -> BoxFuture<'a, Result<Vec<FailedJob>, GithubError>> {
         let jobs = self.failed_jobs.lock().unwrap().clone();
         Box::pin(async move { Ok(jobs) })
+    }
+
+    fn latest_dispatched_run<'a>(
+        &'a self,
+        repository: &'a str,
+        workflow: &'a str,
+        git_ref: &'a str,
+        _since: std::time::SystemTime,
+    ) -> BoxFuture<'a, Result<Option<u64>, GithubError>> {
+        self.looked_up.lock().unwrap().push((
+            repository.to_owned(),
+            workflow.to_owned(),
+            git_ref.to_owned(),
+        ));
+        let answer = self.lookups.lock().unwrap().remove(0);
+        Box::pin(async move { Ok(answer) })
     }
 
     fn cancel_run<'a>(
@@ -155,6 +174,7 @@ webhooks:
       inputs:
         suite: "{{ context.suite }}"
     waitFor: workflowRun
+    poll: {interval: 50ms}
   - name: notify
     repositoryDispatch:
       repository: octo/notices
@@ -411,5 +431,43 @@ webhooks:
                 body: json!({"event_type": "scan-cancel-smoke", "client_payload": payload}),
             },
         ]
+    );
+}
+
+/// GitHub Enterprise Server versions without `return_run_details` answer a dispatch with 204 and
+/// no run id: the run is looked up (the newest of that workflow and ref), then followed.
+#[tokio::test]
+async fn without_run_details_the_dispatched_run_is_looked_up_and_followed() {
+    let github = Arc::new(FakeGithub {
+        dispatch_answers: Mutex::new(vec![Ok(Dispatched {
+            status: 204,
+            body: json!(null),
+        })]),
+        lookups: Mutex::new(vec![None, Some(93)]),
+        run_answers: Mutex::new(vec![run_state("completed", Some("success"))]),
+        ..FakeGithub::default()
+    });
+    let yaml = "targets:\n  staging:\n    constraints:\n      beforeDeployment:\n        - runWebhook: {name: load}\nwebhooks:\n  - name: load\n    workflowDispatch: {workflow: load.yml, ref: main}\n    waitFor: workflowRun\n";
+    let report = run(yaml, github.clone()).await;
+    assert_eq!(
+        report.conclusion,
+        Conclusion::Success,
+        "{:?}",
+        report.outcomes
+    );
+    assert_eq!(
+        *github.looked_up.lock().unwrap(),
+        vec![
+            (
+                "octo/app".to_owned(),
+                "load.yml".to_owned(),
+                "main".to_owned()
+            );
+            2
+        ]
+    );
+    assert_eq!(
+        *github.runs_read.lock().unwrap(),
+        [("octo/app".to_owned(), 93)]
     );
 }

@@ -2,6 +2,8 @@
 //! with [`Resend::OnlyIfUnsent`] (again only after a rate limit or a connection never opened),
 //! workflow runs are read with [`Resend::Idempotent`].
 
+use std::time::SystemTime;
+
 use futures::future::BoxFuture;
 use hookgate_engine::github::{
     Dispatch, Dispatched, FailedJob, GithubError, GithubPort, WorkflowRun,
@@ -111,6 +113,35 @@ impl GithubPort for GithubRest {
         })
     }
 
+    fn latest_dispatched_run<'a>(
+        &'a self,
+        repository: &'a str,
+        workflow: &'a str,
+        git_ref: &'a str,
+        since: SystemTime,
+    ) -> BoxFuture<'a, Result<Option<u64>, GithubError>> {
+        Box::pin(async move {
+            let branch = git_ref.strip_prefix("refs/heads/").unwrap_or(git_ref);
+            let since = humantime::format_rfc3339_seconds(since);
+            let path = format!(
+                "/repos/{repository}/actions/workflows/{workflow}/runs?event=workflow_dispatch&branch={}&created=%3E%3D{since}&per_page=20",
+                query_value(branch)
+            );
+            let answer = self
+                .client
+                .send(Method::GET, &path, None, Resend::Idempotent)
+                .await
+                .map_err(port_error)?;
+            Ok(answer
+                .get("workflow_runs")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|run| run.get("id").and_then(Value::as_u64))
+                .max())
+        })
+    }
+
     fn cancel_run<'a>(
         &'a self,
         repository: &'a str,
@@ -126,6 +157,18 @@ impl GithubPort for GithubRest {
                 .map_err(port_error)
         })
     }
+}
+
+/// `text` for a URL's query: unreserved characters as they are, the rest percent-encoded.
+fn query_value(text: &str) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(byte).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
 }
 
 /// The jobs of a `GET .../actions/runs/{id}/jobs` answer that completed without passing, with
