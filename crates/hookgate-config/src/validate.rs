@@ -34,6 +34,8 @@ use crate::schema::SchemaView;
 
 /// How long a job on a GitHub-hosted runner may run.
 const HOSTED_JOB_LIMIT: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
+/// How long a job's `GITHUB_TOKEN` lasts at most.
+const TOKEN_LIMIT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// GitHub's limit on a `repository_dispatch` event type.
 pub const MAX_EVENT_TYPE_CHARS: usize = 100;
@@ -748,6 +750,14 @@ impl Checker<'_> {
         }
 
         if let Some(timeout) = &webhook.timeout
+            && timeout.0 > TOKEN_LIMIT
+        {
+            self.warning(
+                at(&["timeout"]),
+                format!("`timeout` of webhook `{name}` is longer than 24 hours: a job's GITHUB_TOKEN expires 24 hours after the job starts, and a self-hosted job waits no longer than 5 days"),
+                "use a GitHub App for the token (hookgate renews its installation tokens), or split the wait: dispatch and end the job, and let the callback start a second workflow",
+            );
+        } else if let Some(timeout) = &webhook.timeout
             && timeout.0 > HOSTED_JOB_LIMIT
         {
             self.warning(

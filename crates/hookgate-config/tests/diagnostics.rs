@@ -108,7 +108,7 @@ fn a_remote_network_agent_webhook_is_a_warning_not_an_error() {
 }
 
 #[test]
-fn a_timeout_past_a_hosted_job_is_a_warning_at_its_line() {
+fn a_timeout_past_a_hosted_job_or_a_token_is_a_warning_at_its_line() {
     let file = |timeout: &str| {
         format!(
             "webhooks:\n  - name: soak\n    uriTemplate: https://example.com\n    timeout: {timeout}\n"
@@ -120,6 +120,14 @@ fn a_timeout_past_a_hosted_job_is_a_warning_at_its_line() {
     assert!(text.contains("longer than 6 hours"), "{text}");
     assert!(text.contains("deploy.yml:4:14"), "{text}");
     assert!(text.contains("self-hosted runner"), "{text}");
+    let loaded = load_str("deploy.yml", &file("25h")).unwrap();
+    assert_eq!(loaded.warnings.count(Severity::Warning), 1);
+    let text = loaded.warnings.to_string();
+    assert!(
+        text.contains("GITHUB_TOKEN expires 24 hours after the job starts"),
+        "{text}"
+    );
+    assert!(text.contains("GitHub App"), "{text}");
     for within in ["6h", "30m"] {
         let loaded = load_str("deploy.yml", &file(within)).unwrap();
         assert!(loaded.warnings.is_empty(), "{within}: {}", loaded.warnings);
