@@ -1191,3 +1191,64 @@ webhooks:
     assert_eq!(fake.cancelled_runs().len(), 1, "{out}");
     assert!(out.contains("cancelled"), "{out}");
 }
+
+/// The job summary of a run whose first gate returns outputs (read from its status answer) and
+/// whose second, a dispatched workflow run, outlasts its timeout and is cancelled: the summary
+/// names the cancelled run and lists the outputs, and `$GITHUB_OUTPUT` has them.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_summary_lists_outputs_and_names_a_cancelled_dispatch() {
+    let fake = FakeGithub::start(TOKEN).await;
+    fake.set_run_conclusion(None);
+    let service = crate::support::TestServer::start(|seen, _| {
+        if seen.method == "POST" {
+            crate::support::Reply::status(202)
+        } else {
+            crate::support::Reply::json(
+                json!({"state": "SUCCEEDED", "report": "https://ci.example/runs/7"}),
+            )
+        }
+    });
+    let runner = Runner::pull_request(&fake);
+    let file = staging_file(
+        runner.dir.path(),
+        &format!(
+            r#"        - runWebhook: {{name: Smoke tests}}
+        - runWebhook: {{name: Load test}}
+webhooks:
+  - name: Smoke tests
+    uriTemplate: {url}/smoke
+    waitFor: poll
+    poll:
+      interval: 50ms
+      statusJsonPath: $.state
+      successStatuses: SUCCEEDED
+      outputs: {{report_url: $.report}}
+  - name: Load test
+    workflowDispatch: {{workflow: load.yml, ref: main}}
+    waitFor: workflowRun
+    poll: {{interval: 50ms}}
+    timeout: 500ms
+"#,
+            url = service.url
+        ),
+    );
+    let (code, out) = run_binary(&runner, &file).await;
+    assert_eq!(code, 1, "{out}");
+    fake.assert_no_problems();
+    assert_eq!(fake.cancelled_runs().len(), 1, "{out}");
+    let summary = std::fs::read_to_string(runner.summary_path()).unwrap();
+    assert!(
+        summary.contains("| Smoke tests | `report_url` | https://ci.example/runs/7 |"),
+        "{summary}"
+    );
+    let load = summary
+        .lines()
+        .find(|line| line.starts_with("| Load test |"))
+        .unwrap_or_else(|| panic!("{summary}"));
+    assert!(load.contains("timed_out"), "{load}");
+    assert!(load.contains("of octo/app cancelled"), "{load}");
+    assert_eq!(
+        parse_outputs(&runner.output_path())["report_url"],
+        "https://ci.example/runs/7"
+    );
+}

@@ -1,7 +1,7 @@
 //! The job summary and the step's outputs, written when the run ends.
 //!
 //! `$GITHUB_STEP_SUMMARY` gets a Markdown table of every step (webhook, wait mode, conclusion,
-//! duration, message). `$GITHUB_OUTPUT` gets each output a callback returned under its own name,
+//! duration, message), and one of the outputs the steps returned. `$GITHUB_OUTPUT` gets each output a callback returned under its own name,
 //! `outputs` (those by step, as JSON), `result` (the run's conclusion), `message` (one line on
 //! why) and `results` (JSON of every step), each in the runner's multi-line form
 //! `name<<delimiter`, `value`, `delimiter`, with a random delimiter that the value cannot contain.
@@ -140,6 +140,23 @@ pub fn summary_markdown(
             short_duration(outcome.duration),
             table_cell(&outcome.message, 500),
         ));
+    }
+    let with_outputs: Vec<&(StepInfo, StepOutcome)> = outcomes
+        .iter()
+        .filter(|(_, outcome)| !outcome.outputs.is_empty())
+        .collect();
+    if !with_outputs.is_empty() {
+        md.push_str("\n| Webhook | Output | Value |\n|---|---|---|\n");
+        for (step, outcome) in with_outputs {
+            for (name, value) in &outcome.outputs {
+                md.push_str(&format!(
+                    "| {} | `{}` | {} |\n",
+                    table_cell(&step.name, 100),
+                    table_cell(name, 100),
+                    table_cell(value, 200),
+                ));
+            }
+        }
     }
     if let Some(url) = run_url {
         md.push_str(&format!("\n[Workflow run]({url})\n"));
