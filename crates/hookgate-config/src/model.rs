@@ -350,9 +350,14 @@ pub struct Webhook {
     /// How long the step may take, such as `30m` (default `24h`, as Armory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<DurationSpec>,
-    /// Further status codes that are retried.
+    /// Further status codes that are retried: by status polls, and by the call too unless
+    /// `webhookRetryStatusCodes` is set.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retry_status_codes: Vec<u16>,
+    /// Further status codes that retry the call only (Spinnaker's name); with it,
+    /// `retryStatusCodes` is the status polls' alone, as in Spinnaker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_retry_status_codes: Option<Vec<u16>>,
     /// Status codes of the call that end the step at once, without retry (Spinnaker's default
     /// when absent: 504, unless `retryStatusCodes` lists it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -387,15 +392,24 @@ pub const DEFAULT_FAIL_FAST_STATUS_CODES: [u16; 1] = [504];
 
 impl Webhook {
     /// The statuses that end the call at once: `failFastStatusCodes`, or when it is absent
-    /// [`DEFAULT_FAIL_FAST_STATUS_CODES`] less those `retryStatusCodes` lists.
+    /// [`DEFAULT_FAIL_FAST_STATUS_CODES`] less those the call retries.
     pub fn fail_fast_codes(&self) -> Vec<u16> {
+        let call_retries = self.call_retry_codes();
         match &self.fail_fast_status_codes {
             Some(codes) => codes.clone(),
             None => DEFAULT_FAIL_FAST_STATUS_CODES
                 .into_iter()
-                .filter(|code| !self.retry_status_codes.contains(code))
+                .filter(|code| !call_retries.contains(code))
                 .collect(),
         }
+    }
+
+    /// The further statuses that retry the call: `webhookRetryStatusCodes`, else
+    /// `retryStatusCodes`.
+    pub fn call_retry_codes(&self) -> &[u16] {
+        self.webhook_retry_status_codes
+            .as_deref()
+            .unwrap_or(&self.retry_status_codes)
     }
 
     /// For `networkMode: remoteNetworkAgent`, the agent named as ` (agent `ID`)` (empty without

@@ -977,9 +977,19 @@ impl Checker<'_> {
             }
         }
 
+        let call_list = if webhook.webhook_retry_status_codes.is_some() {
+            "webhookRetryStatusCodes"
+        } else {
+            "retryStatusCodes"
+        };
+        // A status the call retries cannot also end it at once; the polls' list is their own.
         let mut codes_seen: HashMap<u16, &str> = HashMap::new();
         for (field, codes) in [
             ("retryStatusCodes", webhook.retry_status_codes.as_slice()),
+            (
+                "webhookRetryStatusCodes",
+                webhook.webhook_retry_status_codes.as_deref().unwrap_or(&[]),
+            ),
             (
                 "failFastStatusCodes",
                 webhook.fail_fast_status_codes.as_deref().unwrap_or(&[]),
@@ -992,7 +1002,12 @@ impl Checker<'_> {
                         format!("`{field}` of webhook `{name}` lists {code}, which is not an HTTP status code"),
                         "HTTP status codes run from 100 to 599",
                     );
-                } else if let Some(other) = codes_seen.insert(*code, field)
+                    continue;
+                }
+                if field != call_list && field != "failFastStatusCodes" {
+                    continue;
+                }
+                if let Some(other) = codes_seen.insert(*code, field)
                     && other != field
                 {
                     self.error(

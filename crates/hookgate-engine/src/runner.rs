@@ -879,7 +879,7 @@ async fn send_webhook(
 ) -> Result<HttpResponse, StepError> {
     let policy = RetryPolicy {
         retry_count: webhook.retry_count.unwrap_or(0),
-        retry_status_codes: webhook.retry_status_codes.clone(),
+        retry_status_codes: webhook.call_retry_codes().to_vec(),
         fail_fast_status_codes: webhook.fail_fast_codes(),
         backoff: shared.settings.retry_backoff,
         resend_after_sent: webhook.idempotent.unwrap_or(false)

@@ -719,3 +719,32 @@ webhooks:
         "{progress:?}"
     );
 }
+
+#[tokio::test]
+async fn with_webhook_retry_status_codes_the_call_and_the_polls_have_their_own_lists() {
+    // As in Spinnaker: `webhookRetryStatusCodes` is the call's, `retryStatusCodes` the polls'.
+    let conflict = || async { Service::start(|_, _| Reply::status(409)).await };
+    let service = conflict().await;
+    run_one(
+        &service,
+        "gate",
+        "    waitFor: none\n    retryCount: 2\n    webhookRetryStatusCodes: []\n    retryStatusCodes: [409]\n",
+        retrying_after(Duration::from_millis(10)),
+    )
+    .await;
+    assert_eq!(
+        service.requests().len(),
+        1,
+        "the polls' list does not retry the call"
+    );
+
+    let service = conflict().await;
+    run_one(
+        &service,
+        "gate",
+        "    waitFor: none\n    retryCount: 2\n    webhookRetryStatusCodes: [409]\n",
+        retrying_after(Duration::from_millis(10)),
+    )
+    .await;
+    assert_eq!(service.requests().len(), 3, "the call's list retries it");
+}
