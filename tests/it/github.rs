@@ -1252,3 +1252,59 @@ webhooks:
         "https://ci.example/runs/7"
     );
 }
+
+/// Progress lines that come sooner than the update interval are not lost: the check is updated
+/// when the interval is over, with the newest lines, without waiting for another event.
+#[tokio::test]
+async fn the_check_run_shows_the_latest_progress_after_the_update_interval() {
+    let fake = FakeGithub::start(TOKEN).await;
+    let runner = Runner::pull_request(&fake);
+    let reporters = runner
+        .actions()
+        .with_progress_interval(Duration::from_millis(400))
+        .reporters();
+    let tests = step("Tests", 0, "callback");
+    let progress = |message: &str| Event::StepProgress {
+        step: tests.clone(),
+        message: message.to_owned(),
+        percent: None,
+    };
+    deliver(
+        &reporters,
+        &[
+            Event::RunStarted {
+                target: "staging".to_owned(),
+                phase: "beforeDeployment".to_owned(),
+                steps: vec![tests.clone()],
+            },
+            Event::StepStarted {
+                step: tests.clone(),
+            },
+            progress("1 of 3 suites"),
+            progress("2 of 3 suites"),
+            progress("3 of 3 suites"),
+        ],
+    )
+    .await;
+    // The reporters run detached: the check appears, then its updates.
+    let summary_now = |fake: &FakeGithub| {
+        fake.check_runs()
+            .iter()
+            .find(|run| run["name"] == "hookgate / staging / Tests")
+            .and_then(|run| run["output"]["summary"].as_str().map(str::to_owned))
+            .unwrap_or_default()
+    };
+    let mut latest = String::new();
+    for _ in 0..40 {
+        latest = summary_now(&fake);
+        if latest.contains("3 of 3 suites") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        latest.contains("- 2 of 3 suites\n- 3 of 3 suites"),
+        "{latest}"
+    );
+    fake.assert_no_problems();
+}

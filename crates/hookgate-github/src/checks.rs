@@ -12,6 +12,7 @@
 //! is adopted; only when there is none is it created again.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::future::BoxFuture;
@@ -54,7 +55,11 @@ struct CheckRun {
     name: String,
     external_id: String,
     progress: Vec<String>,
+    /// The last percent complete heard.
+    percent: Option<u8>,
     last_update: Option<Instant>,
+    /// An update of the progress is scheduled for when the interval is over.
+    update_scheduled: bool,
     completed: bool,
     /// A create got no answer that says whether GitHub made the check (a 5xx, a timeout).
     maybe_created: bool,
@@ -67,7 +72,9 @@ impl CheckRun {
             name,
             external_id,
             progress: Vec::new(),
+            percent: None,
             last_update: None,
+            update_scheduled: false,
             completed: false,
             maybe_created: false,
         }
@@ -84,6 +91,11 @@ struct Checks {
 
 /// Reports each step as a check run.
 pub struct CheckRunReporter {
+    inner: Arc<Reporting>,
+}
+
+/// The reporter's state, shared with the updates it schedules.
+struct Reporting {
     client: GithubClient,
     settings: CheckRunSettings,
     checks: Mutex<Checks>,
@@ -94,13 +106,17 @@ impl CheckRunReporter {
     /// A reporter that creates its checks when the run starts.
     pub fn new(client: GithubClient, settings: CheckRunSettings) -> Self {
         CheckRunReporter {
-            client,
-            settings,
-            checks: Mutex::new(Checks::default()),
-            latch: PermissionLatch::default(),
+            inner: Arc::new(Reporting {
+                client,
+                settings,
+                checks: Mutex::new(Checks::default()),
+                latch: PermissionLatch::default(),
+            }),
         }
     }
+}
 
+impl Reporting {
     fn name(template: &str, target: &str, phase: &str, step: &str) -> String {
         template
             .replace("{target}", target)
@@ -266,7 +282,10 @@ impl CheckRunReporter {
         self.send(check, body).await;
     }
 
-    async fn step_progress(&self, step: &StepInfo, message: &str, percent: Option<u8>) {
+    /// Keeps the line and updates the check, at most once per `progress_interval`: a line that
+    /// comes sooner is sent when the interval is over (the newest lines then), so the check
+    /// always ends up showing the latest progress.
+    async fn step_progress(self: &Arc<Self>, step: &StepInfo, message: &str, percent: Option<u8>) {
         let mut checks = self.checks.lock().await;
         let Some(check) = checks.steps.get_mut(&step.name) else {
             return;
@@ -279,13 +298,35 @@ impl CheckRunReporter {
         if check.progress.len() > PROGRESS_LINES {
             check.progress.remove(0);
         }
-        let due = check
-            .last_update
-            .is_none_or(|at| at.elapsed() >= self.settings.progress_interval);
-        if !due || check.completed {
+        check.percent = percent.or(check.percent);
+        if check.completed {
             return;
         }
-        let title = match percent {
+        let wait = check.last_update.map_or(Duration::ZERO, |at| {
+            self.settings.progress_interval.saturating_sub(at.elapsed())
+        });
+        if wait.is_zero() {
+            self.send_progress(check).await;
+        } else if !check.update_scheduled {
+            check.update_scheduled = true;
+            let reporting = Arc::clone(self);
+            let name = step.name.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(wait).await;
+                let mut checks = reporting.checks.lock().await;
+                if let Some(check) = checks.steps.get_mut(&name) {
+                    check.update_scheduled = false;
+                    if !check.completed {
+                        reporting.send_progress(check).await;
+                    }
+                }
+            });
+        }
+    }
+
+    /// Sends the check's progress lines.
+    async fn send_progress(&self, check: &mut CheckRun) {
+        let title = match check.percent {
             Some(p) => format!("Running: {p}%"),
             None => "Running".to_owned(),
         };
@@ -376,24 +417,25 @@ impl CheckRunReporter {
 impl Reporter for CheckRunReporter {
     fn report(&self, event: &Event) -> BoxFuture<'_, ()> {
         let event = event.clone();
+        let this = &self.inner;
         Box::pin(async move {
             match &event {
                 Event::RunStarted {
                     target,
                     phase,
                     steps,
-                } => self.run_started(target, phase, steps).await,
-                Event::StepStarted { step } => self.step_started(step).await,
+                } => this.run_started(target, phase, steps).await,
+                Event::StepStarted { step } => this.step_started(step).await,
                 Event::StepProgress {
                     step,
                     message,
                     percent,
-                } => self.step_progress(step, message, *percent).await,
-                Event::StepFinished { step, outcome } => self.step_finished(step, outcome).await,
+                } => this.step_progress(step, message, *percent).await,
+                Event::StepFinished { step, outcome } => this.step_finished(step, outcome).await,
                 Event::RunFinished {
                     conclusion,
                     outcomes,
-                } => self.run_finished(*conclusion, outcomes).await,
+                } => this.run_finished(*conclusion, outcomes).await,
             }
         })
     }

@@ -12,6 +12,7 @@ use reqwest::Method;
 use serde_json::Value;
 
 use crate::client::{ApiError, GithubClient, Resend};
+use crate::text::query_value;
 
 /// GitHub's REST API for the engine.
 pub struct GithubRest {
@@ -157,18 +158,6 @@ impl GithubPort for GithubRest {
                 .map_err(port_error)
         })
     }
-}
-
-/// `text` for a URL's query: unreserved characters as they are, the rest percent-encoded.
-fn query_value(text: &str) -> String {
-    text.bytes()
-        .map(|byte| match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                char::from(byte).to_string()
-            }
-            other => format!("%{other:02X}"),
-        })
-        .collect()
 }
 
 /// The jobs of a `GET .../actions/runs/{id}/jobs` answer that completed without passing, with
