@@ -192,13 +192,18 @@ pub fn judge_delivery(check: &CallbackCheck, delivery: &Delivery) -> DeliveryVer
 /// The longest progress message shown, in bytes; the rest is cut with a note.
 pub const MAX_PROGRESS_MESSAGE: usize = 4_096;
 
-/// A progress callback as one line of the log and the check run: its message (cut to
-/// [`MAX_PROGRESS_MESSAGE`] bytes, saying so), or its number when it has none.
+/// A progress callback as one line of the log and the check run: its message, or its number
+/// when it has none. (The runner masks it, then cuts it with [`cut_progress`].)
 fn progress_line(sequence: u64, message: &str) -> String {
     let message = message.trim();
     if message.is_empty() {
         return format!("progress (callback #{sequence})");
     }
+    message.to_owned()
+}
+
+/// `message` cut to [`MAX_PROGRESS_MESSAGE`] bytes, saying so.
+pub fn cut_progress(message: &str) -> String {
     if message.len() <= MAX_PROGRESS_MESSAGE {
         return message.to_owned();
     }
@@ -379,7 +384,7 @@ mod tests {
         assert_eq!(progress_line(3, "  "), "progress (callback #3)");
         assert_eq!(progress_line(3, "2 of 5 suites\n"), "2 of 5 suites");
         let long = "é".repeat(MAX_PROGRESS_MESSAGE);
-        let line = progress_line(4, &long);
+        let line = cut_progress(&long);
         assert!(line.len() < MAX_PROGRESS_MESSAGE + 40, "{}", line.len());
         assert!(
             line.ends_with(" … (cut: 4096 more bytes)"),

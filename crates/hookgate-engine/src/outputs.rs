@@ -1,5 +1,7 @@
-//! A step's outputs: what its callbacks return in `outputs`, kept within bounds that fit GitHub's
-//! step outputs (1 MB per job), for `steps['NAME'].outputs.KEY` and the action's outputs.
+//! A step's outputs: what its callbacks return in `outputs`, kept within bounds per step, for
+//! `steps['NAME'].outputs.KEY` and the action's outputs. (GitHub takes 1 MB of outputs per job,
+//! and the action writes each output three times; the bounds keep one step well within that, not
+//! a run of many.)
 //!
 //! A name is a letter or `_`, then letters, digits, `_` or `-` (GitHub's output names), at most
 //! [`MAX_NAME`] bytes; a value is cut at [`MAX_VALUE`] bytes; a step keeps at most

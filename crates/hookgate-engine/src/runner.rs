@@ -353,7 +353,8 @@ impl Shared {
                 percent,
             } => Event::StepProgress {
                 step,
-                message: self.masker.mask(&message),
+                // Masked first, then cut: no part of a secret is left at the cut.
+                message: crate::callback::cut_progress(&self.masker.mask(&message)),
                 percent,
             },
             Event::StepFinished { step, mut outcome } => {
@@ -614,12 +615,15 @@ async fn run_webhook(
         () = tokio::time::sleep_until(deadline) => None,
         () = cancel.cancelled() => None,
     };
+    // Ended by its deadline or a cancellation rather than by its own result: what it started is
+    // told. (A service that reports its job cancelled has nothing left to cancel.)
+    let ended_early = ended.is_none();
     let (conclusion, mut message) = match ended {
         Some(result) => result,
         None if cancel.is_cancelled() => (Conclusion::Cancelled, why_cancelled()),
         None => (Conclusion::TimedOut, format!("no result within {}", limit)),
     };
-    if matches!(conclusion, Conclusion::Cancelled | Conclusion::TimedOut) {
+    if ended_early {
         let (sent, vars) = {
             let state = state.lock().unwrap_or_else(PoisonError::into_inner);
             // The cancel request may name what this step's own request was answered
@@ -807,6 +811,10 @@ async fn execute(
                 poll::follow(&shared.sender, webhook, &request, &response, &progress).await;
             if let (Some(config), Some(body)) = (&webhook.poll, &result.last_body) {
                 let (given, notes) = poll::outputs_of(config, body);
+                let given = given
+                    .into_iter()
+                    .map(|(name, value)| (name, shared.masker.mask(&value)))
+                    .collect();
                 let mut state = lock(state);
                 for note in notes.into_iter().chain(state.outputs.merge(given)) {
                     progress(note, None);
@@ -822,7 +830,12 @@ async fn execute(
                 return Err(StepError::Slot("no callback slot is open".to_owned()));
             };
             progress(format!("{answered}; waiting for the callback"));
-            let keep_outputs = |given| {
+            // Masked before any value is cut, so that no part of a secret is left.
+            let keep_outputs = |given: std::collections::BTreeMap<String, String>| {
+                let given = given
+                    .into_iter()
+                    .map(|(name, value)| (name, shared.masker.mask(&value)))
+                    .collect();
                 for note in lock(state).outputs.merge(given) {
                     progress(note);
                 }

@@ -748,3 +748,29 @@ async fn with_webhook_retry_status_codes_the_call_and_the_polls_have_their_own_l
     .await;
     assert_eq!(service.requests().len(), 3, "the call's list retries it");
 }
+
+#[tokio::test]
+async fn a_job_the_service_reports_cancelled_is_not_cancelled_again() {
+    let service = Service::start(|seen, _| {
+        if seen.method == "GET" {
+            Reply::json(json!({"state": "CANCELED"}))
+        } else {
+            Reply::json(json!({"id": "job-9"}))
+        }
+    })
+    .await;
+    let yaml = polled_job(
+        &service.url,
+        &format!(
+            "      canceledStatuses: CANCELED\n    cancel:\n      uriTemplate: \"{}/jobs/cancel\"\n",
+            service.url
+        ),
+    );
+    let (report, _) = run(&yaml, Phase::BeforeDeployment, RunSettings::default()).await;
+    assert_eq!(report.conclusion, Conclusion::Cancelled);
+    assert!(
+        service.requests_to("/jobs/cancel").is_empty(),
+        "{:?}",
+        service.requests()
+    );
+}

@@ -122,7 +122,10 @@ impl GithubPort for GithubRest {
         since: SystemTime,
     ) -> BoxFuture<'a, Result<Option<u64>, GithubError>> {
         Box::pin(async move {
-            let branch = git_ref.strip_prefix("refs/heads/").unwrap_or(git_ref);
+            let branch = git_ref
+                .strip_prefix("refs/heads/")
+                .or_else(|| git_ref.strip_prefix("refs/tags/"))
+                .unwrap_or(git_ref);
             let since = humantime::format_rfc3339_seconds(since);
             let path = format!(
                 "/repos/{repository}/actions/workflows/{workflow}/runs?event=workflow_dispatch&branch={}&created=%3E%3D{since}&per_page=20",

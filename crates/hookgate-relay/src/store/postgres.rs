@@ -319,20 +319,26 @@ impl SlotStore for PostgresStore {
 
     fn remove_slots_before(&self, cutoff: SystemTime) -> BoxFuture<'_, Result<u64, StoreError>> {
         Box::pin(async move {
-            // The slots and their callbacks, in one statement (see migrations/postgres/0003).
-            let removed: i64 = on_a_live_connection(|| {
-                sqlx::query_scalar(
-                    "WITH gone AS (DELETE FROM slots WHERE deadline_ms < $1 RETURNING id), \
-                     their_callbacks AS (DELETE FROM callbacks \
-                     WHERE slot_id IN (SELECT id FROM gone)) \
-                     SELECT count(*) FROM gone",
-                )
-                .bind(to_millis(cutoff))
-                .fetch_one(&self.pool)
+            // The slots, then their callbacks, in one transaction (see migrations/postgres/0003).
+            // Two statements: the second takes a fresh snapshot, so it also finds callbacks that
+            // a store call holding a slot's lock committed while the first waited for it.
+            let removed = on_a_live_connection(|| async {
+                let mut transaction = self.pool.begin().await?;
+                let gone: Vec<String> =
+                    sqlx::query_scalar("DELETE FROM slots WHERE deadline_ms < $1 RETURNING id")
+                        .bind(to_millis(cutoff))
+                        .fetch_all(&mut *transaction)
+                        .await?;
+                sqlx::query("DELETE FROM callbacks WHERE slot_id = ANY($1)")
+                    .bind(&gone)
+                    .execute(&mut *transaction)
+                    .await?;
+                transaction.commit().await?;
+                Ok(gone.len())
             })
             .await
             .map_err(StoreError::database("removing expired slots"))?;
-            Ok(removed.unsigned_abs())
+            Ok(u64::try_from(removed).unwrap_or(u64::MAX))
         })
     }
 
