@@ -13,6 +13,8 @@ use std::collections::BTreeMap;
 
 use hookgate_config::model::is_output_name;
 
+use crate::mask::Masker;
+
 /// The longest output name, in bytes.
 pub const MAX_NAME: usize = hookgate_config::model::MAX_OUTPUT_NAME;
 /// The longest output value, in bytes; a longer one is cut.
@@ -34,10 +36,12 @@ impl Outputs {
         &self.values
     }
 
-    /// Takes `given` in; returns a note for each output left out or cut.
-    pub fn merge(&mut self, given: BTreeMap<String, String>) -> Vec<String> {
+    /// Takes `given` in, each value masked with `masker` before anything is cut (so no part of
+    /// a secret is left at a cut); returns a note for each output left out or cut.
+    pub fn merge(&mut self, given: BTreeMap<String, String>, masker: &Masker) -> Vec<String> {
         let mut notes = Vec::new();
-        for (name, mut value) in given {
+        for (name, value) in given {
+            let mut value = masker.mask(&value);
             if !is_output_name(&name) {
                 notes.push(format!(
                     "output `{}` left out: a name is a letter or `_`, then letters, digits, `_` or `-`, at most {MAX_NAME} bytes",
@@ -111,10 +115,14 @@ mod tests {
         let mut outputs = Outputs::default();
         assert!(
             outputs
-                .merge(given(&[("url", "a"), ("count", "1")]))
+                .merge(given(&[("url", "a"), ("count", "1")]), &Masker::new())
                 .is_empty()
         );
-        assert!(outputs.merge(given(&[("url", "b")])).is_empty());
+        assert!(
+            outputs
+                .merge(given(&[("url", "b")]), &Masker::new())
+                .is_empty()
+        );
         assert_eq!(outputs.values(), &given(&[("count", "1"), ("url", "b")]));
     }
 
@@ -122,14 +130,17 @@ mod tests {
     fn names_github_would_refuse_are_left_out_with_a_note() {
         let mut outputs = Outputs::default();
         let long = "n".repeat(MAX_NAME + 1);
-        let notes = outputs.merge(given(&[
-            ("1st", "x"),
-            ("a b", "x"),
-            ("new\nline", "x"),
-            (&long, "x"),
-            ("", "x"),
-            ("_ok-1", "y"),
-        ]));
+        let notes = outputs.merge(
+            given(&[
+                ("1st", "x"),
+                ("a b", "x"),
+                ("new\nline", "x"),
+                (&long, "x"),
+                ("", "x"),
+                ("_ok-1", "y"),
+            ]),
+            &Masker::new(),
+        );
         assert_eq!(outputs.values(), &given(&[("_ok-1", "y")]));
         assert_eq!(notes.len(), 5, "{notes:?}");
         assert!(
@@ -143,7 +154,7 @@ mod tests {
     fn long_values_are_cut_and_the_totals_bounded() {
         let mut outputs = Outputs::default();
         let long = "é".repeat(MAX_VALUE);
-        let notes = outputs.merge(given(&[("log", &long)]));
+        let notes = outputs.merge(given(&[("log", &long)]), &Masker::new());
         assert_eq!(outputs.values()["log"].len(), MAX_VALUE);
         assert!(
             notes[0].contains("cut to 16384 of its 32768 bytes"),
@@ -155,20 +166,24 @@ mod tests {
         for n in 0..MAX_TOTAL / MAX_VALUE {
             assert!(
                 outputs
-                    .merge(given(&[(&format!("part{n}"), &value)]))
+                    .merge(given(&[(&format!("part{n}"), &value)]), &Masker::new())
                     .is_empty()
             );
         }
-        let notes = outputs.merge(given(&[("one_more", "x")]));
+        let notes = outputs.merge(given(&[("one_more", "x")]), &Masker::new());
         assert!(notes[0].contains("at most 262144 bytes"), "{notes:?}");
         // Replacing a value does not count it twice.
-        assert!(outputs.merge(given(&[("part0", &value)])).is_empty());
+        assert!(
+            outputs
+                .merge(given(&[("part0", &value)]), &Masker::new())
+                .is_empty()
+        );
 
         let mut outputs = Outputs::default();
         let many: Vec<(String, String)> = (0..=MAX_OUTPUTS)
             .map(|n| (format!("o{n}"), "x".to_owned()))
             .collect();
-        let notes = outputs.merge(many.into_iter().collect());
+        let notes = outputs.merge(many.into_iter().collect(), &Masker::new());
         assert_eq!(outputs.values().len(), MAX_OUTPUTS);
         assert_eq!(notes.len(), 1, "{notes:?}");
     }

@@ -492,13 +492,9 @@ async fn run_step(
         }
     };
     // Outcomes leave the engine (events, the report) with secret values masked.
+    // (Outputs are masked as they are taken in, by `Outputs::merge`.)
     let outcome = StepOutcome {
         message: shared.masker.mask(&outcome.message),
-        outputs: outcome
-            .outputs
-            .iter()
-            .map(|(name, value)| (name.clone(), shared.masker.mask(value)))
-            .collect(),
         ..outcome
     };
     shared.finish(info, &outcome);
@@ -811,12 +807,11 @@ async fn execute(
                 poll::follow(&shared.sender, webhook, &request, &response, &progress).await;
             if let (Some(config), Some(body)) = (&webhook.poll, &result.last_body) {
                 let (given, notes) = poll::outputs_of(config, body);
-                let given = given
-                    .into_iter()
-                    .map(|(name, value)| (name, shared.masker.mask(&value)))
-                    .collect();
                 let mut state = lock(state);
-                for note in notes.into_iter().chain(state.outputs.merge(given)) {
+                for note in notes
+                    .into_iter()
+                    .chain(state.outputs.merge(given, &shared.masker))
+                {
                     progress(note, None);
                 }
             }
@@ -830,13 +825,8 @@ async fn execute(
                 return Err(StepError::Slot("no callback slot is open".to_owned()));
             };
             progress(format!("{answered}; waiting for the callback"));
-            // Masked before any value is cut, so that no part of a secret is left.
-            let keep_outputs = |given: std::collections::BTreeMap<String, String>| {
-                let given = given
-                    .into_iter()
-                    .map(|(name, value)| (name, shared.masker.mask(&value)))
-                    .collect();
-                for note in lock(state).outputs.merge(given) {
+            let keep_outputs = |given| {
+                for note in lock(state).outputs.merge(given, &shared.masker) {
                     progress(note);
                 }
             };
