@@ -42,7 +42,7 @@ enum Command {
     /// Run the webhooks of one target and phase and wait for their results.
     Run(cmd::run::Args),
     /// Serve the relay that receives callbacks for waiting runs.
-    Relay(cmd::relay::Args),
+    Relay(Box<cmd::relay::Args>),
     /// Send a signed callback to a waiting run (the other side of the loop).
     Callback(cmd::callback::Args),
     /// Run as the GitHub Action: read the `INPUT_*` variables and run the command they name.
@@ -70,7 +70,7 @@ fn main() -> ExitCode {
             Command::Plan(args) => cmd::plan::run(args).await,
             Command::Schema(args) => cmd::schema::run(args).await,
             Command::Run(args) => cmd::run::run(args).await,
-            Command::Relay(args) => cmd::relay::run(args).await,
+            Command::Relay(args) => cmd::relay::run(*args).await,
             Command::Callback(args) => cmd::callback::run(args).await,
             Command::Action(args) => cmd::action::run(args).await,
             Command::Healthcheck(args) => cmd::healthcheck::run(args).await,

@@ -107,6 +107,73 @@ pub struct Args {
     #[arg(long, env = "HOOKGATE_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     shutdown_timeout: Duration,
 
+    /// The GitHub App's id: with --github-app-key and --github-webhook-secret, the relay
+    /// answers the App's deployment protection rule at POST /github/webhook.
+    #[arg(
+        long,
+        env = "HOOKGATE_GITHUB_APP_ID",
+        help_heading = "GitHub App (deployment protection rule)"
+    )]
+    github_app_id: Option<String>,
+
+    /// The App's private key: the path of its PEM file (or the PEM text itself).
+    #[arg(
+        long,
+        env = "HOOKGATE_GITHUB_APP_KEY",
+        hide_env_values = true,
+        help_heading = "GitHub App (deployment protection rule)"
+    )]
+    github_app_key: Option<Redacted>,
+
+    /// The App's webhook secret, which GitHub signs its deliveries with.
+    #[arg(
+        long,
+        env = "HOOKGATE_GITHUB_WEBHOOK_SECRET",
+        hide_env_values = true,
+        help_heading = "GitHub App (deployment protection rule)"
+    )]
+    github_webhook_secret: Option<Redacted>,
+
+    /// GitHub's REST API (GitHub Enterprise Server: https://HOST/api/v3).
+    #[arg(
+        long,
+        env = "HOOKGATE_GITHUB_API_URL",
+        default_value = "https://api.github.com",
+        help_heading = "GitHub App (deployment protection rule)"
+    )]
+    github_api_url: String,
+
+    /// The server's gates configuration (YAML): environment → target, secret grants,
+    /// allowed outbound hosts, the deployment file's path, the gates' timeout.
+    #[arg(
+        long,
+        env = "HOOKGATE_GATES_CONFIG",
+        help_heading = "GitHub App (deployment protection rule)"
+    )]
+    gates_config: Option<std::path::PathBuf>,
+
+    /// A YAML file of secret values (NAME: value) for the gates; HOOKGATE_SECRET_<NAME>
+    /// variables add to it.
+    #[arg(
+        long,
+        env = "HOOKGATE_GATE_SECRETS",
+        help_heading = "GitHub App (deployment protection rule)"
+    )]
+    gate_secrets: Option<std::path::PathBuf>,
+
+    /// How long a replica's hold on a gate lasts; another replica takes a gate over this long
+    /// after its holder died.
+    #[arg(long, env = "HOOKGATE_GATE_LEASE", default_value = "30s", value_parser = humantime::parse_duration, help_heading = "GitHub App (deployment protection rule)")]
+    gate_lease: Duration,
+
+    /// How often open gates are looked for (a new event is taken at once).
+    #[arg(long, env = "HOOKGATE_GATE_CLAIM_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration, help_heading = "GitHub App (deployment protection rule)")]
+    gate_claim_interval: Duration,
+
+    /// The least time between two status reports of one gate.
+    #[arg(long, env = "HOOKGATE_GATE_REPORT_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration, help_heading = "GitHub App (deployment protection rule)")]
+    gate_report_interval: Duration,
+
     /// How logs are written (filter them with HOOKGATE_LOG, e.g. `info` or `hookgate_relay=debug`).
     #[arg(long, env = "HOOKGATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -122,13 +189,78 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(super::EXIT_USAGE));
         }
     };
+    let app_config = match app_config(&args) {
+        Ok(app_config) => app_config,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return Ok(ExitCode::from(super::EXIT_USAGE));
+        }
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    hookgate_relay::run(config, listener, shutdown_signal())
+    let Some(app_config) = app_config else {
+        hookgate_relay::run(config, listener, shutdown_signal())
+            .await
+            .context("the relay failed")?;
+        return Ok(ExitCode::SUCCESS);
+    };
+    let store = hookgate_relay::store::open(&config.store)
         .await
-        .context("the relay failed")?;
+        .context("cannot open the store")?;
+    let app = hookgate_app::App::open(app_config, &config.store)
+        .await
+        .context("cannot open the gate store")?;
+    hookgate_relay::serve_with(config, store, listener, shutdown_signal(), |slots| {
+        app.extension(slots)
+    })
+    .await
+    .context("the relay failed")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The GitHub App's settings, when its three settings are given.
+fn app_config(args: &Args) -> anyhow::Result<Option<hookgate_app::AppConfig>> {
+    let (id, key, secret) = match (
+        &args.github_app_id,
+        &args.github_app_key,
+        &args.github_webhook_secret,
+    ) {
+        (None, None, None) => return Ok(None),
+        (Some(id), Some(key), Some(secret)) => (id, key, secret),
+        _ => anyhow::bail!(
+            "the GitHub App needs all three of --github-app-id, --github-app-key and --github-webhook-secret"
+        ),
+    };
+    let pem = if key.0.trim_start().starts_with("-----BEGIN") {
+        key.0.clone()
+    } else {
+        std::fs::read_to_string(key.0.trim())
+            .with_context(|| format!("cannot read --github-app-key {}", key.0.trim()))?
+    };
+    let webhook_secret = hookgate_auth::github::Secret::new(secret.0.trim())
+        .map_err(|err| anyhow::anyhow!("--github-webhook-secret: {err}"))?;
+    let identity = hookgate_app::AppIdentity {
+        app_id: id.trim().to_owned(),
+        private_key: hookgate_github::context::Secret::new(pem),
+        api_url: args.github_api_url.trim_end_matches('/').to_owned(),
+    };
+    // The key is checked now, so a wrong one is a usage error and not a failure at the
+    // first event.
+    hookgate_app::github::RepositoryApi::new(&identity, "check/key")
+        .map_err(|err| anyhow::anyhow!("--github-app-key: {err}"))?;
+    let settings = hookgate_app::GateSettings::load(
+        args.gates_config.as_deref(),
+        args.gate_secrets.as_deref(),
+        std::env::vars(),
+    )
+    .map_err(|err| anyhow::anyhow!("{err}"))?;
+    let mut config = hookgate_app::AppConfig::new(identity, webhook_secret);
+    config.settings = settings;
+    config.lease = args.gate_lease.max(Duration::from_secs(1));
+    config.claim_interval = args.gate_claim_interval.max(Duration::from_millis(50));
+    config.report_interval = args.gate_report_interval;
+    Ok(Some(config))
 }
 
 fn config(args: &Args) -> anyhow::Result<RelayConfig> {
@@ -173,7 +305,7 @@ fn config(args: &Args) -> anyhow::Result<RelayConfig> {
             allowed_owners: args.allow_owners.clone(),
         })
     };
-    if relay_tokens.is_empty() && oidc.is_none() {
+    if relay_tokens.is_empty() && oidc.is_none() && args.github_app_id.is_none() {
         anyhow::bail!(
             "nobody could create slots: give --relay-token, or --allow-repository/--allow-owner \
              for GitHub Actions OIDC tokens"

@@ -23,6 +23,11 @@ pub struct Loaded {
 }
 
 impl Loaded {
+    /// The names of the secrets the file uses (`{{ secrets.NAME }}`), in order.
+    pub fn secrets_used(&self) -> impl Iterator<Item = &str> {
+        self.secret_uses.keys().map(String::as_str)
+    }
+
     /// Warnings for a run given the secrets named `passed`: each secret the file uses that is not
     /// passed, at its first use, and each one passed that the file never uses.
     pub fn check_secrets<'a>(&self, passed: impl IntoIterator<Item = &'a str>) -> Diagnostics {

@@ -8,8 +8,10 @@ mod callback;
 mod dispatch;
 mod event;
 pub mod github;
+mod journal;
 mod mailbox;
 pub mod mask;
+pub mod outbound;
 pub mod outputs;
 mod poll;
 pub mod relay_mailbox;
@@ -20,6 +22,7 @@ mod template;
 
 pub use event::{Conclusion, Event, Reporter, StepInfo, StepOutcome};
 pub use github::{Dispatch, Dispatched, FailedJob, GithubError, GithubPort, WorkflowRun};
+pub use journal::{Journal, RecordedResponse, StepRecord};
 pub use mailbox::{Mailbox, MailboxError};
 pub use mask::Masker;
 pub use runner::{RunError, RunReport, Runner, needs_mailbox};

@@ -8,11 +8,13 @@
 //! webhook stage re-sends only a GET then. GitHub's dispatches do not go through here: they have
 //! no idempotency key, and the GitHub port sends them (`crate::github`).
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::backoff::{Backoff, parse_retry_after};
+use crate::outbound::{GuardedResolver, OutboundPolicy, refusal_in};
 
 /// Largest response body kept; the rest is dropped (a status or verdict is never that large).
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -278,30 +280,52 @@ impl Default for Timeouts {
 #[derive(Debug, Clone)]
 pub struct HttpSender {
     client: reqwest::Client,
+    outbound: Option<Arc<OutboundPolicy>>,
 }
 
 impl HttpSender {
     /// A sender with the given timeouts; redirects are followed (at most 10) only to http(s).
     pub fn new(timeouts: Timeouts) -> Result<Self, String> {
-        let redirects = reqwest::redirect::Policy::custom(|attempt| {
+        Self::guarded(timeouts, None)
+    }
+
+    /// Like [`new`](Self::new), and when `outbound` is given every address reached (after
+    /// name resolution, and on each redirect) must pass it.
+    pub fn guarded(
+        timeouts: Timeouts,
+        outbound: Option<Arc<OutboundPolicy>>,
+    ) -> Result<Self, String> {
+        let redirect_policy = outbound.clone();
+        let redirects = reqwest::redirect::Policy::custom(move |attempt| {
             let scheme = attempt.url().scheme();
             if scheme != "http" && scheme != "https" {
                 let message = format!("redirect to a `{scheme}:` URL refused");
                 attempt.error(message)
             } else if attempt.previous().len() >= 10 {
                 attempt.error("more than 10 redirects")
+            } else if let Some(Err(refused)) =
+                redirect_policy.as_ref().map(|p| p.check_url(attempt.url()))
+            {
+                attempt.error(refused)
             } else {
                 attempt.follow()
             }
         });
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(timeouts.connect)
             .read_timeout(timeouts.read)
             .redirect(redirects)
-            .user_agent(concat!("hookgate/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("hookgate/", env!("CARGO_PKG_VERSION")));
+        if let Some(policy) = &outbound {
+            builder = builder
+                .dns_resolver(Arc::new(GuardedResolver(policy.clone())))
+                // A proxy would resolve names where the policy cannot see them.
+                .no_proxy();
+        }
+        let client = builder
             .build()
             .map_err(|err| format!("cannot set up the HTTP client: {err}"))?;
-        Ok(HttpSender { client })
+        Ok(HttpSender { client, outbound })
     }
 
     /// Sends `request` once.
@@ -314,6 +338,9 @@ impl HttpSender {
                 "`{}` is not an http(s) URL",
                 request.url
             )));
+        }
+        if let Some(Err(refused)) = self.outbound.as_ref().map(|p| p.check_url(&url)) {
+            return Err(SendError::Invalid(refused.0));
         }
         let mut headers = HeaderMap::new();
         for (name, value) in &request.headers {
@@ -452,6 +479,10 @@ impl HttpSender {
 }
 
 fn classify(url: &str, err: &reqwest::Error) -> SendError {
+    // The outbound policy's refusal will not pass: it is said as it is, and not retried.
+    if let Some(refused) = refusal_in(err) {
+        return SendError::Invalid(refused.0);
+    }
     // reqwest's own top line repeats the URL the message already names; its causes say why.
     let reason = match std::error::Error::source(err) {
         Some(cause) if !err.is_builder() && !err.is_redirect() => error_chain(cause),

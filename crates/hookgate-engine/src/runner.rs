@@ -21,6 +21,7 @@ use crate::callback::{self, CallbackCheck};
 use crate::dispatch;
 use crate::event::{Conclusion, Event, Reporter, StepInfo, StepOutcome};
 use crate::github::{Dispatch, GithubPort};
+use crate::journal::{Journal, RecordedResponse, StepRecord};
 use crate::mailbox::{Mailbox, MailboxError};
 use crate::mask::Masker;
 use crate::outputs::Outputs;
@@ -144,6 +145,7 @@ pub struct Runner {
     github: Option<Arc<dyn GithubPort>>,
     reporters: Vec<Box<dyn Reporter>>,
     cancel: CancellationToken,
+    journal: Option<Arc<dyn Journal>>,
 }
 
 impl Runner {
@@ -157,6 +159,7 @@ impl Runner {
             github: None,
             reporters: Vec::new(),
             cancel: CancellationToken::new(),
+            journal: None,
         }
     }
 
@@ -187,6 +190,14 @@ impl Runner {
     /// Cancelling `token` cancels the run (a signal).
     pub fn with_cancellation(mut self, token: CancellationToken) -> Self {
         self.cancel = token;
+        self
+    }
+
+    /// Writes each step's progress to `journal`, and resumes from what it holds: finished steps
+    /// are not run again, an answered request is not sent again, and a request that may have
+    /// been sent is sent again with the key it had.
+    pub fn with_journal(mut self, journal: Arc<dyn Journal>) -> Self {
+        self.journal = Some(journal);
         self
     }
 
@@ -236,7 +247,11 @@ impl Runner {
         for value in self.settings.secrets.values() {
             self.masker.add(value);
         }
-        let sender = HttpSender::new(self.settings.request_timeouts).map_err(RunError::Client)?;
+        let sender = HttpSender::guarded(
+            self.settings.request_timeouts,
+            self.settings.outbound.clone(),
+        )
+        .map_err(RunError::Client)?;
         let (events, mut receiver) = mpsc::unbounded_channel::<Event>();
         let reporters = self.reporters;
         let reporting = tokio::spawn(async move {
@@ -260,6 +275,7 @@ impl Runner {
             results: Mutex::new(Map::new()),
             run_deadline,
             run_cancel: self.cancel.clone(),
+            journal: self.journal,
         });
         let infos = step_infos(&self.plan);
         shared.emit(Event::RunStarted {
@@ -341,6 +357,7 @@ struct Shared {
     results: Mutex<Map<String, Value>>,
     run_deadline: Option<Instant>,
     run_cancel: CancellationToken,
+    journal: Option<Arc<dyn Journal>>,
 }
 
 impl Shared {
@@ -477,6 +494,10 @@ async fn run_step(
     why_cancelled: &(dyn Fn() -> String + Send + Sync),
     steps_before: &Value,
 ) -> StepOutcome {
+    if let Some(outcome) = finished_before(shared, info).await {
+        shared.finish(info, &outcome);
+        return outcome;
+    }
     let outcome = match step {
         PlannedStep::NotHandled { step, reason } => StepOutcome::new(
             Conclusion::Skipped,
@@ -497,8 +518,61 @@ async fn run_step(
         message: shared.masker.mask(&outcome.message),
         ..outcome
     };
+    if let Some(journal) = &shared.journal {
+        let result = shared
+            .results
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&info.name)
+            .cloned()
+            .unwrap_or(Value::Null);
+        let record = StepRecord::Finished {
+            conclusion: outcome.conclusion,
+            message: outcome.message.clone(),
+            outputs: outcome.outputs.clone(),
+            result,
+        };
+        // Not written down, the step runs again after a restart: its request goes with the
+        // key it had, so that costs a repeat the service can tell, not a second gate.
+        if let Err(err) = journal.record(&info.name, &record).await {
+            tracing::warn!(step = %info.name, error = %err, "cannot write down how the step ended");
+        }
+    }
     shared.finish(info, &outcome);
     outcome
+}
+
+/// The outcome of a step that ended in an earlier attempt of this run, from the journal; its
+/// result goes back into `steps[...]`.
+async fn finished_before(shared: &Shared, info: &StepInfo) -> Option<StepOutcome> {
+    let journal = shared.journal.as_deref()?;
+    let recalled = match journal.recall(&info.name).await {
+        Ok(recalled) => recalled,
+        Err(err) => {
+            tracing::warn!(step = %info.name, error = %err, "cannot read the step's journal");
+            None
+        }
+    };
+    let Some(StepRecord::Finished {
+        conclusion,
+        message,
+        outputs,
+        result,
+    }) = recalled
+    else {
+        return None;
+    };
+    if !result.is_null() {
+        shared
+            .results
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(info.name.clone(), result);
+    }
+    Some(StepOutcome {
+        outputs,
+        ..StepOutcome::new(conclusion, message, None, Duration::ZERO)
+    })
 }
 
 async fn run_pause(
@@ -746,6 +820,9 @@ pub enum StepError {
     /// `waitFor: workflowRun` on something that starts no workflow (validation refuses it).
     #[error("`waitFor: workflowRun` needs a `workflowDispatch` webhook")]
     NoWorkflow,
+    /// The run's journal could not be read or written.
+    #[error("the run's journal: {0}")]
+    Journal(String),
 }
 
 /// Sends the request, then waits as the webhook says: one piece per wait mode.
@@ -772,10 +849,52 @@ async fn execute(
     };
 
     let vars = lock(state).vars.clone();
-    let outgoing = build_request(shared, webhook, &vars).map_err(StepError::Render)?;
+    let recalled = match &shared.journal {
+        Some(journal) => journal
+            .recall(&info.name)
+            .await
+            .map_err(StepError::Journal)?,
+        None => None,
+    };
+    let idempotency_key = match &recalled {
+        Some(StepRecord::Sending { idempotency_key })
+        | Some(StepRecord::Answered {
+            idempotency_key, ..
+        }) => idempotency_key.clone(),
+        _ => uuid::Uuid::new_v4().to_string(),
+    };
+    let outgoing =
+        build_request(shared, webhook, &vars, &idempotency_key).map_err(StepError::Render)?;
     lock(state).sent = true;
-    let (response, sent) = match outgoing {
-        Outgoing::Dispatch(dispatch) => {
+    let answered_before = match recalled {
+        Some(StepRecord::Answered { response, .. }) => Some(HttpResponse::from(response)),
+        _ => None,
+    };
+    if let (Some(journal), None) = (&shared.journal, &answered_before) {
+        let record = StepRecord::Sending {
+            idempotency_key: idempotency_key.clone(),
+        };
+        journal
+            .record(&info.name, &record)
+            .await
+            .map_err(StepError::Journal)?;
+    }
+    let (response, sent) = match (outgoing, answered_before) {
+        (Outgoing::Dispatch(dispatch), Some(response)) => {
+            progress(format!(
+                "resumed: the dispatch was answered HTTP {} before the restart; not sent again",
+                response.status
+            ));
+            (response, Sent::Dispatch(dispatch))
+        }
+        (Outgoing::Webhook(request), Some(response)) => {
+            progress(format!(
+                "resumed: the request was answered HTTP {} before the restart; not sent again",
+                response.status
+            ));
+            (response, Sent::Webhook(request))
+        }
+        (Outgoing::Dispatch(dispatch), None) => {
             let response = send_dispatch(shared, &dispatch, &progress).await?;
             // What to tell should the step end early: the run it started, or the dispatch.
             lock(state).started = Some(
@@ -789,11 +908,21 @@ async fn execute(
             );
             (response, Sent::Dispatch(dispatch))
         }
-        Outgoing::Webhook(request) => {
+        (Outgoing::Webhook(request), None) => {
             let response = send_webhook(shared, webhook, &request, state, &progress).await?;
             (response, Sent::Webhook(request))
         }
     };
+    if let Some(journal) = &shared.journal {
+        let record = StepRecord::Answered {
+            idempotency_key,
+            response: RecordedResponse::from(&response),
+        };
+        journal
+            .record(&info.name, &record)
+            .await
+            .map_err(StepError::Journal)?;
+    }
     lock(state).response = Some(response.clone());
     let answered = format!("HTTP {}", response.status);
 
@@ -986,7 +1115,12 @@ enum Outgoing {
 
 /// The step's request: a GitHub dispatch, or the webhook's own URL with an `Idempotency-Key`
 /// (so it may be retried).
-fn build_request(shared: &Shared, webhook: &Webhook, vars: &Value) -> Result<Outgoing, String> {
+fn build_request(
+    shared: &Shared,
+    webhook: &Webhook,
+    vars: &Value,
+    idempotency_key: &str,
+) -> Result<Outgoing, String> {
     let dispatch = match (&webhook.repository_dispatch, &webhook.workflow_dispatch) {
         (Some(spec), _) => dispatch::repository_dispatch(spec, vars, &webhook.name)?,
         (None, Some(spec)) => {
@@ -1000,10 +1134,9 @@ fn build_request(shared: &Shared, webhook: &Webhook, vars: &Value) -> Result<Out
                 .iter()
                 .any(|(n, _)| n.eq_ignore_ascii_case("idempotency-key"))
             {
-                request.headers.push((
-                    "Idempotency-Key".to_owned(),
-                    uuid::Uuid::new_v4().to_string(),
-                ));
+                request
+                    .headers
+                    .push(("Idempotency-Key".to_owned(), idempotency_key.to_owned()));
             }
             return Ok(Outgoing::Webhook(request));
         }

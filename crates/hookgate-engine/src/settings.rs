@@ -108,6 +108,8 @@ pub struct RunSettings {
     pub cancel_timeout: Duration,
     /// How long reporters may take to catch up at the end of a cancelled run.
     pub reporter_grace: Duration,
+    /// Where requests may go; `None`: anywhere (a run on a runner reaches what its runner can).
+    pub outbound: Option<std::sync::Arc<crate::outbound::OutboundPolicy>>,
 }
 
 impl std::fmt::Debug for RunSettings {
@@ -137,6 +139,7 @@ impl Default for RunSettings {
             request_timeouts: Timeouts::default(),
             cancel_timeout: Duration::from_secs(3),
             reporter_grace: Duration::from_secs(5),
+            outbound: None,
         }
     }
 }

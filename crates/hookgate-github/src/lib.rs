@@ -45,8 +45,9 @@ use std::time::Duration;
 
 use hookgate_engine::{GithubPort, Reporter};
 
-pub use auth::{AuthError, TokenSource};
+pub use auth::{AppTokens, AuthError, TokenSource};
 pub use context::{GithubContext, input};
+pub use port::GithubRest;
 
 use crate::actions_log::ActionsLogReporter;
 use crate::auth::token_source;

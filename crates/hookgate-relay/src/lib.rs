@@ -20,4 +20,4 @@ pub mod wakers;
 
 pub use config::RelayConfig;
 pub use embedded::EmbeddedRelay;
-pub use server::{RelayError, run, serve};
+pub use server::{Extension, LocalError, LocalSlots, RelayError, run, serve, serve_with};

@@ -10,6 +10,9 @@
 //! - `GET /v1/slots/{id}?after=N&wait=30s` (the slot's read token, or a relay token): the
 //!   callbacks after sequence N, at once if there are any, else when one arrives or the wait ends.
 //! - `/healthz`, `/metrics`.
+//!
+//! [`serve_with`] adds an [`Extension`]'s routes and metrics to these, given a [`LocalSlots`]
+//! handle that opens slots and waits on them in-process (the GitHub App's gates use it).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -82,6 +85,8 @@ struct Relay {
     tokens: SlotTokens,
     oidc: Option<OidcVerifier>,
     metrics: Metrics,
+    /// An extension's metrics, appended to the relay's own.
+    extra_metrics: std::sync::OnceLock<Arc<dyn Fn() -> String + Send + Sync>>,
     shutdown: CancellationToken,
 }
 
@@ -98,6 +103,87 @@ pub async fn run(
     serve(config, store, listener, shutdown).await
 }
 
+/// What a relay serves besides its own routes.
+pub struct Extension {
+    /// More routes (they must not overlap the relay's).
+    pub router: Router,
+    /// More metrics, in Prometheus' text format, appended to `/metrics`.
+    pub metrics: Option<Arc<dyn Fn() -> String + Send + Sync>>,
+    /// Runs until the relay stops; the store is closed only after it has ended.
+    pub task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Why an in-process slot call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LocalError {
+    /// The slot does not exist (never did, or removed by retention).
+    #[error("no such slot")]
+    NoSlot,
+    /// The request was refused (a bad deadline or label).
+    #[error("{0}")]
+    Refused(String),
+    /// The store failed; it may pass.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl From<ApiError> for LocalError {
+    fn from(err: ApiError) -> Self {
+        if err.status.is_client_error() {
+            LocalError::Refused(err.detail)
+        } else {
+            LocalError::Unavailable(err.detail)
+        }
+    }
+}
+
+/// The slots of a running relay, in-process: opened as `POST /v1/slots` opens them, waited on
+/// as `GET /v1/slots/{id}` waits, without HTTP.
+#[derive(Clone)]
+pub struct LocalSlots {
+    relay: Shared,
+}
+
+impl LocalSlots {
+    /// Opens a slot.
+    pub async fn open(&self, request: CreateSlot) -> Result<SlotCreated, LocalError> {
+        Ok(open_slot(&self.relay, request).await?)
+    }
+
+    /// The callbacks of `slot` after sequence `after`, waiting up to `wait` for the first.
+    pub async fn wait(
+        &self,
+        slot: &SlotId,
+        after: u64,
+        wait: Duration,
+    ) -> Result<Vec<hookgate_protocol::Delivery>, LocalError> {
+        let relay = &self.relay;
+        find_slot(relay, slot).await?.ok_or(LocalError::NoSlot)?;
+        relay
+            .store
+            .wait_for_callbacks(
+                slot,
+                after,
+                MAX_CALLBACKS_PER_ANSWER,
+                tokio::time::Instant::now() + wait,
+                relay.shutdown.cancelled(),
+                || relay.metrics.waiting(),
+            )
+            .await
+            .map_err(|err| LocalError::Unavailable(err.to_string()))
+    }
+
+    /// The URL the outside world reaches the relay at.
+    pub fn public_url(&self) -> &str {
+        &self.relay.public_url
+    }
+
+    /// Cancelled when the relay begins to stop.
+    pub fn stopping(&self) -> CancellationToken {
+        self.relay.shutdown.clone()
+    }
+}
+
 /// Serves with an open store on `listener` until `shutdown` completes, then answers the waiting
 /// long polls, lets requests in flight finish (up to the configured timeout) and closes the store.
 pub async fn serve(
@@ -105,6 +191,23 @@ pub async fn serve(
     store: Arc<dyn SlotStore>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RelayError> {
+    serve_with(config, store, listener, shutdown, |_| Extension {
+        router: Router::new(),
+        metrics: None,
+        task: None,
+    })
+    .await
+}
+
+/// Like [`serve`], with the routes, metrics and task of the [`Extension`] that `extend` makes
+/// from the relay's [`LocalSlots`].
+pub async fn serve_with(
+    config: RelayConfig,
+    store: Arc<dyn SlotStore>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    extend: impl FnOnce(LocalSlots) -> Extension,
 ) -> Result<(), RelayError> {
     let address = listener.local_addr().map_err(RelayError::Address)?;
     let public_url = config
@@ -130,13 +233,20 @@ pub async fn serve(
         slots: SlotCache::new(config.retention),
         tokens,
         metrics: Metrics::default(),
+        extra_metrics: std::sync::OnceLock::new(),
         shutdown: stop.clone(),
         config,
     });
     tokio::spawn(remove_expired_slots(relay.clone()));
 
+    let extension = extend(LocalSlots {
+        relay: relay.clone(),
+    });
+    if let Some(render) = extension.metrics {
+        let _ = relay.extra_metrics.set(render);
+    }
     tracing::info!(%address, public_url = %relay.public_url, "relay listening");
-    let app = router(relay.clone());
+    let app = router(relay.clone()).merge(extension.router);
     let drain_limit = relay.config.shutdown_timeout;
     let stopping = stop.clone();
     tokio::spawn(async move {
@@ -148,6 +258,9 @@ pub async fn serve(
         stopping.cancel();
     });
     let result = accept_loop(listener, app, &relay, stop, drain_limit).await;
+    if let Some(task) = extension.task {
+        let _ = tokio::time::timeout(drain_limit, task).await;
+    }
     store.close().await;
     tracing::info!("relay stopped");
     result
@@ -346,6 +459,7 @@ fn route_of(path: &str) -> &'static str {
         "/v1/slots" => "/v1/slots",
         "/healthz" => "/healthz",
         "/metrics" => "/metrics",
+        "/github/webhook" => "/github/webhook",
         _ => {
             if path.strip_prefix("/v1/slots/").is_some_and(slot_id) {
                 "/v1/slots/{id}"
@@ -391,7 +505,10 @@ async fn healthz() -> impl IntoResponse {
 async fn metrics(State(relay): State<Shared>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        relay.metrics.render(),
+        match relay.extra_metrics.get() {
+            Some(extra) => relay.metrics.render() + &extra(),
+            None => relay.metrics.render(),
+        },
     )
 }
 
@@ -483,6 +600,21 @@ async fn create_slot(
             ),
         )
     })?;
+    let label = request.label.clone();
+    let created = open_slot(&relay, request).await?;
+    match &creator {
+        Creator::RelayToken => {
+            tracing::info!(slot = %created.id, %label, auth = created.auth.as_str(), "slot created with a relay token");
+        }
+        Creator::Actions(repository) => {
+            tracing::info!(slot = %created.id, %label, auth = created.auth.as_str(), %repository, "slot created by a GitHub Actions job");
+        }
+    }
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// Opens a slot on the terms asked, within the relay's limits.
+async fn open_slot(relay: &Relay, request: CreateSlot) -> Result<SlotCreated, ApiError> {
     if request.label.len() > 200 {
         return Err(ApiError::bad_request(
             "invalid_slot_request",
@@ -530,7 +662,7 @@ async fn create_slot(
         .tokens
         .issue(
             slot.id.as_str(),
-            &read_audience(&relay, &slot.id),
+            &read_audience(relay, &slot.id),
             now,
             deadline + relay.config.retention,
         )
@@ -538,25 +670,14 @@ async fn create_slot(
     relay.store.backend().create_slot(&slot).await?;
     relay.slots.put(slot.clone());
     relay.metrics.slot_created();
-    match &creator {
-        Creator::RelayToken => {
-            tracing::info!(slot = %slot.id, label = %slot.label, auth = slot.auth.as_str(), "slot created with a relay token");
-        }
-        Creator::Actions(repository) => {
-            tracing::info!(slot = %slot.id, label = %slot.label, auth = slot.auth.as_str(), %repository, "slot created by a GitHub Actions job");
-        }
-    }
-    Ok((
-        StatusCode::CREATED,
-        Json(SlotCreated {
-            callback_url: format!("{}/v1/callbacks/{}", relay.public_url, slot.id),
-            id: slot.id,
-            deadline,
-            auth: slot.auth,
-            token,
-            read_token,
-        }),
-    ))
+    Ok(SlotCreated {
+        callback_url: format!("{}/v1/callbacks/{}", relay.public_url, slot.id),
+        id: slot.id,
+        deadline,
+        auth: slot.auth,
+        token,
+        read_token,
+    })
 }
 
 /// The audience of a slot's read token: distinct from callback tokens, so neither can stand in

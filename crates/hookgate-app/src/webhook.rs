@@ -1,0 +1,176 @@
+//! `POST /github/webhook`: GitHub's deliveries to the App. The signature
+//! (`X-Hub-Signature-256`, the App's webhook secret) is checked on the raw body before anything
+//! is parsed or stored: a missing or wrong one is 401 and nothing else happens. `ping` is
+//! answered; `deployment_protection_rule` (`requested`) becomes a gate, once per delivery id;
+//! every other event is acknowledged and ignored.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::gates::NewGate;
+use crate::metrics::WebhookOutcome;
+
+/// The largest delivery taken (GitHub caps payloads at 25 MB; a protection rule event with
+/// its pull requests is a few dozen KiB).
+pub const MAX_DELIVERY: usize = 1024 * 1024;
+
+type Answer = (StatusCode, Json<Value>);
+
+fn answer(status: StatusCode, message: &str) -> Answer {
+    (status, Json(json!({ "message": message })))
+}
+
+/// Takes one delivery.
+pub async fn take(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Answer {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Err(err) =
+        hookgate_auth::github::verify(&app.webhook_secret, &body, header("x-hub-signature-256"))
+    {
+        app.metrics.webhook(WebhookOutcome::Unauthorized);
+        tracing::warn!(delivery = header("x-github-delivery").unwrap_or("-"), error = %err, "GitHub webhook refused: bad signature");
+        return answer(
+            StatusCode::UNAUTHORIZED,
+            "the X-Hub-Signature-256 signature does not match the webhook secret",
+        );
+    }
+    let event = header("x-github-event").unwrap_or_default();
+    let Some(delivery) = header("x-github-delivery")
+        .filter(|d| !d.is_empty() && d.len() <= 100 && d.bytes().all(|b| b.is_ascii_graphic()))
+    else {
+        app.metrics.webhook(WebhookOutcome::BadRequest);
+        return answer(StatusCode::BAD_REQUEST, "no valid X-GitHub-Delivery header");
+    };
+    match event {
+        "ping" => {
+            app.metrics.webhook(WebhookOutcome::Ignored);
+            tracing::info!(delivery, "GitHub ping");
+            return answer(StatusCode::OK, "pong");
+        }
+        "deployment_protection_rule" => {}
+        other => {
+            app.metrics.webhook(WebhookOutcome::Ignored);
+            tracing::debug!(delivery, event = other, "GitHub event ignored");
+            return answer(StatusCode::ACCEPTED, "event ignored");
+        }
+    }
+    let payload: Value = match serde_json::from_slice(&body) {
+        Ok(payload) => payload,
+        Err(err) => {
+            app.metrics.webhook(WebhookOutcome::BadRequest);
+            return answer(
+                StatusCode::BAD_REQUEST,
+                &format!("the body is not JSON: {err}"),
+            );
+        }
+    };
+    if payload.get("action").and_then(Value::as_str) != Some("requested") {
+        app.metrics.webhook(WebhookOutcome::Ignored);
+        return answer(StatusCode::ACCEPTED, "action ignored");
+    }
+    let gate = match gate_of(delivery, &payload, &app) {
+        Ok(gate) => gate,
+        Err(why) => {
+            app.metrics.webhook(WebhookOutcome::BadRequest);
+            tracing::warn!(delivery, reason = %why, "deployment_protection_rule event refused");
+            return answer(StatusCode::BAD_REQUEST, &why);
+        }
+    };
+    match app.store.insert(&gate).await {
+        Ok(true) => {
+            app.metrics.webhook(WebhookOutcome::Gate);
+            tracing::info!(
+                delivery,
+                repository = %gate.repository,
+                environment = %gate.environment,
+                run_id = gate.run_id,
+                state = "open",
+                "gate opened"
+            );
+            app.wake.notify_one();
+            answer(StatusCode::ACCEPTED, "gate opened")
+        }
+        Ok(false) => {
+            app.metrics.webhook(WebhookOutcome::Redelivery);
+            tracing::info!(delivery, "redelivery of a gate already taken");
+            answer(StatusCode::OK, "gate already taken")
+        }
+        Err(err) => {
+            tracing::error!(delivery, error = %err, "cannot store a gate");
+            answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the gate could not be stored; redeliver it",
+            )
+        }
+    }
+}
+
+/// The gate an event asks for.
+fn gate_of(delivery: &str, payload: &Value, app: &AppState) -> Result<NewGate, String> {
+    let text = |pointer: &str| {
+        payload
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                format!(
+                    "the event has no `{}`",
+                    pointer.trim_start_matches('/').replace('/', ".")
+                )
+            })
+    };
+    let repository = text("/repository/full_name")?;
+    let environment = text("/environment")?;
+    let callback = text("/deployment_callback_url")?;
+    let installation_id = payload
+        .pointer("/installation/id")
+        .and_then(Value::as_i64)
+        .ok_or("the event has no `installation.id`")?;
+    let run_id = run_id_of(callback)
+        .ok_or("`deployment_callback_url` names no workflow run (…/actions/runs/ID/deployment_protection_rule)")?;
+    let received_at = SystemTime::now();
+    Ok(NewGate {
+        delivery: delivery.to_owned(),
+        repository: repository.to_owned(),
+        environment: environment.to_owned(),
+        run_id,
+        installation_id,
+        event: payload.to_string(),
+        received_at,
+        deadline: received_at + app.settings.timeout,
+    })
+}
+
+/// The run id in `…/actions/runs/{run_id}/deployment_protection_rule`.
+fn run_id_of(url: &str) -> Option<i64> {
+    let path = url.split(['?', '#']).next()?;
+    let rest = path.strip_suffix("/deployment_protection_rule")?;
+    let (_, id) = rest.rsplit_once("/actions/runs/")?;
+    id.parse::<i64>().ok().filter(|id| *id > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_run_id_comes_from_the_callback_url() {
+        assert_eq!(
+            run_id_of(
+                "https://api.github.com/repos/o/r/actions/runs/42/deployment_protection_rule"
+            ),
+            Some(42)
+        );
+        assert_eq!(
+            run_id_of("https://api.github.com/repos/o/r/actions/runs/x/deployment_protection_rule"),
+            None
+        );
+        assert_eq!(run_id_of("https://example.test/elsewhere"), None);
+    }
+}
