@@ -2,6 +2,7 @@
 //! real SQLite file and the machine's PostgreSQL. One test binary keeps link times down.
 
 mod action;
+mod app;
 mod callback;
 mod common;
 mod config;

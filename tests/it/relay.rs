@@ -18,7 +18,7 @@ use sqlx::Connection;
 
 pub(crate) const RELAY_TOKEN: &str = "relay-token-for-binary-tests-0123";
 /// The relay's public name; requests go to the real address, which changes across restarts.
-const PUBLIC_URL: &str = "http://relay.hookgate.test";
+pub(crate) const PUBLIC_URL: &str = "http://relay.hookgate.test";
 
 /// A running `hookgate relay`; killed when dropped.
 pub(crate) struct RelayProcess {
@@ -34,6 +34,11 @@ impl RelayProcess {
 
     /// Starts the relay on `store`, listening on `listen` (`127.0.0.1:0` for a free port).
     pub(crate) fn start_at(store: &str, listen: &str) -> Self {
+        Self::start_with(store, listen, &[])
+    }
+
+    /// Starts the relay on `store`, listening on `listen`, with more arguments.
+    pub(crate) fn start_with(store: &str, listen: &str, extra: &[String]) -> Self {
         let mut command = Command::new(assert_cmd::cargo::cargo_bin!("hookgate"));
         for key in crate::common::runner_variables() {
             command.env_remove(key);
@@ -41,6 +46,7 @@ impl RelayProcess {
         let mut child = command
             .args(["relay", "--listen", listen, "--public-url", PUBLIC_URL])
             .args(["--store", store, "--relay-token", RELAY_TOKEN])
+            .args(extra)
             .env("HOOKGATE_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

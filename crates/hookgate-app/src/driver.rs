@@ -99,6 +99,14 @@ async fn claim(app: &Arc<AppState>, held: &mut HashMap<String, Held>) {
     };
     for gate in gates {
         let delivery = gate.new.delivery.clone();
+        tracing::info!(
+            delivery = %delivery,
+            repository = %gate.new.repository,
+            environment = %gate.new.environment,
+            run_id = gate.new.run_id,
+            state = "taken",
+            "gate taken"
+        );
         if gate.takes > 1 {
             app.metrics.resumed();
             tracing::info!(

@@ -105,6 +105,11 @@ struct Store {
     run_conclusion: Option<Option<String>>,
     /// The runs cancelled through `POST .../actions/runs/{id}/cancel`.
     cancelled_runs: Vec<u64>,
+    /// Repository files served by the contents API: (owner/name, path, ref or None for the
+    /// default branch, text).
+    files: Vec<(String, String, Option<String>, String)>,
+    /// Reviews of deployment protection rules: (run id, body).
+    reviews: Vec<(u64, Value)>,
 }
 
 struct Shared {
@@ -190,6 +195,33 @@ impl FakeGithub {
         let deployment = deployment_json(&self.shared.base, id, sha, environment);
         store.deployments.push(deployment);
         id
+    }
+
+    /// Serves `text` as `path` of `repository`, at `git_ref` (`None`: the default branch).
+    pub fn set_file(&self, repository: &str, path: &str, git_ref: Option<&str>, text: &str) {
+        let mut store = self.shared.store.lock().unwrap();
+        store
+            .files
+            .retain(|(r, p, g, _)| !(r == repository && p == path && g.as_deref() == git_ref));
+        store.files.push((
+            repository.to_owned(),
+            path.to_owned(),
+            git_ref.map(str::to_owned),
+            text.to_owned(),
+        ));
+    }
+
+    /// Every review of a deployment protection rule: (run id, body), oldest first.
+    pub fn reviews(&self) -> Vec<(u64, Value)> {
+        self.shared.store.lock().unwrap().reviews.clone()
+    }
+
+    /// The reviews that approve or reject (not status reports).
+    pub fn answers(&self) -> Vec<(u64, Value)> {
+        self.reviews()
+            .into_iter()
+            .filter(|(_, body)| body.get("state").is_some())
+            .collect()
     }
 
     pub fn calls(&self) -> Vec<Call> {
@@ -411,6 +443,65 @@ fn act(
     store.next_id += 1;
     let id = store.next_id;
     match (method, segments(path).as_slice()) {
+        ("GET", ["repos", owner, repo, "contents", file]) => {
+            let repository = format!("{owner}/{repo}");
+            let wanted_ref = query
+                .split('&')
+                .find_map(|pair| pair.strip_prefix("ref="))
+                .map(percent_decode);
+            let found = store.files.iter().find(|(r, p, g, _)| {
+                *r == repository && p == &percent_decode(file) && *g == wanted_ref
+            });
+            match found {
+                Some((_, path, _, text)) => {
+                    let content = base64::Engine::encode(
+                        &base64::engine::general_purpose::STANDARD,
+                        text.as_bytes(),
+                    );
+                    let url = format!("{base}/repos/{repository}/contents/{path}");
+                    (
+                        200,
+                        Some(json!({
+                            "type": "file",
+                            "encoding": "base64",
+                            "size": text.len(),
+                            "name": path,
+                            "path": path,
+                            "content": content,
+                            "sha": "3d21ec53a331a6f037a91c368710b99387d012c1",
+                            "url": url,
+                            "git_url": format!("{base}/repos/{repository}/git/blobs/3d21ec53"),
+                            "html_url": format!("{base}/{repository}/blob/main/{path}"),
+                            "download_url": format!("{base}/raw/{repository}/main/{path}"),
+                            "_links": {"self": url, "git": format!("{base}/repos/{repository}/git/blobs/3d21ec53"), "html": format!("{base}/{repository}/blob/main/{path}")},
+                        })),
+                    )
+                }
+                None => (
+                    404,
+                    Some(
+                        json!({"message": "Not Found", "documentation_url": "https://docs.github.com/rest/repos/contents#get-repository-content", "status": "404"}),
+                    ),
+                ),
+            }
+        }
+        (
+            "POST",
+            [
+                "repos",
+                _,
+                _,
+                "actions",
+                "runs",
+                run_id,
+                "deployment_protection_rule",
+            ],
+        ) => {
+            store
+                .reviews
+                .push((run_id.parse().unwrap_or(0), body.clone()));
+            (204, None)
+        }
         ("GET", ["repos", _, _, "installation"]) => {
             (200, Some(json!({"id": INSTALLATION_ID, "app_id": APP_ID})))
         }

@@ -33,6 +33,7 @@ impl OpenApi {
         for name in [
             "github-openapi-subset.json",
             "github-openapi-actions-runs.json",
+            "github-openapi-protection-rules.json",
         ] {
             operations.extend(Self::load_file(name));
         }
