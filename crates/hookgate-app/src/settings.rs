@@ -228,4 +228,48 @@ mod tests {
         let err = GateSettings::load(Some(&config), None, []).unwrap_err();
         assert!(err.contains("30 days"), "{err}");
     }
+
+    #[test]
+    fn the_example_configuration_loads() {
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../app/gates.example.yml"
+        ));
+        let settings = GateSettings::load(Some(path), None, []).unwrap();
+        assert_eq!(settings.target_for("production-eu"), "production");
+        assert!(settings.granted("acme/payments", "CHANGE_API_TOKEN"));
+        assert!(!settings.granted("acme/web", "CHANGE_API_TOKEN"));
+    }
+
+    #[test]
+    fn the_app_manifest_asks_for_what_the_app_uses_and_no_more() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../app/");
+        let manifest: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(format!("{root}manifest.json")).unwrap())
+                .unwrap();
+        let html = std::fs::read_to_string(format!("{root}create-app.html")).unwrap();
+        let embedded = html
+            .split("value='")
+            .nth(1)
+            .unwrap()
+            .split("'>")
+            .next()
+            .unwrap();
+        let embedded: serde_json::Value = serde_json::from_str(embedded).unwrap();
+        let wanted =
+            serde_json::json!({"deployments": "write", "actions": "read", "contents": "read"});
+        for manifest in [&manifest, &embedded] {
+            assert_eq!(manifest["default_permissions"], wanted);
+            assert_eq!(
+                manifest["default_events"],
+                serde_json::json!(["deployment_protection_rule"])
+            );
+            assert!(
+                manifest["hook_attributes"]["url"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with("/github/webhook")
+            );
+        }
+    }
 }
