@@ -4,7 +4,10 @@
 #      back with a Standard Webhooks signature through an embedded relay;
 #   2. the same gate failing: the service calls back `success: false` and hookgate exits 1;
 #   3. the run as it happens inside GitHub Actions: a standalone `hookgate relay`, and the job
-#      summary and step outputs hookgate writes for the workflow.
+#      summary and step outputs hookgate writes for the workflow;
+#   4. gates that hold no runner: the relay as a GitHub App answering deployment protection
+#      rules, with a small fake GitHub that sends the signed events and takes the answers: one
+#      deployment approved, one rejected.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -91,4 +94,57 @@ bold "The job summary (\$GITHUB_STEP_SUMMARY) the workflow run would show"
 cat "$work/summary.md"
 bold "The step outputs (\$GITHUB_OUTPUT)"
 cat "$work/output.txt"
+bold "5. Gates that hold no runner: the relay as the GitHub App of a deployment protection rule"
+# A port for the App's relay, known before it starts: the fake GitHub sends its events there.
+app_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' 2>/dev/null || echo 18081)
+app_url="http://127.0.0.1:$app_port"
+webhook_secret=$(head -c 24 /dev/urandom | base64 | tr -d '\n/+=')
+# The repository demo/shop as the fake GitHub serves it: its deployment file names the service.
+mkdir -p "$work/github/demo/shop"
+sed "s|SERVICE_URL|$service_url|" demo/app-deploy.yml >"$work/github/demo/shop/deploy.yml"
+github_url=$(DEMO_RELAY_URL=$app_url DEMO_WEBHOOK_SECRET=$webhook_secret DEMO_FILES=$work/github \
+  start_and_wait_for_url "$work/github.log" target/debug/hookgate-demo-service fake-github)
+echo "fake GitHub listening on $github_url"
+# The server's gates configuration: demo/shop may use the secret callback_secret, and the gates
+# may call the demo service on this machine (loopback is refused unless allowed).
+cat >"$work/gates.yml" <<YAML
+secrets:
+  demo/shop: [callback_secret]
+allowOutbound: [127.0.0.1]
+YAML
+echo "gates configuration:"; sed 's/^/  /' "$work/gates.yml"
+# The App's three settings (the key is the tests' throwaway App key), and where GitHub's API is.
+HOOKGATE_GITHUB_APP_ID=1 HOOKGATE_GITHUB_APP_KEY=tests/vectors/github-app-test-key.pem \
+  HOOKGATE_GITHUB_WEBHOOK_SECRET=$webhook_secret HOOKGATE_SECRET_callback_secret=$secret \
+  "$hookgate" relay --listen "127.0.0.1:$app_port" --public-url "$app_url" \
+  --store "sqlite:$work/app.sqlite" --github-api-url "$github_url" \
+  --gates-config "$work/gates.yml" --gate-report-interval 1s >"$work/app.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do
+  "$hookgate" healthcheck --url "$app_url/healthz" 2>/dev/null && break
+  sleep 0.1
+done
+"$hookgate" healthcheck --url "$app_url/healthz" || { cat "$work/app.log" >&2; exit 1; }
+echo "the App's relay listening on $app_url (POST /github/webhook)"
+echo
+echo "GitHub: a job deploying to production starts, and to production-eu:"
+curl -fsS -X POST "$github_url/demo/deploy?environment=production&run_id=501"
+curl -fsS -X POST "$github_url/demo/deploy?environment=production-eu&run_id=502"
+answers=0
+for _ in $(seq 1 300); do
+  answers=$(curl -fsS "$github_url/demo/reviews" | grep -o '"state":"[a-z]*"' | wc -l || true)
+  ((answers >= 2)) && break
+  sleep 0.1
+done
+bold "What the fake GitHub received: status reports while the gates waited, then the answers"
+cat "$work/github.log"
+bold "The relay's log of each gate's state (repository, environment, run id, delivery)"
+grep -E 'gate (opened|taken|decided|answered)' "$work/app.log" | sed 's/\x1b\[[0-9;]*m//g'
+bold "The App's metrics"
+curl -fsS "$app_url/metrics" | grep -E '^hookgate_gate' || true
+((answers >= 2)) || { echo "error: expected two answers" >&2; cat "$work/app.log" >&2; exit 1; }
+curl -fsS "$github_url/demo/reviews" | grep -q '"state":"approved"' || { echo "error: production was not approved" >&2; exit 1; }
+curl -fsS "$github_url/demo/reviews" | grep -q '"state":"rejected"' || { echo "error: production-eu was not rejected" >&2; exit 1; }
+echo "production: approved; production-eu: rejected; no runner waited for either."
+
 bold "Done: dispatch, signed callback, relay, verdict and report, all on this machine."

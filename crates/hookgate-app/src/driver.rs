@@ -224,6 +224,9 @@ async fn send_answer(
         .duration_since(new.received_at)
         .unwrap_or_default();
     app.metrics.answered(state == "approved", timed_out, after);
+    if let Ok(open) = app.store.open_count().await {
+        app.metrics.set_open(open);
+    }
     tracing::info!(
         delivery = %new.delivery,
         repository = %new.repository,

@@ -94,6 +94,9 @@ pub async fn take(State(app): State<Arc<AppState>>, headers: HeaderMap, body: By
                 "gate opened"
             );
             app.wake.notify_one();
+            if let Ok(open) = app.store.open_count().await {
+                app.metrics.set_open(open);
+            }
             answer(StatusCode::ACCEPTED, "gate opened")
         }
         Ok(false) => {

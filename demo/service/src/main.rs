@@ -4,6 +4,9 @@
 //!
 //! Usage: `hookgate-demo-service HOOKGATE_BINARY` with `DEMO_CALLBACK_SECRET` set. It prints
 //! `listening on http://127.0.0.1:PORT` and serves until it is killed.
+//! `hookgate-demo-service fake-github` stands in for GitHub instead (see [`fake_github`]).
+
+mod fake_github;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -22,6 +25,9 @@ struct Settings {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("fake-github") {
+        return fake_github::serve().await;
+    }
     let (Some(hookgate), Ok(secret)) = (
         std::env::args().nth(1),
         std::env::var("DEMO_CALLBACK_SECRET"),
@@ -33,6 +39,11 @@ async fn main() -> ExitCode {
     let app = Router::new()
         .route("/tests", post(start_tests))
         .with_state(settings);
+    listen_and_serve(app).await
+}
+
+/// Serves `app` on 127.0.0.1 and a free port, printing `listening on URL`.
+async fn listen_and_serve(app: Router) -> ExitCode {
     let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
         Ok(listener) => listener,
         Err(err) => {
