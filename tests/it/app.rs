@@ -403,6 +403,34 @@ async fn app_rejects_a_deployment_whose_gate_times_out() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_rejects_a_deployment_past_the_servers_gate_timeout() {
+    let service = accepting_service();
+    let setup = Setup::new(
+        &deploy_file(&service.url, ""),
+        &format!("{ALLOW_LOCAL}timeout: 2s\n"),
+    )
+    .await;
+    let relay = setup.relay(&setup.sqlite());
+    deliver(
+        &relay,
+        "delivery-gate-timeout",
+        "deployment_protection_rule",
+        &protection_event(112, "production"),
+        None,
+    )
+    .await;
+    let answer = setup.answer(112, &relay).await;
+    assert_eq!(answer["state"], "rejected");
+    let comment = answer["comment"].as_str().unwrap();
+    assert!(comment.contains("the gate's time limit of 2s"), "{comment}");
+    assert!(
+        metrics(&relay)
+            .await
+            .contains("hookgate_gates_timed_out_total 1")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn app_refuses_forged_and_missing_webhook_signatures() {
     let service = accepting_service();
     let setup = Setup::new(&deploy_file(&service.url, ""), ALLOW_LOCAL).await;

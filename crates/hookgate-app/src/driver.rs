@@ -321,6 +321,10 @@ async fn decide(app: &Arc<AppState>, gate: &Gate, api: &RepositoryApi) -> Decisi
         ),
         github,
         run_timeout: Some(left),
+        run_timeout_name: format!(
+            "the gate's time limit of {} (the server's `timeout`)",
+            humantime::format_duration(app.settings.timeout)
+        ),
         outbound: Some(app.settings.outbound.clone()),
         ..RunSettings::default()
     };

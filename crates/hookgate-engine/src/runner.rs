@@ -664,7 +664,7 @@ async fn run_webhook(
     let step_timeout = call.timeout;
     let step_deadline = deadline_after(start, step_timeout);
     let (deadline, limit) = match shared.run_deadline {
-        Some(run) if run < step_deadline => (run, "the run's --timeout".to_owned()),
+        Some(run) if run < step_deadline => (run, shared.settings.run_timeout_name.clone()),
         _ => (
             step_deadline,
             format!(

@@ -98,6 +98,8 @@ pub struct RunSettings {
     pub github: IndexMap<String, String>,
     /// The whole run's time limit (`--timeout`).
     pub run_timeout: Option<Duration>,
+    /// What the run's time limit is called in messages ("no result within ...").
+    pub run_timeout_name: String,
     /// Delays between retries of a request.
     pub retry_backoff: Backoff,
     /// Delays between attempts to reach an unavailable relay.
@@ -131,6 +133,7 @@ impl Default for RunSettings {
             armory: ArmoryValues::default(),
             github: IndexMap::new(),
             run_timeout: None,
+            run_timeout_name: "the run's --timeout".to_owned(),
             retry_backoff: Backoff::default(),
             relay_backoff: Backoff {
                 base: Duration::from_secs(1),
