@@ -151,7 +151,9 @@ async fn drive(app: Arc<AppState>, gate: Gate) {
     let api = match RepositoryApi::new(&app.identity, &new.repository) {
         Ok(api) => api,
         Err(err) => {
-            tracing::error!(delivery = %new.delivery, error = %err, "cannot reach GitHub for the gate");
+            // Nothing can answer it: closed, so it is not taken again and again.
+            tracing::error!(delivery = %new.delivery, repository = %new.repository, error = %err, "cannot reach GitHub for the gate; closing it unanswered");
+            let _ = app.store.close(&new.delivery, &app.owner).await;
             return;
         }
     };

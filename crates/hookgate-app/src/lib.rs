@@ -28,6 +28,7 @@ pub use driver::MAX_STATUS_REPORTS;
 pub use gates::{GateStore, GateStoreError};
 pub use github::{AppIdentity, COMMENT_LIMIT};
 pub use settings::GateSettings;
+pub use webhook::parse_event;
 
 use crate::metrics::AppMetrics;
 
@@ -115,7 +116,7 @@ impl App {
         });
         let router = Router::new()
             .route("/github/webhook", post(webhook::take))
-            .layer(DefaultBodyLimit::max(webhook::MAX_DELIVERY))
+            .layer(DefaultBodyLimit::disable())
             .with_state(state.clone());
         let rendered = state.clone();
         let driven = state.clone();

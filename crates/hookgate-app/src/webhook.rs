@@ -5,10 +5,10 @@
 //! every other event is acknowledged and ignored.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use axum::Json;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
@@ -27,8 +27,30 @@ fn answer(status: StatusCode, message: &str) -> Answer {
     (status, Json(json!({ "message": message })))
 }
 
+/// How long a delivery's body may take to arrive: a body sent a byte at a time does not hold
+/// its connection for as long as the sender likes.
+pub const BODY_DEADLINE: Duration = Duration::from_secs(10);
+
 /// Takes one delivery.
-pub async fn take(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Answer {
+pub async fn take(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Answer {
+    let body =
+        match tokio::time::timeout(BODY_DEADLINE, axum::body::to_bytes(body, MAX_DELIVERY)).await {
+            Ok(Ok(body)) => body,
+            Ok(Err(_)) => {
+                app.metrics.webhook(WebhookOutcome::BadRequest);
+                return answer(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &format!("the delivery is larger than {MAX_DELIVERY} bytes"),
+                );
+            }
+            Err(_) => {
+                app.metrics.webhook(WebhookOutcome::BadRequest);
+                return answer(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the delivery's body did not arrive within 10 seconds",
+                );
+            }
+        };
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     if let Err(err) =
         hookgate_auth::github::verify(&app.webhook_secret, &body, header("x-hub-signature-256"))
@@ -60,22 +82,12 @@ pub async fn take(State(app): State<Arc<AppState>>, headers: HeaderMap, body: By
             return answer(StatusCode::ACCEPTED, "event ignored");
         }
     }
-    let payload: Value = match serde_json::from_slice(&body) {
-        Ok(payload) => payload,
-        Err(err) => {
-            app.metrics.webhook(WebhookOutcome::BadRequest);
-            return answer(
-                StatusCode::BAD_REQUEST,
-                &format!("the body is not JSON: {err}"),
-            );
+    let gate = match parse_event(delivery, &body, SystemTime::now(), app.settings.timeout) {
+        Ok(Some(gate)) => gate,
+        Ok(None) => {
+            app.metrics.webhook(WebhookOutcome::Ignored);
+            return answer(StatusCode::ACCEPTED, "action ignored");
         }
-    };
-    if payload.get("action").and_then(Value::as_str) != Some("requested") {
-        app.metrics.webhook(WebhookOutcome::Ignored);
-        return answer(StatusCode::ACCEPTED, "action ignored");
-    }
-    let gate = match gate_of(delivery, &payload, &app) {
-        Ok(gate) => gate,
         Err(why) => {
             app.metrics.webhook(WebhookOutcome::BadRequest);
             tracing::warn!(delivery, reason = %why, "deployment_protection_rule event refused");
@@ -114,8 +126,20 @@ pub async fn take(State(app): State<Arc<AppState>>, headers: HeaderMap, body: By
     }
 }
 
-/// The gate an event asks for.
-fn gate_of(delivery: &str, payload: &Value, app: &AppState) -> Result<NewGate, String> {
+/// The gate a `deployment_protection_rule` delivery asks for, received at `received_at` and
+/// open for `timeout`; `None` for an action other than `requested`, and why for a body that is
+/// not such an event. The body's signature must have been checked first.
+pub fn parse_event(
+    delivery: &str,
+    body: &[u8],
+    received_at: SystemTime,
+    timeout: Duration,
+) -> Result<Option<NewGate>, String> {
+    let payload: Value =
+        serde_json::from_slice(body).map_err(|err| format!("the body is not JSON: {err}"))?;
+    if payload.get("action").and_then(Value::as_str) != Some("requested") {
+        return Ok(None);
+    }
     let text = |pointer: &str| {
         payload
             .pointer(pointer)
@@ -137,8 +161,15 @@ fn gate_of(delivery: &str, payload: &Value, app: &AppState) -> Result<NewGate, S
         .ok_or("the event has no `installation.id`")?;
     let run_id = run_id_of(callback)
         .ok_or("`deployment_callback_url` names no workflow run (…/actions/runs/ID/deployment_protection_rule)")?;
-    let received_at = SystemTime::now();
-    Ok(NewGate {
+    if hookgate_github::context::Repository::parse(repository).is_none() {
+        return Err(format!(
+            "`repository.full_name` {repository:?} is not owner/name"
+        ));
+    }
+    if environment.len() > 255 {
+        return Err("`environment` is longer than 255 characters".to_owned());
+    }
+    Ok(Some(NewGate {
         delivery: delivery.to_owned(),
         repository: repository.to_owned(),
         environment: environment.to_owned(),
@@ -146,8 +177,8 @@ fn gate_of(delivery: &str, payload: &Value, app: &AppState) -> Result<NewGate, S
         installation_id,
         event: payload.to_string(),
         received_at,
-        deadline: received_at + app.settings.timeout,
-    })
+        deadline: received_at + timeout,
+    }))
 }
 
 /// The run id in `…/actions/runs/{run_id}/deployment_protection_rule`.
@@ -160,7 +191,49 @@ fn run_id_of(url: &str) -> Option<i64> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
+
+    #[test]
+    fn the_seed_corpus_parses_without_panic() {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fuzz/corpus/github_event"
+        );
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            let _ = parse_event("d", &bytes, SystemTime::now(), Duration::from_secs(60));
+            seen += 1;
+        }
+        assert!(seen >= 3, "the corpus is missing");
+    }
+
+    #[test]
+    fn events_parse_into_gates_or_say_why_not() {
+        let event = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/vectors/github-deployment-protection-rule-event.json"
+        ))
+        .unwrap();
+        let now = SystemTime::now();
+        let gate = parse_event("d1", &event, now, Duration::from_secs(60))
+            .unwrap()
+            .unwrap();
+        assert_eq!(gate.repository, "acme/web");
+        assert_eq!(gate.run_id, 1);
+        assert_eq!(gate.deadline, now + Duration::from_secs(60));
+        assert!(
+            parse_event("d", b"{\"action\": \"other\"}", now, Duration::ZERO)
+                .unwrap()
+                .is_none()
+        );
+        let err =
+            parse_event("d", b"{\"action\": \"requested\"}", now, Duration::ZERO).unwrap_err();
+        assert!(err.contains("repository.full_name"), "{err}");
+        assert!(parse_event("d", b"\xff", now, Duration::ZERO).is_err());
+    }
 
     #[test]
     fn the_run_id_comes_from_the_callback_url() {

@@ -301,6 +301,28 @@ mod tests {
     }
 
     #[test]
+    fn addresses_written_in_urls_are_checked_in_every_spelling() {
+        let policy = OutboundPolicy::default();
+        for url in [
+            "http://169.254.169.254/latest/meta-data",
+            "http://[::ffff:169.254.169.254]/",
+            "http://[::1]:8080/",
+            "http://2852039166/",
+            "http://0x7f.1/",
+            "http://127.1/",
+            "http://10.0.0.1./",
+        ] {
+            let parsed = reqwest::Url::parse(url).unwrap();
+            assert!(policy.check_url(&parsed).is_err(), "{url} passed");
+        }
+        let public = reqwest::Url::parse("https://140.82.112.3/").unwrap();
+        assert!(policy.check_url(&public).is_ok());
+        // Names are checked when resolved, not here.
+        let name = reqwest::Url::parse("https://metadata.google.internal/").unwrap();
+        assert!(policy.check_url(&name).is_ok());
+    }
+
+    #[test]
     fn ranges_parse_and_refuse_nonsense() {
         assert!(IpRange::parse("10.0.0.0/33").is_err());
         assert!(IpRange::parse("ten/8").is_err());
