@@ -132,6 +132,7 @@ async fn deliver(
 struct Setup {
     github: FakeGithub,
     dir: tempfile::TempDir,
+    lease: &'static str,
 }
 
 impl Setup {
@@ -146,7 +147,11 @@ impl Setup {
             "API_TOKEN: s3cr3t-api-token-value\n",
         )
         .unwrap();
-        Setup { github, dir }
+        Setup {
+            github,
+            dir,
+            lease: "2s",
+        }
     }
 
     fn sqlite(&self) -> String {
@@ -172,7 +177,7 @@ impl Setup {
                 "--gate-secrets".to_owned(),
                 path("secrets.yml"),
                 "--gate-lease".to_owned(),
-                "2s".to_owned(),
+                self.lease.to_owned(),
                 "--gate-claim-interval".to_owned(),
                 "200ms".to_owned(),
                 "--gate-report-interval".to_owned(),
@@ -791,4 +796,86 @@ async fn app_refuses_a_redirect_to_a_private_address() {
         "{comment}"
     );
     assert_eq!(service.requests().len(), 1, "the first hop was allowed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_gate_is_taken_at_once_after_a_graceful_restart() {
+    let service = accepting_service();
+    let mut setup = Setup::new(&deploy_file(&service.url, ""), ALLOW_LOCAL).await;
+    // A lease far longer than the test: only giving it up on SIGTERM lets the restart take the
+    // gate in time.
+    setup.lease = "10m";
+    let store = setup.sqlite();
+    let mut relay = setup.relay(&store);
+    deliver(
+        &relay,
+        "delivery-term",
+        "deployment_protection_rule",
+        &protection_event(113, "production"),
+        None,
+    )
+    .await;
+    let requests = wait_for_requests(&service, 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        relay.terminate(),
+        "the relay did not exit cleanly:\n{}",
+        relay.log()
+    );
+    let restarted = setup.relay(&store);
+    call_back(&restarted, &requests[0], true, "passed across a restart").await;
+    let answer = setup.answer(113, &restarted).await;
+    assert_eq!(answer["state"], "approved");
+    assert_eq!(service.requests().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_sends_at_most_ten_status_reports_per_gate() {
+    let service = TestServer::start(|seen, earlier| match seen.method.as_str() {
+        "POST" => Reply::json(json!({"state": "RUNNING", "message": "starting"})),
+        _ if earlier.len() < 40 => Reply::json(
+            json!({"state": "RUNNING", "message": format!("check {} of 40", earlier.len())}),
+        ),
+        _ => Reply::json(json!({"state": "SUCCEEDED", "message": "40 of 40"})),
+    });
+    let extra = "    waitFor: poll\n    poll:\n      statusUrlResolution: getMethod\n      statusJsonPath: $.state\n      successStatuses: [SUCCEEDED]\n      progressJsonPath: $.message\n      interval: 50ms\n";
+    let setup = Setup::new(&deploy_file(&service.url, extra), ALLOW_LOCAL).await;
+    let relay = setup.relay(&setup.sqlite());
+    deliver(
+        &relay,
+        "delivery-reports",
+        "deployment_protection_rule",
+        &protection_event(114, "production"),
+        None,
+    )
+    .await;
+    let answer = setup.answer(114, &relay).await;
+    assert_eq!(answer["state"], "approved");
+    assert!(
+        service.requests().len() > 20,
+        "too few polls to test the limit"
+    );
+    let reports = setup.github.reviews().len() - 1;
+    assert_eq!(reports, 10, "{:?}", setup.github.reviews());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_refuses_an_oversized_delivery() {
+    let setup = Setup::new("version: v1\n", "").await;
+    let relay = setup.relay(&setup.sqlite());
+    let response = reqwest::Client::new()
+        .post(format!("{}/github/webhook", relay.url()))
+        .header("X-GitHub-Event", "deployment_protection_rule")
+        .header("X-GitHub-Delivery", "delivery-huge")
+        .header("X-Hub-Signature-256", format!("sha256={}", "0".repeat(64)))
+        .body(vec![b' '; 2 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // The relay goes on taking deliveries.
+    assert_eq!(
+        deliver(&relay, "delivery-after", "ping", &json!({}), None).await,
+        StatusCode::OK
+    );
 }

@@ -133,6 +133,16 @@ impl RelayProcess {
         self.child.wait().unwrap();
     }
 
+    /// Sends SIGTERM and waits for the process to exit; answers whether it exited 0.
+    pub(crate) fn terminate(&mut self) -> bool {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        self.child.wait().unwrap().success()
+    }
+
     pub(crate) fn log(&self) -> String {
         self.log.lock().unwrap().join("\n")
     }
