@@ -255,6 +255,13 @@ fn app_config(args: &Args) -> anyhow::Result<Option<hookgate_app::AppConfig>> {
         std::env::vars(),
     )
     .map_err(|err| anyhow::anyhow!("{err}"))?;
+    if args.gate_claim_interval * 3 > args.gate_lease {
+        anyhow::bail!(
+            "--gate-claim-interval ({}) must be at most a third of --gate-lease ({}): leases are renewed at that interval",
+            humantime::format_duration(args.gate_claim_interval),
+            humantime::format_duration(args.gate_lease)
+        );
+    }
     let mut config = hookgate_app::AppConfig::new(identity, webhook_secret);
     config.settings = settings;
     config.lease = args.gate_lease.max(Duration::from_secs(1));

@@ -69,6 +69,9 @@ fn protection_event(run_id: u64, environment: &str) -> Value {
     event["deployment"]["sha"] = json!("9fceb02d0ae598e95dc970b74767f19372d61af8");
     event["deployment"]["ref"] = json!("refs/heads/main");
     event["deployment"]["environment"] = json!(environment);
+    event["deployment"]["id"] = json!(run_id + 9000);
+    event["deployment"]["created_at"] =
+        json!(humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string());
     check_event_schema(&event);
     event
 }
@@ -126,6 +129,12 @@ async fn deliver(
         }
     }
     request.body(bytes).send().await.unwrap().status()
+}
+
+/// Sends a signed event asking for the gate of run `run_id` to production.
+async fn request_gate(relay: &RelayProcess, delivery: &str, run_id: u64) -> StatusCode {
+    let event = protection_event(run_id, "production");
+    deliver(relay, delivery, "deployment_protection_rule", &event, None).await
 }
 
 /// Everything one App test needs.
@@ -263,14 +272,7 @@ async fn app_approves_a_deployment_after_a_signed_callback() {
     let service = accepting_service();
     let setup = Setup::new(&deploy_file(&service.url, ""), ALLOW_LOCAL).await;
     let relay = setup.relay(&setup.sqlite());
-    let status = deliver(
-        &relay,
-        "delivery-approve",
-        "deployment_protection_rule",
-        &protection_event(101, "production"),
-        None,
-    )
-    .await;
+    let status = request_gate(&relay, "delivery-approve", 101).await;
     assert_eq!(status, StatusCode::ACCEPTED);
 
     let requests = wait_for_requests(&service, 1);
@@ -335,14 +337,7 @@ async fn app_rejects_a_deployment_on_a_failed_callback() {
     let service = accepting_service();
     let setup = Setup::new(&deploy_file(&service.url, ""), ALLOW_LOCAL).await;
     let relay = setup.relay(&setup.sqlite());
-    deliver(
-        &relay,
-        "delivery-reject",
-        "deployment_protection_rule",
-        &protection_event(102, "production"),
-        None,
-    )
-    .await;
+    request_gate(&relay, "delivery-reject", 102).await;
     let requests = wait_for_requests(&service, 1);
     call_back(&relay, &requests[0], false, "3 smoke tests failed").await;
     let answer = setup.answer(102, &relay).await;
@@ -367,14 +362,7 @@ async fn app_rejects_a_deployment_on_a_failed_poll() {
     let extra = "    waitFor: poll\n    poll:\n      statusUrlResolution: getMethod\n      statusJsonPath: $.state\n      successStatuses: [SUCCEEDED]\n      terminalStatuses: [TERMINAL]\n      progressJsonPath: $.message\n      interval: 100ms\n";
     let setup = Setup::new(&deploy_file(&service.url, extra), ALLOW_LOCAL).await;
     let relay = setup.relay(&setup.sqlite());
-    deliver(
-        &relay,
-        "delivery-poll",
-        "deployment_protection_rule",
-        &protection_event(103, "production"),
-        None,
-    )
-    .await;
+    request_gate(&relay, "delivery-poll", 103).await;
     let answer = setup.answer(103, &relay).await;
     assert_eq!(answer["state"], "rejected");
     let comment = answer["comment"].as_str().unwrap();
@@ -387,14 +375,7 @@ async fn app_rejects_a_deployment_whose_gate_times_out() {
     let service = accepting_service();
     let setup = Setup::new(&deploy_file(&service.url, "    timeout: 2s\n"), ALLOW_LOCAL).await;
     let relay = setup.relay(&setup.sqlite());
-    deliver(
-        &relay,
-        "delivery-timeout",
-        "deployment_protection_rule",
-        &protection_event(104, "production"),
-        None,
-    )
-    .await;
+    request_gate(&relay, "delivery-timeout", 104).await;
     let answer = setup.answer(104, &relay).await;
     assert_eq!(answer["state"], "rejected");
     let comment = answer["comment"].as_str().unwrap();
@@ -416,14 +397,7 @@ async fn app_rejects_a_deployment_past_the_servers_gate_timeout() {
     )
     .await;
     let relay = setup.relay(&setup.sqlite());
-    deliver(
-        &relay,
-        "delivery-gate-timeout",
-        "deployment_protection_rule",
-        &protection_event(112, "production"),
-        None,
-    )
-    .await;
+    request_gate(&relay, "delivery-gate-timeout", 112).await;
     let answer = setup.answer(112, &relay).await;
     assert_eq!(answer["state"], "rejected");
     let comment = answer["comment"].as_str().unwrap();
@@ -563,14 +537,7 @@ async fn app_gate_resumes_after_sigkill_and_answers_once() {
     let setup = Setup::new(&deploy_file(&service.url, ""), ALLOW_LOCAL).await;
     let store = setup.sqlite();
     let mut relay = setup.relay(&store);
-    deliver(
-        &relay,
-        "delivery-kill",
-        "deployment_protection_rule",
-        &protection_event(107, "production"),
-        None,
-    )
-    .await;
+    request_gate(&relay, "delivery-kill", 107).await;
     let requests = wait_for_requests(&service, 1);
     // The request was answered and written down; the gate waits for its callback.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -637,8 +604,9 @@ async fn app_two_replicas_on_postgres_drive_a_gate_once() {
         StatusCode::OK
     );
     let requests = wait_for_requests(&service, 1);
-    // Both replicas look for gates every 200 ms; only the lease holder sends.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Both replicas look for gates every 200 ms, for longer than a lease (2 s): only the lease
+    // holder sends, and it keeps its lease by renewing it.
+    tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(service.requests().len(), 1);
     let first_drives = first.log().contains("gate taken");
     assert_ne!(
@@ -685,14 +653,7 @@ async fn app_rejects_a_secret_the_repository_was_not_granted() {
     )
     .await;
     let relay = setup.relay(&setup.sqlite());
-    deliver(
-        &relay,
-        "delivery-secret",
-        "deployment_protection_rule",
-        &protection_event(109, "production"),
-        None,
-    )
-    .await;
+    request_gate(&relay, "delivery-secret", 109).await;
     let answer = setup.answer(109, &relay).await;
     assert_eq!(answer["state"], "rejected");
     let comment = answer["comment"].as_str().unwrap();
@@ -717,14 +678,7 @@ async fn app_masks_a_granted_secret_in_comments_and_logs() {
     )
     .await;
     let relay = setup.relay(&setup.sqlite());
-    deliver(
-        &relay,
-        "delivery-mask",
-        "deployment_protection_rule",
-        &protection_event(110, "production"),
-        None,
-    )
-    .await;
+    request_gate(&relay, "delivery-mask", 110).await;
     let answer = setup.answer(110, &relay).await;
     assert_eq!(answer["state"], "rejected");
     let requests = service.requests();
@@ -749,14 +703,7 @@ async fn outbound_refusal(url: &str, gates_config: &str) -> String {
     )
     .await;
     let relay = setup.relay(&setup.sqlite());
-    deliver(
-        &relay,
-        "delivery-ssrf",
-        "deployment_protection_rule",
-        &protection_event(111, "production"),
-        None,
-    )
-    .await;
+    request_gate(&relay, "delivery-ssrf", 111).await;
     let answer = setup.answer(111, &relay).await;
     assert_eq!(answer["state"], "rejected");
     answer["comment"].as_str().unwrap().to_owned()
@@ -807,14 +754,7 @@ async fn app_gate_is_taken_at_once_after_a_graceful_restart() {
     setup.lease = "10m";
     let store = setup.sqlite();
     let mut relay = setup.relay(&store);
-    deliver(
-        &relay,
-        "delivery-term",
-        "deployment_protection_rule",
-        &protection_event(113, "production"),
-        None,
-    )
-    .await;
+    request_gate(&relay, "delivery-term", 113).await;
     let requests = wait_for_requests(&service, 1);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
@@ -841,14 +781,7 @@ async fn app_sends_at_most_ten_status_reports_per_gate() {
     let extra = "    waitFor: poll\n    poll:\n      statusUrlResolution: getMethod\n      statusJsonPath: $.state\n      successStatuses: [SUCCEEDED]\n      progressJsonPath: $.message\n      interval: 50ms\n";
     let setup = Setup::new(&deploy_file(&service.url, extra), ALLOW_LOCAL).await;
     let relay = setup.relay(&setup.sqlite());
-    deliver(
-        &relay,
-        "delivery-reports",
-        "deployment_protection_rule",
-        &protection_event(114, "production"),
-        None,
-    )
-    .await;
+    request_gate(&relay, "delivery-reports", 114).await;
     let answer = setup.answer(114, &relay).await;
     assert_eq!(answer["state"], "approved");
     assert!(
@@ -878,4 +811,40 @@ async fn app_refuses_an_oversized_delivery() {
         deliver(&relay, "delivery-after", "ping", &json!({}), None).await,
         StatusCode::OK
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_sends_its_answer_again_while_github_rate_limits_it() {
+    use crate::fake_github::Scripted;
+    let service = TestServer::start(|_, _| Reply::status(200));
+    let setup = Setup::new(
+        &deploy_file(&service.url, "    waitFor: none\n"),
+        ALLOW_LOCAL,
+    )
+    .await;
+    // The status report meets four of them (the client's attempts), the answer's first send
+    // the next four, and its second send the last one.
+    for _ in 0..9 {
+        setup.github.script(
+            Scripted::new(
+                "POST",
+                "/deployment_protection_rule",
+                429,
+                json!({"message": "You have exceeded a secondary rate limit"}),
+            )
+            .header("retry-after", "1"),
+        );
+    }
+    let relay = setup.relay(&setup.sqlite());
+    request_gate(&relay, "delivery-429", 115).await;
+    let answer = setup.answer(115, &relay).await;
+    assert_eq!(answer["state"], "approved");
+    assert_eq!(setup.github.answers().len(), 1);
+    let limited = setup
+        .github
+        .calls()
+        .into_iter()
+        .filter(|c| c.path.ends_with("/deployment_protection_rule") && c.status == 429)
+        .count();
+    assert_eq!(limited, 9, "the rate limits were not all met");
 }

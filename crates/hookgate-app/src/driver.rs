@@ -21,27 +21,48 @@ use crate::AppState;
 use crate::durable::{GateJournal, GateMailbox};
 use crate::gates::Gate;
 use crate::github::RepositoryApi;
+use hookgate_github::client::ApiError;
 
 /// GitHub keeps the status reports of a protection rule; the App sends at most this many per
 /// gate, and at most one per [`AppState::report_interval`], besides the answer itself.
 pub const MAX_STATUS_REPORTS: i64 = 10;
 
+/// The most gates one replica drives at once; more wait for a replica with room.
+pub const MAX_HELD: usize = 512;
+
+/// How long answered gates and their records are kept.
+const ANSWERED_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// A gate this replica drives.
 struct Held {
     task: JoinHandle<()>,
-    renewed: Instant,
+    /// When its lease ends, as last written by this replica (wall-clock time, as the store
+    /// compares it: a replica paused past it stops driving the gate).
+    lease_until: SystemTime,
 }
 
 /// Takes and drives gates until the relay stops; then stops driving and gives the leases up.
 pub async fn run(app: Arc<AppState>) {
     let stopping = app.slots.stopping();
     let mut held: HashMap<String, Held> = HashMap::new();
+    let mut cleaned: Option<Instant> = None;
     loop {
         held.retain(|_, gate| !gate.task.is_finished());
         renew(&app, &mut held).await;
         claim(&app, &mut held).await;
         if let Ok(open) = app.store.open_count().await {
             app.metrics.set_open(open);
+        }
+        if cleaned.is_none_or(|at| at.elapsed() > Duration::from_secs(3600)) {
+            cleaned = Some(Instant::now());
+            let cutoff = SystemTime::now()
+                .checked_sub(ANSWERED_RETENTION)
+                .unwrap_or(SystemTime::UNIX_EPOCH);
+            match app.store.remove_answered_before(cutoff).await {
+                Ok(0) => {}
+                Ok(removed) => tracing::info!(removed, "removed answered gates"),
+                Err(err) => tracing::warn!(error = %err, "cannot remove answered gates"),
+            }
         }
         tokio::select! {
             () = app.wake.notified() => {}
@@ -60,19 +81,24 @@ pub async fn run(app: Arc<AppState>) {
     }
 }
 
+/// Renews each lease with less than two thirds of its time left; a gate whose lease ended
+/// (renewals failed, or this process was paused past it) or went to another replica is no
+/// longer driven here.
 async fn renew(app: &Arc<AppState>, held: &mut HashMap<String, Held>) {
-    let due = app.lease / 3;
     let mut lost = Vec::new();
     for (delivery, gate) in held.iter_mut() {
-        if gate.renewed.elapsed() < due {
+        let now = SystemTime::now();
+        if now >= gate.lease_until {
+            lost.push(delivery.clone());
             continue;
         }
-        match app
-            .store
-            .renew(delivery, &app.owner, SystemTime::now() + app.lease)
-            .await
-        {
-            Ok(true) => gate.renewed = Instant::now(),
+        let left = gate.lease_until.duration_since(now).unwrap_or_default();
+        if left > app.lease * 2 / 3 {
+            continue;
+        }
+        let until = now + app.lease;
+        match app.store.renew(delivery, &app.owner, until).await {
+            Ok(true) => gate.lease_until = until,
             Ok(false) => lost.push(delivery.clone()),
             Err(err) => tracing::warn!(delivery, error = %err, "cannot renew a gate's lease"),
         }
@@ -80,17 +106,20 @@ async fn renew(app: &Arc<AppState>, held: &mut HashMap<String, Held>) {
     for delivery in lost {
         if let Some(gate) = held.remove(&delivery) {
             gate.task.abort();
-            tracing::warn!(
-                delivery,
-                "lost the gate's lease to another replica: stopped driving it"
-            );
+            tracing::warn!(delivery, "the gate's lease ended: stopped driving it here");
         }
     }
 }
 
 async fn claim(app: &Arc<AppState>, held: &mut HashMap<String, Held>) {
+    let room = MAX_HELD.saturating_sub(held.len());
+    if room == 0 {
+        return;
+    }
     let now = SystemTime::now();
-    let gates = match app.store.claim(&app.owner, now, now + app.lease, 16).await {
+    let until = now + app.lease;
+    let limit = i64::try_from(room.min(16)).unwrap_or(16);
+    let gates = match app.store.claim(&app.owner, now, until, limit).await {
         Ok(gates) => gates,
         Err(err) => {
             tracing::warn!(error = %err, "cannot take gates");
@@ -99,6 +128,11 @@ async fn claim(app: &Arc<AppState>, held: &mut HashMap<String, Held>) {
     };
     for gate in gates {
         let delivery = gate.new.delivery.clone();
+        if let Some(driven) = held.get_mut(&delivery) {
+            // Taken back by this replica while its run still goes on here: one run, new lease.
+            driven.lease_until = until;
+            continue;
+        }
         tracing::info!(
             delivery = %delivery,
             repository = %gate.new.repository,
@@ -123,7 +157,7 @@ async fn claim(app: &Arc<AppState>, held: &mut HashMap<String, Held>) {
             delivery,
             Held {
                 task,
-                renewed: Instant::now(),
+                lease_until: until,
             },
         );
     }
@@ -199,16 +233,22 @@ async fn send_answer(
 ) {
     let new = &gate.new;
     let mut delay = Duration::from_secs(1);
+    let give_up = Instant::now() + ANSWER_PATIENCE;
     loop {
         match api
             .review(new.run_id, &new.environment, Some(state), comment)
             .await
         {
-            Ok(()) => break,
-            Err(err) if err.status().is_some_and(|s| s.is_client_error()) => {
+            // A 2xx whose body is not JSON is an answer taken all the same.
+            Ok(()) | Err(ApiError::Unexpected { .. }) => break,
+            Err(err) if err.status().is_some_and(answer_refused_for_good) => {
                 // The rule was answered already (by a reviewer, or by this App before a
                 // restart), or the run is gone: nothing more can be sent.
                 tracing::warn!(delivery = %new.delivery, error = %err, "GitHub refused the gate's answer; closing it");
+                break;
+            }
+            Err(err) if Instant::now() + delay >= give_up => {
+                tracing::error!(delivery = %new.delivery, error = %err, "GitHub did not take the gate's answer for a day; closing it unanswered");
                 break;
             }
             Err(err) => {
@@ -239,6 +279,16 @@ async fn send_answer(
         seconds = after.as_secs_f64(),
         "gate answered"
     );
+}
+
+/// How long an answer is sent again while GitHub does not take it.
+const ANSWER_PATIENCE: Duration = Duration::from_secs(24 * 3600);
+
+/// Whether GitHub refused an answer for good (the rule is answered, the run is gone, the answer
+/// is malformed): 400, 404, 410, 422. Rate limits, 401/403 (a token being renewed, a secondary
+/// limit), timeouts and 5xx may pass.
+fn answer_refused_for_good(status: reqwest::StatusCode) -> bool {
+    matches!(status.as_u16(), 400 | 404 | 410 | 422)
 }
 
 /// Runs the gate and decides its answer.

@@ -13,7 +13,29 @@ use hookgate_engine::{Journal, Mailbox, MailboxError, StepRecord};
 use hookgate_protocol::{CreateSlot, Delivery, SlotCreated};
 use hookgate_relay::{LocalError, LocalSlots};
 
-use crate::gates::GateStore;
+use crate::gates::{GateStore, GateStoreError};
+
+/// Runs a store call until it succeeds or the lease is lost: a database that is away for a
+/// moment (a failover, a busy file) delays the gate instead of failing it. While it is away
+/// the lease runs out, and then the writes end with [`GateStoreError::LeaseLost`] and the gate
+/// goes to whichever replica takes it next.
+async fn persist<T, F, Fut>(what: &str, mut call: F) -> Result<T, GateStoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, GateStoreError>>,
+{
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match call().await {
+            Err(GateStoreError::Database { context, source }) => {
+                tracing::warn!(error = %source, context, what, ?delay, "the gate store failed; trying again");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
+}
 
 /// One gate's slots, in the relay that drives it.
 pub struct GateMailbox {
@@ -46,11 +68,11 @@ impl GateMailbox {
             *count
         };
         let name = format!("slot:{}#{occurrence}", request.label);
-        let known = self
-            .store
-            .recall(&self.delivery, &name)
-            .await
-            .map_err(|err| MailboxError::Transient(err.to_string()))?;
+        let known = persist("reading a slot", || {
+            self.store.recall(&self.delivery, &name)
+        })
+        .await
+        .map_err(|err| MailboxError::Permanent(err.to_string()))?;
         if let Some(body) = known
             && let Ok(slot) = serde_json::from_str::<SlotCreated>(&body)
             && slot.deadline > SystemTime::now()
@@ -60,10 +82,11 @@ impl GateMailbox {
         let slot = self.slots.open(request).await.map_err(local_error)?;
         let body = serde_json::to_string(&slot)
             .map_err(|err| MailboxError::Permanent(format!("cannot keep the slot: {err}")))?;
-        self.store
-            .record(&self.delivery, &self.owner, &name, &body)
-            .await
-            .map_err(|err| MailboxError::Permanent(err.to_string()))?;
+        persist("keeping a slot", || {
+            self.store.record(&self.delivery, &self.owner, &name, &body)
+        })
+        .await
+        .map_err(|err| MailboxError::Permanent(err.to_string()))?;
         Ok(slot)
     }
 }
@@ -117,11 +140,12 @@ impl GateJournal {
 impl Journal for GateJournal {
     fn recall<'a>(&'a self, step: &'a str) -> BoxFuture<'a, Result<Option<StepRecord>, String>> {
         async move {
-            let body = self
-                .store
-                .recall(&self.delivery, &format!("step:{step}"))
-                .await
-                .map_err(|err| err.to_string())?;
+            let name = format!("step:{step}");
+            let body = persist("reading a step", || {
+                self.store.recall(&self.delivery, &name)
+            })
+            .await
+            .map_err(|err| err.to_string())?;
             match body {
                 Some(body) => serde_json::from_str(&body)
                     .map(Some)
@@ -139,10 +163,12 @@ impl Journal for GateJournal {
     ) -> BoxFuture<'a, Result<(), String>> {
         async move {
             let body = serde_json::to_string(record).map_err(|err| err.to_string())?;
-            self.store
-                .record(&self.delivery, &self.owner, &format!("step:{step}"), &body)
-                .await
-                .map_err(|err| err.to_string())
+            let name = format!("step:{step}");
+            persist("writing a step", || {
+                self.store.record(&self.delivery, &self.owner, &name, &body)
+            })
+            .await
+            .map_err(|err| err.to_string())
         }
         .boxed()
     }

@@ -5,23 +5,29 @@
 //!
 //! A replica drives a gate only while it holds the gate's lease. Taking a lease is one
 //! `UPDATE ... WHERE lease_until < now`: of two replicas racing for one gate, the second finds
-//! the lease taken when its turn at the row comes. Every record is written only while the lease
-//! is held, so a replica that lost its lease (paused, partitioned) cannot write over the one
-//! that took the gate over.
+//! the lease taken when its turn at the row comes. Every write is made only while the lease is
+//! held and unexpired (`lease_owner` and `lease_until > now`), so a replica whose lease ran out
+//! (paused, partitioned) cannot write over the one that took the gate over: another replica can
+//! take a lease only after it expired, and from then on the old holder's writes match no row.
 
+use std::str::FromStr as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::{PgPool, SqlitePool};
 
-/// The tables, created when missing (the statement list is the same on both databases).
-const SCHEMA: [&str; 2] = [
+/// The tables, created when missing (the statement list is the same on both databases). A
+/// gate is one delivery, and also one (repository, environment, run, deployment): the
+/// delivery id is a header the signature does not cover, so a signed body sent again under a
+/// new id is still the same gate.
+const SCHEMA: [&str; 3] = [
     "CREATE TABLE IF NOT EXISTS hookgate_gates (
         delivery TEXT PRIMARY KEY,
         repository TEXT NOT NULL,
         environment TEXT NOT NULL,
         run_id BIGINT NOT NULL,
+        deployment_id BIGINT NOT NULL,
         installation_id BIGINT NOT NULL,
         event TEXT NOT NULL,
         received_at BIGINT NOT NULL,
@@ -33,8 +39,10 @@ const SCHEMA: [&str; 2] = [
         lease_until BIGINT NOT NULL DEFAULT 0,
         takes BIGINT NOT NULL DEFAULT 0,
         reports BIGINT NOT NULL DEFAULT 0,
-        answered_at BIGINT
+        answered_at BIGINT,
+        UNIQUE (repository, environment, run_id, deployment_id)
     )",
+    "CREATE INDEX IF NOT EXISTS hookgate_gates_open ON hookgate_gates (state, lease_until)",
     "CREATE TABLE IF NOT EXISTS hookgate_gate_records (
         delivery TEXT NOT NULL,
         name TEXT NOT NULL,
@@ -96,6 +104,8 @@ pub struct NewGate {
     pub environment: String,
     /// The workflow run waiting.
     pub run_id: i64,
+    /// The deployment (`deployment.id`; 0 when the event names none).
+    pub deployment_id: i64,
     /// The App's installation.
     pub installation_id: i64,
     /// The event's JSON.
@@ -127,6 +137,7 @@ type GateRow = (
     String,
     i64,
     i64,
+    i64,
     String,
     i64,
     i64,
@@ -137,23 +148,24 @@ type GateRow = (
 );
 
 fn gate_of(row: GateRow) -> Gate {
-    let (delivery, repository, environment, run_id, installation_id, event) =
-        (row.0, row.1, row.2, row.3, row.4, row.5);
+    let (delivery, repository, environment, run_id, deployment_id, installation_id, event) =
+        (row.0, row.1, row.2, row.3, row.4, row.5, row.6);
     Gate {
         new: NewGate {
             delivery,
             repository,
             environment,
             run_id,
+            deployment_id,
             installation_id,
             event,
-            received_at: from_millis(row.6),
-            deadline: from_millis(row.7),
+            received_at: from_millis(row.7),
+            deadline: from_millis(row.8),
         },
-        answer: row.8,
-        comment: row.9,
-        takes: row.10,
-        reports: row.11,
+        answer: row.9,
+        comment: row.10,
+        takes: row.11,
+        reports: row.12,
     }
 }
 
@@ -161,6 +173,10 @@ fn gate_of(row: GateRow) -> Gate {
 pub fn to_millis(at: SystemTime) -> i64 {
     at.duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn now_millis() -> i64 {
+    to_millis(SystemTime::now())
 }
 
 fn from_millis(millis: i64) -> SystemTime {
@@ -177,61 +193,87 @@ pub struct GateStore {
 impl GateStore {
     /// Opens the database a relay `--store` URL names and creates the tables it lacks.
     pub async fn open(url: &str) -> Result<Self, GateStoreError> {
-        let (pool, temporary) =
-            if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-                let pool = PgPoolOptions::new()
-                    .max_connections(4)
-                    .connect(url)
-                    .await
-                    .map_err(db("connecting to PostgreSQL for gates"))?;
-                (Pool::Postgres(pool), None)
-            } else if let Some(rest) = url.strip_prefix("sqlite:") {
-                let (path, temporary) = if rest == ":memory:" {
-                    let dir = tempfile::tempdir().map_err(GateStoreError::TempFile)?;
-                    (dir.path().join("gates.sqlite"), Some(dir))
-                } else {
-                    (
-                        std::path::PathBuf::from(rest.trim_start_matches("//")),
-                        None,
-                    )
-                };
-                let options = SqliteConnectOptions::new()
-                    .filename(&path)
-                    .create_if_missing(true)
-                    .journal_mode(SqliteJournalMode::Wal)
-                    .busy_timeout(Duration::from_secs(10));
-                let pool = SqlitePoolOptions::new()
-                    .max_connections(2)
-                    .connect_with(options)
-                    .await
-                    .map_err(db("opening the SQLite file for gates"))?;
-                (Pool::Sqlite(pool), temporary)
+        let (pool, temporary) = if url.starts_with("postgres://")
+            || url.starts_with("postgresql://")
+        {
+            let pool = PgPoolOptions::new()
+                .max_connections(4)
+                .connect(url)
+                .await
+                .map_err(db("connecting to PostgreSQL for gates"))?;
+            (Pool::Postgres(pool), None)
+        } else if let Some(rest) = url.strip_prefix("sqlite:") {
+            // As the relay's own store reads the URL: an in-memory store is a private
+            // temporary file, so that every pooled connection sees the same tables.
+            let (options, temporary) = if rest.contains(":memory:") || rest.contains("mode=memory")
+            {
+                let dir = tempfile::tempdir().map_err(GateStoreError::TempFile)?;
+                let options = SqliteConnectOptions::new().filename(dir.path().join("gates.sqlite"));
+                (options, Some(dir))
             } else {
-                return Err(GateStoreError::UnsupportedUrl(url.to_owned()));
+                let options = SqliteConnectOptions::from_str(url)
+                    .map_err(db("reading the SQLite store URL"))?;
+                (options, None)
             };
+            let options = options
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .busy_timeout(Duration::from_secs(10));
+            let pool = SqlitePoolOptions::new()
+                .max_connections(2)
+                .connect_with(options)
+                .await
+                .map_err(db("opening the SQLite file for gates"))?;
+            (Pool::Sqlite(pool), temporary)
+        } else {
+            return Err(GateStoreError::UnsupportedUrl(url.to_owned()));
+        };
         let store = GateStore {
             pool,
             _temporary: temporary,
         };
-        for statement in SCHEMA {
-            on_pool!(store, |pool| sqlx::query(statement)
-                .execute(pool)
-                .await
-                .map(|_| ())
-                .map_err(db("creating the gate tables")))?;
+        match &store.pool {
+            Pool::Sqlite(pool) => {
+                for statement in SCHEMA {
+                    sqlx::query(statement)
+                        .execute(pool)
+                        .await
+                        .map_err(db("creating the gate tables"))?;
+                }
+            }
+            Pool::Postgres(pool) => {
+                // Replicas starting together would race on CREATE ... IF NOT EXISTS: one at a
+                // time, under a lock that ends with the transaction.
+                let mut transaction = pool.begin().await.map_err(db("creating the gate tables"))?;
+                sqlx::query("SELECT pg_advisory_xact_lock(4242001)")
+                    .execute(&mut *transaction)
+                    .await
+                    .map_err(db("creating the gate tables"))?;
+                for statement in SCHEMA {
+                    sqlx::query(statement)
+                        .execute(&mut *transaction)
+                        .await
+                        .map_err(db("creating the gate tables"))?;
+                }
+                transaction
+                    .commit()
+                    .await
+                    .map_err(db("creating the gate tables"))?;
+            }
         }
         Ok(store)
     }
 
     /// Stores a new gate; `false` when a gate with its delivery id exists (a redelivery).
     pub async fn insert(&self, gate: &NewGate) -> Result<bool, GateStoreError> {
-        let sql = "INSERT INTO hookgate_gates (delivery, repository, environment, run_id, installation_id, event, received_at, deadline, state)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'open') ON CONFLICT (delivery) DO NOTHING";
+        let sql = "INSERT INTO hookgate_gates (delivery, repository, environment, run_id, deployment_id, installation_id, event, received_at, deadline, state)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'open') ON CONFLICT DO NOTHING";
         let inserted = on_pool!(self, |pool| sqlx::query(sql)
             .bind(&gate.delivery)
             .bind(&gate.repository)
             .bind(&gate.environment)
             .bind(gate.run_id)
+            .bind(gate.deployment_id)
             .bind(gate.installation_id)
             .bind(&gate.event)
             .bind(to_millis(gate.received_at))
@@ -256,7 +298,7 @@ impl GateStore {
                                 WHERE state = 'open' AND lease_until < $3
                                 ORDER BY received_at LIMIT $4)
                AND state = 'open' AND lease_until < $3
-             RETURNING delivery, repository, environment, run_id, installation_id, event, received_at, deadline, answer, comment, takes, reports";
+             RETURNING delivery, repository, environment, run_id, deployment_id, installation_id, event, received_at, deadline, answer, comment, takes, reports";
         let rows: Vec<GateRow> = on_pool!(self, |pool| sqlx::query_as(sql)
             .bind(owner)
             .bind(to_millis(until))
@@ -310,12 +352,13 @@ impl GateStore {
         comment: &str,
     ) -> Result<(), GateStoreError> {
         let sql = "UPDATE hookgate_gates SET answer = $1, comment = $2
-                   WHERE delivery = $3 AND lease_owner = $4 AND state = 'open'";
+                   WHERE delivery = $3 AND lease_owner = $4 AND state = 'open' AND lease_until > $5";
         let done = on_pool!(self, |pool| sqlx::query(sql)
             .bind(answer)
             .bind(comment)
             .bind(delivery)
             .bind(owner)
+            .bind(now_millis())
             .execute(pool)
             .await
             .map(|done| done.rows_affected())
@@ -330,9 +373,9 @@ impl GateStore {
     /// Writes down that the answer was sent: the gate is closed.
     pub async fn close(&self, delivery: &str, owner: &str) -> Result<(), GateStoreError> {
         let sql = "UPDATE hookgate_gates SET state = 'answered', answered_at = $1, lease_until = 0
-                   WHERE delivery = $2 AND lease_owner = $3 AND state = 'open'";
+                   WHERE delivery = $2 AND lease_owner = $3 AND state = 'open' AND lease_until > $1";
         let done = on_pool!(self, |pool| sqlx::query(sql)
-            .bind(to_millis(SystemTime::now()))
+            .bind(now_millis())
             .bind(delivery)
             .bind(owner)
             .execute(pool)
@@ -355,11 +398,12 @@ impl GateStore {
         limit: i64,
     ) -> Result<bool, GateStoreError> {
         let sql = "UPDATE hookgate_gates SET reports = reports + 1
-                   WHERE delivery = $1 AND lease_owner = $2 AND reports < $3";
+                   WHERE delivery = $1 AND lease_owner = $2 AND reports < $3 AND lease_until > $4";
         let done = on_pool!(self, |pool| sqlx::query(sql)
             .bind(delivery)
             .bind(owner)
             .bind(limit)
+            .bind(now_millis())
             .execute(pool)
             .await
             .map(|done| done.rows_affected())
@@ -377,13 +421,15 @@ impl GateStore {
     ) -> Result<(), GateStoreError> {
         let sql = "INSERT INTO hookgate_gate_records (delivery, name, body)
                    SELECT $1, $2, $3 WHERE EXISTS (
-                       SELECT 1 FROM hookgate_gates WHERE delivery = $1 AND lease_owner = $4 AND state = 'open')
+                       SELECT 1 FROM hookgate_gates WHERE delivery = $1 AND lease_owner = $4
+                       AND state = 'open' AND lease_until > $5)
                    ON CONFLICT (delivery, name) DO UPDATE SET body = excluded.body";
         let done = on_pool!(self, |pool| sqlx::query(sql)
             .bind(delivery)
             .bind(name)
             .bind(body)
             .bind(owner)
+            .bind(now_millis())
             .execute(pool)
             .await
             .map(|done| done.rows_affected())
@@ -409,6 +455,26 @@ impl GateStore {
             .await
             .map_err(db("reading a gate's record")))?;
         Ok(row.map(|(body,)| body))
+    }
+
+    /// Removes the gates answered before `cutoff`, and their records; returns how many went.
+    pub async fn remove_answered_before(&self, cutoff: SystemTime) -> Result<u64, GateStoreError> {
+        let records = "DELETE FROM hookgate_gate_records WHERE delivery IN (
+                           SELECT delivery FROM hookgate_gates WHERE state = 'answered' AND answered_at < $1)";
+        let gates = "DELETE FROM hookgate_gates WHERE state = 'answered' AND answered_at < $1";
+        let cutoff = to_millis(cutoff);
+        on_pool!(self, |pool| sqlx::query(records)
+            .bind(cutoff)
+            .execute(pool)
+            .await
+            .map(|_| ())
+            .map_err(db("removing answered gates' records")))?;
+        on_pool!(self, |pool| sqlx::query(gates)
+            .bind(cutoff)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected())
+            .map_err(db("removing answered gates")))
     }
 
     /// How many gates are open.

@@ -27,6 +27,9 @@ fn answer(status: StatusCode, message: &str) -> Answer {
     (status, Json(json!({ "message": message })))
 }
 
+/// Signature refusals so far (their log lines are thinned out).
+static REFUSALS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// How long a delivery's body may take to arrive: a body sent a byte at a time does not hold
 /// its connection for as long as the sender likes.
 pub const BODY_DEADLINE: Duration = Duration::from_secs(10);
@@ -52,20 +55,26 @@ pub async fn take(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Bo
             }
         };
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    // The delivery id is the sender's text: checked before it is logged or stored.
+    let delivery = header("x-github-delivery")
+        .filter(|d| !d.is_empty() && d.len() <= 100 && d.bytes().all(|b| b.is_ascii_graphic()));
     if let Err(err) =
         hookgate_auth::github::verify(&app.webhook_secret, &body, header("x-hub-signature-256"))
     {
         app.metrics.webhook(WebhookOutcome::Unauthorized);
-        tracing::warn!(delivery = header("x-github-delivery").unwrap_or("-"), error = %err, "GitHub webhook refused: bad signature");
+        // Logged for the first refusals and then one in a thousand: a flood of unsigned
+        // requests costs a bounded log (the metric counts them all).
+        let refused = REFUSALS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if refused < 20 || refused.is_multiple_of(1000) {
+            tracing::warn!(delivery = delivery.unwrap_or("-"), error = %err, refused = refused + 1, "GitHub webhook refused: bad signature");
+        }
         return answer(
             StatusCode::UNAUTHORIZED,
             "the X-Hub-Signature-256 signature does not match the webhook secret",
         );
     }
     let event = header("x-github-event").unwrap_or_default();
-    let Some(delivery) = header("x-github-delivery")
-        .filter(|d| !d.is_empty() && d.len() <= 100 && d.bytes().all(|b| b.is_ascii_graphic()))
-    else {
+    let Some(delivery) = delivery else {
         app.metrics.webhook(WebhookOutcome::BadRequest);
         return answer(StatusCode::BAD_REQUEST, "no valid X-GitHub-Delivery header");
     };
@@ -169,15 +178,31 @@ pub fn parse_event(
     if environment.len() > 255 {
         return Err("`environment` is longer than 255 characters".to_owned());
     }
+    let deployment_id = payload
+        .pointer("/deployment/id")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    // GitHub waits 30 days from the deployment's request, not from this delivery (which may be
+    // a redelivery days later): the gate ends by then, an hour early to be answered in time.
+    let github_gives_up = payload
+        .pointer("/deployment/created_at")
+        .and_then(Value::as_str)
+        .and_then(|at| humantime::parse_rfc3339_weak(at).ok())
+        .map(|at| at + crate::settings::GITHUB_LIMIT - Duration::from_secs(3600));
+    let deadline = match github_gives_up {
+        Some(limit) => (received_at + timeout).min(limit),
+        None => received_at + timeout,
+    };
     Ok(Some(NewGate {
         delivery: delivery.to_owned(),
         repository: repository.to_owned(),
         environment: environment.to_owned(),
         run_id,
+        deployment_id,
         installation_id,
         event: payload.to_string(),
         received_at,
-        deadline: received_at + timeout,
+        deadline,
     }))
 }
 
@@ -218,12 +243,28 @@ mod tests {
         ))
         .unwrap();
         let now = SystemTime::now();
+        let mut event: Value = serde_json::from_slice(&event).unwrap();
+        event["deployment"]["created_at"] =
+            serde_json::json!(humantime::format_rfc3339_seconds(now).to_string());
+        let event = serde_json::to_vec(&event).unwrap();
         let gate = parse_event("d1", &event, now, Duration::from_secs(60))
             .unwrap()
             .unwrap();
         assert_eq!(gate.repository, "acme/web");
         assert_eq!(gate.run_id, 1);
         assert_eq!(gate.deadline, now + Duration::from_secs(60));
+        // A delivery of a deployment requested 30 days ago has no time left.
+        let mut old: Value = serde_json::from_slice(&event).unwrap();
+        old["deployment"]["created_at"] = serde_json::json!("2020-01-01T00:00:00Z");
+        let gate = parse_event(
+            "d2",
+            old.to_string().as_bytes(),
+            now,
+            Duration::from_secs(60),
+        )
+        .unwrap()
+        .unwrap();
+        assert!(gate.deadline < now);
         assert!(
             parse_event("d", b"{\"action\": \"other\"}", now, Duration::ZERO)
                 .unwrap()

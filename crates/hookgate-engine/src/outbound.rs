@@ -60,11 +60,25 @@ impl IpRange {
     }
 }
 
-/// An IPv4 address written as IPv6 (`::ffff:127.0.0.1`) is that IPv4 address.
+/// An IPv4 address carried in an IPv6 one is that IPv4 address: mapped (`::ffff:a.b.c.d`),
+/// compatible (`::a.b.c.d`), NAT64 (`64:ff9b::a.b.c.d`, which a NAT64 gateway turns into the
+/// IPv4 address) and 6to4 (`2002:AABB:CCDD::`).
 fn canonical(address: IpAddr) -> IpAddr {
-    match address {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-        v4 => v4,
+    let IpAddr::V6(v6) = address else {
+        return address;
+    };
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return IpAddr::V4(v4);
+    }
+    let segments = v6.segments();
+    let low = Ipv4Addr::from((u32::from(segments[6]) << 16) | u32::from(segments[7]));
+    let high = Ipv4Addr::from((u32::from(segments[1]) << 16) | u32::from(segments[2]));
+    match segments {
+        // `::` and `::1` stay what they are (unspecified, loopback).
+        [0, 0, 0, 0, 0, 0, 0, 0 | 1] => address,
+        [0, 0, 0, 0, 0, 0, _, _] | [0x64, 0xff9b, 0, 0, 0, 0, _, _] => IpAddr::V4(low),
+        [0x2002, ..] => IpAddr::V4(high),
+        _ => address,
     }
 }
 
@@ -88,6 +102,10 @@ fn special_v4(v4: Ipv4Addr) -> Option<&'static str> {
         Some("an unspecified address")
     } else if a == 100 && (64..128).contains(&b) {
         Some("a shared (carrier-grade NAT) address")
+    } else if v4.octets()[..3] == [192, 0, 0] || (a == 198 && (b & 0xfe) == 18) {
+        Some("a special-purpose address (IETF protocol assignments or benchmarking)")
+    } else if v4 == Ipv4Addr::new(168, 63, 129, 16) {
+        Some("Azure's host endpoint (instance metadata and agents)")
     } else if v4.is_broadcast() || v4.is_multicast() || a >= 240 {
         Some("a broadcast, multicast or reserved address")
     } else {
@@ -103,6 +121,10 @@ fn special_v6(v6: Ipv6Addr) -> Option<&'static str> {
         Some("an unspecified address")
     } else if first & 0xffc0 == 0xfe80 {
         Some("a link-local address")
+    } else if first & 0xffc0 == 0xfec0 {
+        Some("a site-local address")
+    } else if first == 0x64 && v6.segments()[1] == 0xff9b {
+        Some("a NAT64 address of a private network")
     } else if first & 0xfe00 == 0xfc00 {
         Some("a private (unique local) address")
     } else if v6.is_multicast() {
@@ -259,13 +281,28 @@ mod tests {
             "fd00::1",
             "::ffff:127.0.0.1",
             "::ffff:169.254.169.254",
+            "::a9fe:a9fe",
+            "64:ff9b::a00:7",
+            "64:ff9b:1::a00:7",
+            "2002:a9fe:a9fe::1",
+            "fec0::1",
+            "192.0.0.170",
+            "198.18.0.1",
+            "168.63.129.16",
         ] {
             assert!(
                 policy.check("example.test", ip(address)).is_err(),
                 "{address} should be refused"
             );
         }
-        for address in ["140.82.112.3", "8.8.8.8", "2606:4700::1111", "172.32.0.1"] {
+        for address in [
+            "140.82.112.3",
+            "8.8.8.8",
+            "2606:4700::1111",
+            "172.32.0.1",
+            "64:ff9b::8c52:7003",
+            "2002:8c52:7003::1",
+        ] {
             assert!(
                 policy.check("example.test", ip(address)).is_ok(),
                 "{address}"

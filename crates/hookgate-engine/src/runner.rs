@@ -823,6 +823,11 @@ pub enum StepError {
     /// The run's journal could not be read or written.
     #[error("the run's journal: {0}")]
     Journal(String),
+    /// A dispatch may have been sent before a restart; it is not sent again.
+    #[error(
+        "the dispatch may have reached GitHub before the restart, and a dispatch has no idempotency key: not sent again (look for its run in the target repository)"
+    )]
+    MaybeDispatched,
 }
 
 /// Sends the request, then waits as the webhook says: one piece per wait mode.
@@ -866,6 +871,13 @@ async fn execute(
     let outgoing =
         build_request(shared, webhook, &vars, &idempotency_key).map_err(StepError::Render)?;
     lock(state).sent = true;
+    // A dispatch carries no idempotency key: one that may have reached GitHub before a restart
+    // is not sent again, since GitHub would start a second run.
+    if matches!(recalled, Some(StepRecord::Sending { .. }))
+        && matches!(outgoing, Outgoing::Dispatch(_))
+    {
+        return Err(StepError::MaybeDispatched);
+    }
     let answered_before = match recalled {
         Some(StepRecord::Answered { response, .. }) => Some(HttpResponse::from(response)),
         _ => None,

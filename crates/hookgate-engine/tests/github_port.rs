@@ -471,3 +471,32 @@ async fn without_run_details_the_dispatched_run_is_looked_up_and_followed() {
         [("octo/app".to_owned(), 93)]
     );
 }
+
+#[tokio::test]
+async fn a_dispatch_that_may_have_been_sent_before_a_restart_is_not_sent_again() {
+    let github = Arc::new(FakeGithub::default());
+    let yaml = "targets:\n  staging:\n    constraints:\n      beforeDeployment:\n        - runWebhook: {name: notify}\nwebhooks:\n  - name: notify\n    repositoryDispatch:\n      repository: octo/tests\n      eventType: run-tests\n    waitFor: none\n";
+    let journal = common::MemoryJournal::default();
+    journal.records.lock().unwrap().insert(
+        "notify".to_owned(),
+        hookgate_engine::StepRecord::Sending {
+            idempotency_key: "k".to_owned(),
+        },
+    );
+    let report = Runner::new(
+        common::plan(yaml, Phase::BeforeDeployment),
+        RunSettings::default(),
+    )
+    .with_github(github.clone())
+    .with_journal(Arc::new(journal))
+    .run()
+    .await
+    .unwrap();
+    assert_eq!(report.conclusion, Conclusion::Failure);
+    assert!(
+        github.dispatched.lock().unwrap().is_empty(),
+        "dispatched twice"
+    );
+    let message = &report.outcomes[0].1.message;
+    assert!(message.contains("not sent again"), "{message}");
+}

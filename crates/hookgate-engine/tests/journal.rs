@@ -7,44 +7,11 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use common::{Reply, Service, plan};
-use futures::future::BoxFuture;
+use common::{MemoryJournal, Reply, Service, plan};
 use hookgate_config::Phase;
-use hookgate_engine::{Conclusion, Journal, RunSettings, Runner, StepRecord};
-
-/// A journal in memory; `refuse` makes every write fail.
-#[derive(Default, Clone)]
-struct MemoryJournal {
-    records: Arc<Mutex<HashMap<String, StepRecord>>>,
-    refuse: bool,
-}
-
-impl Journal for MemoryJournal {
-    fn recall<'a>(&'a self, step: &'a str) -> BoxFuture<'a, Result<Option<StepRecord>, String>> {
-        let found = self.records.lock().unwrap().get(step).cloned();
-        Box::pin(async move { Ok(found) })
-    }
-
-    fn record<'a>(
-        &'a self,
-        step: &'a str,
-        record: &'a StepRecord,
-    ) -> BoxFuture<'a, Result<(), String>> {
-        let result = if self.refuse {
-            Err("the disk is full".to_owned())
-        } else {
-            self.records
-                .lock()
-                .unwrap()
-                .insert(step.to_owned(), record.clone());
-            Ok(())
-        };
-        Box::pin(async move { result })
-    }
-}
+use hookgate_engine::{Conclusion, RunSettings, Runner, StepRecord};
 
 /// Two steps in order: `first` answers with an id, `second` sends that id back.
 fn two_steps(service: &Service) -> String {

@@ -218,7 +218,16 @@ impl RestClient {
 
             let status = response.status();
             let headers = response.headers().clone();
-            let text = response.text().await.unwrap_or_default();
+            let text = match read_capped(response).await {
+                Some(text) => text,
+                None => {
+                    return Err(ApiError::Unexpected {
+                        method,
+                        path: path.to_owned(),
+                        detail: format!("an answer longer than {ANSWER_LIMIT} bytes"),
+                    });
+                }
+            };
             if status.is_success() {
                 if text.trim().is_empty() {
                     return Ok((status, Value::Null));
@@ -298,12 +307,32 @@ fn rate_limit_wait(
     None
 }
 
-/// GitHub's `message` from an error body, or the start of the body.
+/// GitHub's `message` from an error body, or the start of the body; at most 300 characters.
 fn error_message(body: &str) -> String {
     serde_json::from_str::<Value>(body)
         .ok()
         .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_owned))
-        .unwrap_or_else(|| body.chars().take(200).collect())
+        .unwrap_or_else(|| body.to_owned())
+        .chars()
+        .take(300)
+        .collect()
+}
+
+/// The most of an answer read: GitHub's largest answers hookgate reads (a 1 MB file's contents
+/// in base64, a page of jobs) are well under it, and a stand-in that sends more costs no more.
+pub const ANSWER_LIMIT: usize = 8 * 1024 * 1024;
+
+/// The answer's text, or `None` when it is longer than [`ANSWER_LIMIT`]. A body that breaks
+/// off reads as what arrived.
+async fn read_capped(mut response: reqwest::Response) -> Option<String> {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        if body.len() + chunk.len() > ANSWER_LIMIT {
+            return None;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Some(String::from_utf8_lossy(&body).into_owned())
 }
 
 /// Stops a reporter once GitHub refused it for want of a permission (401, 403 that is not a

@@ -4,6 +4,7 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,9 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::IntoResponse;
 use futures::future::BoxFuture;
 use hookgate_config::Phase;
-use hookgate_engine::{Event, Mailbox, MailboxError, Reporter, RunReport, RunSettings, Runner};
+use hookgate_engine::{
+    Event, Journal, Mailbox, MailboxError, Reporter, RunReport, RunSettings, Runner, StepRecord,
+};
 use hookgate_protocol::{CreateSlot, Deadline, Delivery, SlotCreated, SlotId};
 use tokio_util::sync::CancellationToken;
 
@@ -251,5 +254,36 @@ impl Mailbox for SilentMailbox {
             tokio::time::sleep(wait).await;
             Ok(Vec::new())
         })
+    }
+}
+
+/// A journal in memory; `refuse` makes every write fail.
+#[derive(Default, Clone)]
+pub struct MemoryJournal {
+    pub records: Arc<Mutex<HashMap<String, StepRecord>>>,
+    pub refuse: bool,
+}
+
+impl Journal for MemoryJournal {
+    fn recall<'a>(&'a self, step: &'a str) -> BoxFuture<'a, Result<Option<StepRecord>, String>> {
+        let found = self.records.lock().unwrap().get(step).cloned();
+        Box::pin(async move { Ok(found) })
+    }
+
+    fn record<'a>(
+        &'a self,
+        step: &'a str,
+        record: &'a StepRecord,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        let result = if self.refuse {
+            Err("the disk is full".to_owned())
+        } else {
+            self.records
+                .lock()
+                .unwrap()
+                .insert(step.to_owned(), record.clone());
+            Ok(())
+        };
+        Box::pin(async move { result })
     }
 }
