@@ -848,3 +848,75 @@ async fn app_sends_its_answer_again_while_github_rate_limits_it() {
         .count();
     assert_eq!(limited, 9, "the rate limits were not all met");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_gate_killed_while_its_request_is_in_flight_sends_it_again_with_the_same_key() {
+    // The first request is answered only after 3 s: the relay is killed before the answer.
+    let service = TestServer::start(|_, earlier| {
+        if earlier.is_empty() {
+            Reply::status(202).after(Duration::from_secs(3))
+        } else {
+            Reply::status(202)
+        }
+    });
+    let setup = Setup::new(&deploy_file(&service.url, ""), ALLOW_LOCAL).await;
+    let store = setup.sqlite();
+    let mut relay = setup.relay(&store);
+    request_gate(&relay, "delivery-in-flight", 116).await;
+    wait_for_requests(&service, 1);
+    relay.kill_9();
+
+    let restarted = setup.relay(&store);
+    let requests = wait_for_requests(&service, 2);
+    let key = |n: usize| requests[n].header("idempotency-key").unwrap().to_owned();
+    assert_eq!(key(0), key(1), "sent again under another key");
+    // Both requests name the one slot, which the restarted relay still keeps.
+    assert_eq!(
+        requests[0].json()["callbackUri"],
+        requests[1].json()["callbackUri"]
+    );
+    call_back(&restarted, &requests[1], true, "ok after the repeat").await;
+    assert_eq!(setup.answer(116, &restarted).await["state"], "approved");
+    assert_eq!(setup.github.answers().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_gate_killed_after_deciding_sends_its_answer_once_without_running_again() {
+    use crate::fake_github::Scripted;
+    let service = TestServer::start(|_, _| Reply::status(200));
+    let setup = Setup::new(
+        &deploy_file(&service.url, "    waitFor: none\n"),
+        ALLOW_LOCAL,
+    )
+    .await;
+    // GitHub answers 502 for a while: the status report and the answer meet them.
+    for _ in 0..8 {
+        setup.github.script(Scripted::new(
+            "POST",
+            "/deployment_protection_rule",
+            502,
+            json!({"message": "Server Error"}),
+        ));
+    }
+    let store = setup.sqlite();
+    let mut relay = setup.relay(&store);
+    request_gate(&relay, "delivery-decided", 117).await;
+    wait_for_requests(&service, 1);
+    let decided = Instant::now() + Duration::from_secs(10);
+    while !relay.log().contains("gate decided") {
+        assert!(Instant::now() < decided, "{}", relay.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    relay.kill_9();
+    assert!(
+        setup.github.answers().is_empty(),
+        "answered before the kill"
+    );
+
+    let restarted = setup.relay(&store);
+    assert_eq!(setup.answer(117, &restarted).await["state"], "approved");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(service.requests().len(), 1, "the gate ran again");
+    assert_eq!(setup.github.answers().len(), 1);
+    assert!(!restarted.log().contains("gate decided"), "decided again");
+}
