@@ -23,8 +23,9 @@ use crate::gates::Gate;
 use crate::github::RepositoryApi;
 use hookgate_github::client::ApiError;
 
-/// GitHub keeps the status reports of a protection rule; the App sends at most this many per
-/// gate, and at most one per [`AppState::report_interval`], besides the answer itself.
+/// GitHub takes up to 10 status reports per deployment (its guide to custom deployment
+/// protection rules); the App sends at most this many per gate, and at most one per
+/// [`AppState::report_interval`] but for a step's start, besides the answer itself.
 pub const MAX_STATUS_REPORTS: i64 = 10;
 
 /// The most gates one replica drives at once; more wait for a replica with room.

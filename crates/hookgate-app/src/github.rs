@@ -12,7 +12,8 @@ use hookgate_github::{AppTokens, GithubRest};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-/// GitHub refuses a review comment longer than this many characters.
+/// The longest status report GitHub takes, in characters (its guide to custom deployment
+/// protection rules); answers' comments are kept to it too.
 pub const COMMENT_LIMIT: usize = 1024;
 
 /// The App's identity.
