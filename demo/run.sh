@@ -95,6 +95,7 @@ cat "$work/summary.md"
 bold "The step outputs (\$GITHUB_OUTPUT)"
 cat "$work/output.txt"
 bold "5. Gates that hold no runner: the relay as the GitHub App of a deployment protection rule"
+command -v curl >/dev/null || { echo "error: part 5 needs curl, to play GitHub's part" >&2; exit 1; }
 # A port for the App's relay, known before it starts: the fake GitHub sends its events there.
 app_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' 2>/dev/null || echo 18081)
 app_url="http://127.0.0.1:$app_port"

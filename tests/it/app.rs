@@ -147,7 +147,9 @@ struct Setup {
 impl Setup {
     async fn new(deploy_yml: &str, gates_config: &str) -> Self {
         let github = FakeGithub::start("ghp_unused_static_token").await;
-        github.set_file(REPOSITORY, "deploy.yml", None, deploy_yml);
+        if !deploy_yml.is_empty() {
+            github.set_file(REPOSITORY, "deploy.yml", None, deploy_yml);
+        }
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("app.pem"), app_private_key()).unwrap();
         std::fs::write(dir.path().join("gates.yml"), gates_config).unwrap();
@@ -919,4 +921,46 @@ async fn app_gate_killed_after_deciding_sends_its_answer_once_without_running_ag
     assert_eq!(service.requests().len(), 1, "the gate ran again");
     assert_eq!(setup.github.answers().len(), 1);
     assert!(!restarted.log().contains("gate decided"), "decided again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_reads_the_deployment_commits_file_only_where_the_server_allows_it() {
+    let service = TestServer::start(|_, _| Reply::status(200));
+    let file = deploy_file(&service.url, "    waitFor: none\n");
+    let sha = "9fceb02d0ae598e95dc970b74767f19372d61af8";
+    // The file exists only at the deployment's commit (a pull request adding it, say).
+    let setup = Setup::new("", &format!("{ALLOW_LOCAL}useDeploymentSha: [acme/*]\n")).await;
+    setup
+        .github
+        .set_file(REPOSITORY, "deploy.yml", Some(sha), &file);
+    let relay = setup.relay(&setup.sqlite());
+    request_gate(&relay, "delivery-sha", 118).await;
+    assert_eq!(setup.answer(118, &relay).await["state"], "approved");
+    let read: Vec<_> = setup
+        .github
+        .calls()
+        .into_iter()
+        .filter(|c| c.path.contains("/contents/"))
+        .collect();
+    assert_eq!(read.len(), 1);
+    assert_eq!(read[0].query, format!("ref={sha}"));
+
+    // Without the server's leave, the default branch's file is the gate: here there is none.
+    let other = Setup::new("", ALLOW_LOCAL).await;
+    other
+        .github
+        .set_file(REPOSITORY, "deploy.yml", Some(sha), &file);
+    let relay = other.relay(&other.sqlite());
+    request_gate(&relay, "delivery-default", 119).await;
+    let answer = other.answer(119, &relay).await;
+    assert_eq!(answer["state"], "rejected");
+    let comment = answer["comment"].as_str().unwrap();
+    assert!(
+        comment.contains("no deployment file `deploy.yml` in acme/web on the default branch"),
+        "{comment}"
+    );
+    assert!(
+        service.requests().len() == 1,
+        "the default branch's absent file ran a gate"
+    );
 }
