@@ -501,4 +501,48 @@ mod tests {
         assert_eq!(error_message(r#"{"message":"Not Found"}"#), "Not Found");
         assert_eq!(error_message("<html>bad gateway"), "<html>bad gateway");
     }
+
+    #[test]
+    fn error_messages_are_cut() {
+        let long = format!(r#"{{"message":"{}"}}"#, "x".repeat(10_000));
+        assert_eq!(error_message(&long).chars().count(), 300);
+    }
+
+    #[tokio::test]
+    async fn an_answer_over_the_limit_is_refused_without_being_kept() {
+        use tokio::io::AsyncWriteExt as _;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut request = Vec::new();
+            let mut buffer = [0u8; 4096];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                let read = tokio::io::AsyncReadExt::read(&mut stream, &mut buffer)
+                    .await
+                    .unwrap();
+                if read == 0 {
+                    return;
+                }
+                request.extend_from_slice(&buffer[..read]);
+            }
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                ANSWER_LIMIT * 4
+            );
+            let _ = stream.write_all(head.as_bytes()).await;
+            let chunk = vec![b' '; 64 * 1024];
+            for _ in 0..(ANSWER_LIMIT * 4 / chunk.len()) {
+                if stream.write_all(&chunk).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let client = RestClient::new(&format!("http://{address}"), RetryPolicy::default()).unwrap();
+        let err = client
+            .send(Method::GET, "/huge", "token", None, Resend::OnlyIfUnsent)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("longer than"), "{err}");
+    }
 }
