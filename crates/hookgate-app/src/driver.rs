@@ -18,7 +18,7 @@ use serde_json::Value;
 use tokio::task::JoinHandle;
 
 use crate::AppState;
-use crate::durable::{GateJournal, GateMailbox};
+use crate::durable::{GateJournal, GateMailbox, persist};
 use crate::gates::Gate;
 use crate::github::RepositoryApi;
 use hookgate_github::client::ApiError;
@@ -86,6 +86,17 @@ pub async fn run(app: Arc<AppState>) {
 /// (renewals failed, or this process was paused past it) or went to another replica is no
 /// longer driven here.
 async fn renew(app: &Arc<AppState>, held: &mut HashMap<String, Held>) {
+    // First the leases that ended, with no store call: a store that is slow to answer must not
+    // keep a run going past its lease.
+    let now = SystemTime::now();
+    held.retain(|delivery, gate| {
+        let current = now < gate.lease_until;
+        if !current {
+            gate.task.abort();
+            tracing::warn!(delivery, "the gate's lease ended: stopped driving it here");
+        }
+        current
+    });
     let mut lost = Vec::new();
     for (delivery, gate) in held.iter_mut() {
         let now = SystemTime::now();
@@ -98,10 +109,13 @@ async fn renew(app: &Arc<AppState>, held: &mut HashMap<String, Held>) {
             continue;
         }
         let until = now + app.lease;
-        match app.store.renew(delivery, &app.owner, until).await {
-            Ok(true) => gate.lease_until = until,
-            Ok(false) => lost.push(delivery.clone()),
-            Err(err) => tracing::warn!(delivery, error = %err, "cannot renew a gate's lease"),
+        let renewed =
+            tokio::time::timeout(app.lease / 3, app.store.renew(delivery, &app.owner, until)).await;
+        match renewed {
+            Ok(Ok(true)) => gate.lease_until = until,
+            Ok(Ok(false)) => lost.push(delivery.clone()),
+            Ok(Err(err)) => tracing::warn!(delivery, error = %err, "cannot renew a gate's lease"),
+            Err(_) => tracing::warn!(delivery, "renewing a gate's lease took too long"),
         }
     }
     for delivery in lost {
@@ -201,10 +215,11 @@ async fn drive(app: Arc<AppState>, gate: Gate) {
             } else {
                 "rejected"
             };
-            if let Err(err) = app
-                .store
-                .decide(&new.delivery, &app.owner, state, &decision.comment)
-                .await
+            if let Err(err) = persist("writing the answer", || {
+                app.store
+                    .decide(&new.delivery, &app.owner, state, &decision.comment)
+            })
+            .await
             {
                 tracing::warn!(delivery = %new.delivery, error = %err, "cannot write down the gate's answer");
                 return;
@@ -235,22 +250,20 @@ async fn send_answer(
     let new = &gate.new;
     let mut delay = Duration::from_secs(1);
     let give_up = Instant::now() + ANSWER_PATIENCE;
-    loop {
+    let unanswered = loop {
         match api
             .review(new.run_id, &new.environment, Some(state), comment)
             .await
         {
             // A 2xx whose body is not JSON is an answer taken all the same.
-            Ok(()) | Err(ApiError::Unexpected { .. }) => break,
+            Ok(()) | Err(ApiError::Unexpected { .. }) => break None,
             Err(err) if err.status().is_some_and(answer_refused_for_good) => {
                 // The rule was answered already (by a reviewer, or by this App before a
                 // restart), or the run is gone: nothing more can be sent.
-                tracing::warn!(delivery = %new.delivery, error = %err, "GitHub refused the gate's answer; closing it");
-                break;
+                break Some(format!("GitHub refused the answer: {err}"));
             }
             Err(err) if Instant::now() + delay >= give_up => {
-                tracing::error!(delivery = %new.delivery, error = %err, "GitHub did not take the gate's answer for a day; closing it unanswered");
-                break;
+                break Some(format!("GitHub did not take the answer for a day: {err}"));
             }
             Err(err) => {
                 tracing::warn!(delivery = %new.delivery, error = %err, ?delay, "cannot send the gate's answer yet");
@@ -258,9 +271,26 @@ async fn send_answer(
                 delay = (delay * 2).min(Duration::from_secs(60));
             }
         }
-    }
-    if let Err(err) = app.store.close(&new.delivery, &app.owner).await {
+    };
+    if let Err(err) = persist("closing the gate", || {
+        app.store.close(&new.delivery, &app.owner)
+    })
+    .await
+    {
         tracing::warn!(delivery = %new.delivery, error = %err, "cannot close the gate");
+        return;
+    }
+    if let Some(why) = unanswered {
+        app.metrics.unanswered();
+        tracing::error!(
+            delivery = %new.delivery,
+            repository = %new.repository,
+            environment = %new.environment,
+            run_id = new.run_id,
+            state = "closed",
+            reason = %why,
+            "gate closed unanswered"
+        );
         return;
     }
     let after = SystemTime::now()
@@ -304,7 +334,7 @@ async fn decide(app: &Arc<AppState>, gate: &Gate, api: &RepositoryApi) -> Decisi
         return Decision {
             timed_out: true,
             ..Decision::reject(format!(
-                "the gate's time limit of {} passed before it could be answered",
+                "the gate's time ran out before it could be answered (its `timeout` of {}, or GitHub's 30 days from the deployment's request, less an hour)",
                 humantime::format_duration(app.settings.timeout)
             ))
         };
@@ -428,7 +458,12 @@ async fn deployment_file(
     left: Duration,
 ) -> Result<String, String> {
     let new = &gate.new;
-    if let Ok(Some(text)) = app.store.recall(&new.delivery, "file").await {
+    let kept = persist("reading the kept deployment file", || {
+        app.store.recall(&new.delivery, "file")
+    })
+    .await
+    .map_err(|err| format!("cannot read the kept deployment file: {err}"))?;
+    if let Some(text) = kept {
         return Ok(text);
     }
     let at_sha = app.settings.reads_deployment_sha(&new.repository) && !sha.is_empty();
@@ -462,10 +497,11 @@ async fn deployment_file(
             }
         }
     };
-    app.store
-        .record(&new.delivery, &app.owner, "file", &text)
-        .await
-        .map_err(|err| format!("cannot keep the deployment file: {err}"))?;
+    persist("keeping the deployment file", || {
+        app.store.record(&new.delivery, &app.owner, "file", &text)
+    })
+    .await
+    .map_err(|err| format!("cannot keep the deployment file: {err}"))?;
     Ok(text)
 }
 

@@ -15,11 +15,13 @@ use hookgate_relay::{LocalError, LocalSlots};
 
 use crate::gates::{GateStore, GateStoreError};
 
-/// Runs a store call until it succeeds or the lease is lost: a database that is away for a
-/// moment (a failover, a busy file) delays the gate instead of failing it. While it is away
-/// the lease runs out, and then the writes end with [`GateStoreError::LeaseLost`] and the gate
-/// goes to whichever replica takes it next.
-async fn persist<T, F, Fut>(what: &str, mut call: F) -> Result<T, GateStoreError>
+/// Runs a store call until it succeeds: a database that is away for a moment (a failover, a
+/// busy file) delays the gate instead of failing it, and so does a lease that ran out. The
+/// driver decides about leases: it stops this gate's run when the lease is gone for good (taken
+/// by another replica, or expired by this replica's clock), and renews it otherwise, after
+/// which the write goes through. A run is never failed by the store, so an outage never turns
+/// into a rejection.
+pub(crate) async fn persist<T, F, Fut>(what: &str, mut call: F) -> Result<T, GateStoreError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, GateStoreError>>,
@@ -29,6 +31,15 @@ where
         match call().await {
             Err(GateStoreError::Database { context, source }) => {
                 tracing::warn!(error = %source, context, what, ?delay, "the gate store failed; trying again");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(GateStoreError::LeaseLost) => {
+                tracing::debug!(
+                    what,
+                    ?delay,
+                    "the gate's lease is not current; waiting for the driver"
+                );
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
             }

@@ -25,6 +25,8 @@ pub enum WebhookOutcome {
     Unauthorized,
     /// A body that is not the event it says.
     BadRequest,
+    /// A gate that could not be stored (answered 503).
+    Unavailable,
 }
 
 impl WebhookOutcome {
@@ -35,16 +37,18 @@ impl WebhookOutcome {
             WebhookOutcome::Ignored => "ignored",
             WebhookOutcome::Unauthorized => "unauthorized",
             WebhookOutcome::BadRequest => "bad_request",
+            WebhookOutcome::Unavailable => "unavailable",
         }
     }
 }
 
-const OUTCOMES: [WebhookOutcome; 5] = [
+const OUTCOMES: [WebhookOutcome; 6] = [
     WebhookOutcome::Gate,
     WebhookOutcome::Redelivery,
     WebhookOutcome::Ignored,
     WebhookOutcome::Unauthorized,
     WebhookOutcome::BadRequest,
+    WebhookOutcome::Unavailable,
 ];
 
 /// The counters.
@@ -55,7 +59,8 @@ pub struct AppMetrics {
     rejected: AtomicU64,
     timed_out: AtomicU64,
     resumed: AtomicU64,
-    webhooks: [AtomicU64; 5],
+    unanswered: AtomicU64,
+    webhooks: [AtomicU64; 6],
     answer_seconds: Mutex<(Vec<u64>, f64, u64)>,
 }
 
@@ -69,6 +74,11 @@ impl AppMetrics {
     pub fn webhook(&self, outcome: WebhookOutcome) {
         let index = OUTCOMES.iter().position(|o| *o == outcome).unwrap_or(0);
         self.webhooks[index].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A gate closed without GitHub taking its answer.
+    pub fn unanswered(&self) {
+        self.unanswered.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A gate taken again after the replica that drove it stopped.
@@ -134,6 +144,12 @@ impl AppMetrics {
             "hookgate_gates_timed_out_total",
             "Gates rejected because their time ran out.",
             self.timed_out.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "hookgate_gates_unanswered_total",
+            "Gates closed without GitHub taking their answer (refused for good, or not taken for a day).",
+            self.unanswered.load(Ordering::Relaxed),
         );
         counter(
             &mut out,

@@ -27,8 +27,36 @@ fn answer(status: StatusCode, message: &str) -> Answer {
     (status, Json(json!({ "message": message })))
 }
 
-/// Signature refusals so far (their log lines are thinned out).
-static REFUSALS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// Signature refusals logged in the current minute, and when that minute began: at most
+/// [`REFUSALS_LOGGED_PER_MINUTE`] lines a minute, then one saying how many went unlogged.
+static REFUSALS: std::sync::Mutex<Option<(std::time::Instant, u64)>> = std::sync::Mutex::new(None);
+
+/// The most signature refusals logged in a minute.
+const REFUSALS_LOGGED_PER_MINUTE: u64 = 20;
+
+/// Whether to log this refusal, and how many went unlogged in the minute before it.
+fn log_refusal() -> (bool, u64) {
+    let mut window = REFUSALS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let now = std::time::Instant::now();
+    match &mut *window {
+        Some((start, count)) if now.duration_since(*start) < Duration::from_secs(60) => {
+            *count += 1;
+            (*count <= REFUSALS_LOGGED_PER_MINUTE, 0)
+        }
+        slot => {
+            let unlogged = slot
+                .map(|(_, count)| count.saturating_sub(REFUSALS_LOGGED_PER_MINUTE))
+                .unwrap_or(0);
+            *slot = Some((now, 1));
+            (true, unlogged)
+        }
+    }
+}
+
+/// How long storing a gate is tried, within GitHub's 10 s wait for the answer.
+const STORE_PATIENCE: Duration = Duration::from_secs(5);
 
 /// How long a delivery's body may take to arrive: a body sent a byte at a time does not hold
 /// its connection for as long as the sender likes.
@@ -62,11 +90,11 @@ pub async fn take(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Bo
         hookgate_auth::github::verify(&app.webhook_secret, &body, header("x-hub-signature-256"))
     {
         app.metrics.webhook(WebhookOutcome::Unauthorized);
-        // Logged for the first refusals and then one in a thousand: a flood of unsigned
-        // requests costs a bounded log (the metric counts them all).
-        let refused = REFUSALS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if refused < 20 || refused.is_multiple_of(1000) {
-            tracing::warn!(delivery = delivery.unwrap_or("-"), error = %err, refused = refused + 1, "GitHub webhook refused: bad signature");
+        // At most 20 lines a minute: a flood of unsigned requests costs a bounded log (the
+        // metric counts them all).
+        let (log, unlogged) = log_refusal();
+        if log {
+            tracing::warn!(delivery = delivery.unwrap_or("-"), error = %err, unlogged_before = unlogged, "GitHub webhook refused: bad signature");
         }
         return answer(
             StatusCode::UNAUTHORIZED,
@@ -103,7 +131,15 @@ pub async fn take(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Bo
             return answer(StatusCode::BAD_REQUEST, &why);
         }
     };
-    match app.store.insert(&gate).await {
+    // GitHub waits 10 s for an answer and does not redeliver by itself: a store that is away
+    // for a moment is tried again within that.
+    let give_up = tokio::time::Instant::now() + STORE_PATIENCE;
+    let mut stored = app.store.insert(&gate).await;
+    while stored.is_err() && tokio::time::Instant::now() < give_up {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        stored = app.store.insert(&gate).await;
+    }
+    match stored {
         Ok(true) => {
             app.metrics.webhook(WebhookOutcome::Gate);
             tracing::info!(
@@ -126,7 +162,8 @@ pub async fn take(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Bo
             answer(StatusCode::OK, "gate already taken")
         }
         Err(err) => {
-            tracing::error!(delivery, error = %err, "cannot store a gate");
+            app.metrics.webhook(WebhookOutcome::Unavailable);
+            tracing::error!(delivery, error = %err, "cannot store a gate; GitHub must redeliver it");
             answer(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the gate could not be stored; redeliver it",

@@ -40,9 +40,14 @@ impl IpRange {
         Ok(IpRange { network, prefix })
     }
 
-    /// Whether `address` is in the range.
+    /// Whether `address` is in the range, as written or as the IPv4 address it carries (so a
+    /// NAT64 range such as `64:ff9b::/96` can be allowed, and so can the IPv4 range behind it).
     pub fn contains(&self, address: IpAddr) -> bool {
-        match (self.network, canonical(address)) {
+        self.contains_exactly(address) || self.contains_exactly(canonical(address))
+    }
+
+    fn contains_exactly(&self, address: IpAddr) -> bool {
+        match (self.network, address) {
             (IpAddr::V4(network), IpAddr::V4(address)) => {
                 let mask = u32::MAX
                     .checked_shl(32 - u32::from(self.prefix))
@@ -61,7 +66,7 @@ impl IpRange {
 }
 
 /// An IPv4 address carried in an IPv6 one is that IPv4 address: mapped (`::ffff:a.b.c.d`),
-/// compatible (`::a.b.c.d`), NAT64 (`64:ff9b::a.b.c.d`, which a NAT64 gateway turns into the
+/// compatible (`::a.b.c.d`), translated (`::ffff:0:a.b.c.d`), NAT64 (`64:ff9b::a.b.c.d`, which a NAT64 gateway turns into the
 /// IPv4 address) and 6to4 (`2002:AABB:CCDD::`).
 fn canonical(address: IpAddr) -> IpAddr {
     let IpAddr::V6(v6) = address else {
@@ -76,7 +81,9 @@ fn canonical(address: IpAddr) -> IpAddr {
     match segments {
         // `::` and `::1` stay what they are (unspecified, loopback).
         [0, 0, 0, 0, 0, 0, 0, 0 | 1] => address,
-        [0, 0, 0, 0, 0, 0, _, _] | [0x64, 0xff9b, 0, 0, 0, 0, _, _] => IpAddr::V4(low),
+        [0, 0, 0, 0, 0, 0, _, _]
+        | [0, 0, 0, 0, 0xffff, 0, _, _]
+        | [0x64, 0xff9b, 0, 0, 0, 0, _, _] => IpAddr::V4(low),
         [0x2002, ..] => IpAddr::V4(high),
         _ => address,
     }
@@ -319,6 +326,9 @@ mod tests {
         assert!(policy.check("x.test", ip("10.2.0.1")).is_err());
         assert!(policy.check("127.0.0.1", ip("127.0.0.1")).is_ok());
         assert!(policy.check("127.0.0.1", ip("127.0.0.2")).is_err());
+        let nat64 = OutboundPolicy::allowing(&["64:ff9b::/96"]).unwrap();
+        assert!(nat64.check("internal.test", ip("64:ff9b::a00:7")).is_ok());
+        assert!(policy.check("x.test", ip("::ffff:0:a00:7")).is_err());
     }
 
     #[test]

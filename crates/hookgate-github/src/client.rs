@@ -219,12 +219,27 @@ impl RestClient {
             let status = response.status();
             let headers = response.headers().clone();
             let text = match read_capped(response).await {
-                Some(text) => text,
-                None => {
+                Ok(Capped::Whole(text)) => text,
+                // An error page cut short still says what it says; an answer cut short does not.
+                Ok(Capped::Cut(text)) if !status.is_success() => text,
+                Ok(Capped::Cut(_)) => {
                     return Err(ApiError::Unexpected {
                         method,
                         path: path.to_owned(),
                         detail: format!("an answer longer than {ANSWER_LIMIT} bytes"),
+                    });
+                }
+                Err(source) => {
+                    // The body broke off: as a connection that broke after sending.
+                    if !last && resend == Resend::Idempotent {
+                        tracing::debug!(%method, path, error = %source, "retrying GitHub request");
+                        tokio::time::sleep(backoff).await;
+                        continue;
+                    }
+                    return Err(ApiError::Transport {
+                        method,
+                        path: path.to_owned(),
+                        source,
                     });
                 }
             };
@@ -322,17 +337,26 @@ fn error_message(body: &str) -> String {
 /// in base64, a page of jobs) are well under it, and a stand-in that sends more costs no more.
 pub const ANSWER_LIMIT: usize = 8 * 1024 * 1024;
 
-/// The answer's text, or `None` when it is longer than [`ANSWER_LIMIT`]. A body that breaks
-/// off reads as what arrived.
-async fn read_capped(mut response: reqwest::Response) -> Option<String> {
+/// An answer's text, read up to [`ANSWER_LIMIT`].
+enum Capped {
+    /// All of it.
+    Whole(String),
+    /// Its first [`ANSWER_LIMIT`] bytes; the rest was not read.
+    Cut(String),
+}
+
+/// The answer's text up to [`ANSWER_LIMIT`], or the error that broke it off.
+async fn read_capped(mut response: reqwest::Response) -> Result<Capped, reqwest::Error> {
     let mut body = Vec::new();
-    while let Ok(Some(chunk)) = response.chunk().await {
-        if body.len() + chunk.len() > ANSWER_LIMIT {
-            return None;
+    while let Some(chunk) = response.chunk().await? {
+        let room = ANSWER_LIMIT - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            return Ok(Capped::Cut(String::from_utf8_lossy(&body).into_owned()));
         }
         body.extend_from_slice(&chunk);
     }
-    Some(String::from_utf8_lossy(&body).into_owned())
+    Ok(Capped::Whole(String::from_utf8_lossy(&body).into_owned()))
 }
 
 /// Stops a reporter once GitHub refused it for want of a permission (401, 403 that is not a
