@@ -199,8 +199,19 @@ impl RestClient {
             let backoff = self.policy.base_delay * 2u32.saturating_pow(attempt - 1);
             attempt += 1;
 
-            let response = match request.send().await {
-                Ok(response) => response,
+            // A body that breaks off counts as a connection that broke after sending.
+            let received = match request.send().await {
+                Ok(response) => {
+                    let status = response.status();
+                    let headers = response.headers().clone();
+                    read_capped(response)
+                        .await
+                        .map(|text| (status, headers, text))
+                }
+                Err(source) => Err(source),
+            };
+            let (status, headers, text) = match received {
+                Ok(received) => received,
                 Err(source) => {
                     let unsent = source.is_connect();
                     if !last && (unsent || resend == Resend::Idempotent) {
@@ -215,31 +226,15 @@ impl RestClient {
                     });
                 }
             };
-
-            let status = response.status();
-            let headers = response.headers().clone();
-            let text = match read_capped(response).await {
-                Ok(Capped::Whole(text)) => text,
+            let text = match text {
+                Capped::Whole(text) => text,
                 // An error page cut short still says what it says; an answer cut short does not.
-                Ok(Capped::Cut(text)) if !status.is_success() => text,
-                Ok(Capped::Cut(_)) => {
+                Capped::Cut(text) if !status.is_success() => text,
+                Capped::Cut(_) => {
                     return Err(ApiError::Unexpected {
                         method,
                         path: path.to_owned(),
                         detail: format!("an answer longer than {ANSWER_LIMIT} bytes"),
-                    });
-                }
-                Err(source) => {
-                    // The body broke off: as a connection that broke after sending.
-                    if !last && resend == Resend::Idempotent {
-                        tracing::debug!(%method, path, error = %source, "retrying GitHub request");
-                        tokio::time::sleep(backoff).await;
-                        continue;
-                    }
-                    return Err(ApiError::Transport {
-                        method,
-                        path: path.to_owned(),
-                        source,
                     });
                 }
             };
