@@ -964,3 +964,39 @@ async fn app_reads_the_deployment_commits_file_only_where_the_server_allows_it()
         "the default branch's absent file ran a gate"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_gate_waits_out_a_store_that_refuses_writes_and_is_not_rejected() {
+    use sqlx::Connection as _;
+    let schema = Schema::create().await;
+    let service = accepting_service();
+    let setup = Setup::new(&deploy_file(&service.url, ""), ALLOW_LOCAL).await;
+    let relay = setup.relay(&schema.store_url());
+    request_gate(&relay, "delivery-outage", 120).await;
+    let requests = wait_for_requests(&service, 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The gate's records cannot be written for a while: the step's end, the answer's record.
+    let mut admin = sqlx::PgConnection::connect(&schema.store_url())
+        .await
+        .unwrap();
+    sqlx::query("ALTER TABLE hookgate_gate_records RENAME TO hookgate_gate_records_away")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    call_back(&relay, &requests[0], true, "passed during the outage").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        setup.github.answers().is_empty(),
+        "answered while the store refused writes"
+    );
+    sqlx::query("ALTER TABLE hookgate_gate_records_away RENAME TO hookgate_gate_records")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let answer = setup.answer(120, &relay).await;
+    assert_eq!(answer["state"], "approved", "{answer}");
+    assert!(relay.log().contains("the gate store failed; trying again"));
+    drop(admin);
+    drop(relay);
+    schema.drop_now().await;
+}
