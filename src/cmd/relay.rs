@@ -210,7 +210,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .context("cannot open the store")?;
     let app = hookgate_app::App::open(app_config, &config.store)
         .await
-        .context("cannot open the gate store")?;
+        .context("cannot start the GitHub App")?;
     hookgate_relay::serve_with(config, store, listener, shutdown_signal(), |slots| {
         app.extension(slots)
     })
@@ -247,7 +247,9 @@ fn app_config(args: &Args) -> anyhow::Result<Option<hookgate_app::AppConfig>> {
     };
     // The key is checked now, so a wrong one is a usage error and not a failure at the
     // first event.
-    hookgate_app::github::RepositoryApi::new(&identity, "check/key")
+    let rest = hookgate_app::github::RepositoryApi::shared_client(&identity)
+        .map_err(|err| anyhow::anyhow!("--github-api-url: {err}"))?;
+    hookgate_app::github::RepositoryApi::new(&identity, &rest, "check/key")
         .map_err(|err| anyhow::anyhow!("--github-app-key: {err}"))?;
     let settings = hookgate_app::GateSettings::load(
         args.gates_config.as_deref(),

@@ -29,7 +29,7 @@ use hookgate_github::client::ApiError;
 pub const MAX_STATUS_REPORTS: i64 = 10;
 
 /// The most gates one replica drives at once; more wait for a replica with room.
-pub const MAX_HELD: usize = 512;
+pub const MAX_HELD: usize = 2048;
 
 /// How long answered gates and their records are kept.
 const ANSWERED_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -133,7 +133,7 @@ async fn claim(app: &Arc<AppState>, held: &mut HashMap<String, Held>) {
     }
     let now = SystemTime::now();
     let until = now + app.lease;
-    let limit = i64::try_from(room.min(16)).unwrap_or(16);
+    let limit = i64::try_from(room.min(64)).unwrap_or(64);
     let gates = match app.store.claim(&app.owner, now, until, limit).await {
         Ok(gates) => gates,
         Err(err) => {
@@ -197,7 +197,7 @@ impl Decision {
 
 async fn drive(app: Arc<AppState>, gate: Gate) {
     let new = &gate.new;
-    let api = match RepositoryApi::new(&app.identity, &new.repository) {
+    let api = match app.github.get(&new.repository) {
         Ok(api) => api,
         Err(err) => {
             // Nothing can answer it: closed, so it is not taken again and again.
@@ -413,6 +413,7 @@ async fn decide(app: &Arc<AppState>, gate: &Gate, api: &RepositoryApi) -> Decisi
     };
     let masker = Masker::new();
     let runner = Runner::new(planned, settings)
+        .with_http_sender(app.http.clone())
         .with_masker(masker.clone())
         .with_mailbox(Arc::new(GateMailbox::new(
             app.slots.clone(),

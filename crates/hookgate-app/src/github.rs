@@ -36,6 +36,42 @@ impl std::fmt::Debug for AppIdentity {
     }
 }
 
+/// The App's GitHub clients, one per repository, kept while the relay runs: the gates of one
+/// repository share its installation token (an hour long, renewed when it nears its end)
+/// instead of asking GitHub for one each.
+pub struct RepositoryApis {
+    identity: AppIdentity,
+    rest: RestClient,
+    by_repository: std::sync::Mutex<std::collections::HashMap<String, RepositoryApi>>,
+}
+
+impl RepositoryApis {
+    /// No client yet, over one shared HTTP client.
+    pub fn new(identity: AppIdentity) -> Result<Self, String> {
+        let rest = RepositoryApi::shared_client(&identity)?;
+        Ok(RepositoryApis {
+            identity,
+            rest,
+            by_repository: std::sync::Mutex::default(),
+        })
+    }
+
+    /// The client for `repository` (`owner/name`).
+    pub fn get(&self, repository: &str) -> Result<RepositoryApi, String> {
+        let key = repository.to_ascii_lowercase();
+        let mut known = self
+            .by_repository
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(api) = known.get(&key) {
+            return Ok(api.clone());
+        }
+        let api = RepositoryApi::new(&self.identity, &self.rest, repository)?;
+        known.insert(key, api.clone());
+        Ok(api)
+    }
+}
+
 /// GitHub for one repository, as the App's installation there.
 #[derive(Clone)]
 pub struct RepositoryApi {
@@ -44,12 +80,20 @@ pub struct RepositoryApi {
 }
 
 impl RepositoryApi {
-    /// The API for `repository` (`owner/name`).
-    pub fn new(identity: &AppIdentity, repository: &str) -> Result<Self, String> {
+    /// The HTTP client for GitHub's API that every gate shares (one connection pool, one TLS
+    /// configuration).
+    pub fn shared_client(identity: &AppIdentity) -> Result<RestClient, String> {
+        RestClient::new(&identity.api_url, RetryPolicy::default()).map_err(|err| err.to_string())
+    }
+
+    /// The API for `repository` (`owner/name`), over `rest`, with its own installation tokens.
+    pub fn new(
+        identity: &AppIdentity,
+        rest: &RestClient,
+        repository: &str,
+    ) -> Result<Self, String> {
         let repository = Repository::parse(repository)
             .ok_or_else(|| format!("`{repository}` is not owner/name"))?;
-        let rest = RestClient::new(&identity.api_url, RetryPolicy::default())
-            .map_err(|err| err.to_string())?;
         let tokens = AppTokens::new(
             &identity.app_id,
             &identity.private_key,
@@ -58,7 +102,7 @@ impl RepositoryApi {
         )
         .map_err(|err| err.to_string())?;
         Ok(RepositoryApi {
-            client: GithubClient::new(rest, Arc::new(tokens)),
+            client: GithubClient::new(rest.clone(), Arc::new(tokens)),
             repository,
         })
     }

@@ -66,7 +66,6 @@ impl AppConfig {
 
 /// What the webhook route and the driver share.
 pub(crate) struct AppState {
-    pub(crate) identity: AppIdentity,
     pub(crate) webhook_secret: hookgate_auth::github::Secret,
     pub(crate) settings: GateSettings,
     pub(crate) store: Arc<GateStore>,
@@ -78,19 +77,49 @@ pub(crate) struct AppState {
     pub(crate) lease: Duration,
     pub(crate) claim_interval: Duration,
     pub(crate) report_interval: Duration,
+    /// GitHub's API: one HTTP client, and one installation token per repository.
+    pub(crate) github: github::RepositoryApis,
+    /// The gates' requests, one client for every gate, through the outbound policy.
+    pub(crate) http: hookgate_engine::request::HttpSender,
 }
 
 /// The App, its gate store open.
 pub struct App {
     config: AppConfig,
     store: Arc<GateStore>,
+    github: github::RepositoryApis,
+    http: hookgate_engine::request::HttpSender,
+}
+
+/// Why the App could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The gate store.
+    #[error(transparent)]
+    Store(#[from] GateStoreError),
+    /// An HTTP client could not be set up.
+    #[error("setting up the App's HTTP clients: {0}")]
+    Client(String),
 }
 
 impl App {
-    /// Opens the gate store in the database the relay's `--store` URL names.
-    pub async fn open(config: AppConfig, store_url: &str) -> Result<Self, GateStoreError> {
+    /// Opens the gate store in the database the relay's `--store` URL names, and sets up the
+    /// HTTP clients every gate shares.
+    pub async fn open(config: AppConfig, store_url: &str) -> Result<Self, AppError> {
+        let github =
+            github::RepositoryApis::new(config.identity.clone()).map_err(AppError::Client)?;
+        let http = hookgate_engine::request::HttpSender::guarded(
+            hookgate_engine::request::Timeouts::default(),
+            Some(config.settings.outbound.clone()),
+        )
+        .map_err(AppError::Client)?;
         let store = Arc::new(GateStore::open(store_url).await?);
-        Ok(App { config, store })
+        Ok(App {
+            config,
+            store,
+            github,
+            http,
+        })
     }
 
     /// The relay extension: `POST /github/webhook`, the gate metrics and the driver.
@@ -102,7 +131,6 @@ impl App {
         );
         tracing::info!(%owner, app_id = %self.config.identity.app_id, "GitHub App gates enabled");
         let state = Arc::new(AppState {
-            identity: self.config.identity,
             webhook_secret: self.config.webhook_secret,
             settings: self.config.settings,
             store: self.store,
@@ -113,6 +141,8 @@ impl App {
             lease: self.config.lease,
             claim_interval: self.config.claim_interval,
             report_interval: self.config.report_interval,
+            github: self.github,
+            http: self.http,
         });
         let router = Router::new()
             .route("/github/webhook", post(webhook::take))

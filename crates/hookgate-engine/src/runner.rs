@@ -146,6 +146,7 @@ pub struct Runner {
     reporters: Vec<Box<dyn Reporter>>,
     cancel: CancellationToken,
     journal: Option<Arc<dyn Journal>>,
+    sender: Option<HttpSender>,
 }
 
 impl Runner {
@@ -160,6 +161,7 @@ impl Runner {
             reporters: Vec::new(),
             cancel: CancellationToken::new(),
             journal: None,
+            sender: None,
         }
     }
 
@@ -198,6 +200,14 @@ impl Runner {
     /// been sent is sent again with the key it had.
     pub fn with_journal(mut self, journal: Arc<dyn Journal>) -> Self {
         self.journal = Some(journal);
+        self
+    }
+
+    /// Sends the run's requests with `sender` (shared with other runs: a server running many
+    /// gates keeps one connection pool) instead of one built from the settings' timeouts and
+    /// outbound policy.
+    pub fn with_http_sender(mut self, sender: HttpSender) -> Self {
+        self.sender = Some(sender);
         self
     }
 
@@ -247,11 +257,14 @@ impl Runner {
         for value in self.settings.secrets.values() {
             self.masker.add(value);
         }
-        let sender = HttpSender::guarded(
-            self.settings.request_timeouts,
-            self.settings.outbound.clone(),
-        )
-        .map_err(RunError::Client)?;
+        let sender = match self.sender {
+            Some(sender) => sender,
+            None => HttpSender::guarded(
+                self.settings.request_timeouts,
+                self.settings.outbound.clone(),
+            )
+            .map_err(RunError::Client)?,
+        };
         let (events, mut receiver) = mpsc::unbounded_channel::<Event>();
         let reporters = self.reporters;
         let reporting = tokio::spawn(async move {

@@ -79,25 +79,11 @@ async fn access_token() -> (StatusCode, Json<Value>) {
         .as_secs();
     (
         StatusCode::CREATED,
-        Json(json!({"token": format!("ghs_demo{seconds}"), "expires_at": rfc3339(seconds)})),
+        Json(json!({
+            "token": format!("ghs_demo{seconds}"),
+            "expires_at": humantime::format_rfc3339_seconds(expires).to_string(),
+        })),
     )
-}
-
-/// `seconds` since the epoch as an RFC 3339 instant (UTC).
-fn rfc3339(seconds: u64) -> String {
-    let days = seconds / 86_400;
-    let (hour, minute, second) = (seconds % 86_400 / 3600, seconds % 3600 / 60, seconds % 60);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = i64::try_from(days).unwrap_or(0) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z")
 }
 
 async fn contents(
