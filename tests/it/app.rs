@@ -197,6 +197,15 @@ impl Setup {
         )
     }
 
+    /// Starts a relay on a SQLite file, asks it for the gate of `run_id` to production and
+    /// waits for the answer.
+    async fn gate_answer(&self, delivery: &str, run_id: u64) -> (RelayProcess, Value) {
+        let relay = self.relay(&self.sqlite());
+        request_gate(&relay, delivery, run_id).await;
+        let answer = self.answer(run_id, &relay).await;
+        (relay, answer)
+    }
+
     /// Waits for the answer (approve or reject) of `run_id`.
     async fn answer(&self, run_id: u64, relay: &RelayProcess) -> Value {
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -363,9 +372,7 @@ async fn app_rejects_a_deployment_on_a_failed_poll() {
     });
     let extra = "    waitFor: poll\n    poll:\n      statusUrlResolution: getMethod\n      statusJsonPath: $.state\n      successStatuses: [SUCCEEDED]\n      terminalStatuses: [TERMINAL]\n      progressJsonPath: $.message\n      interval: 100ms\n";
     let setup = Setup::new(&deploy_file(&service.url, extra), ALLOW_LOCAL).await;
-    let relay = setup.relay(&setup.sqlite());
-    request_gate(&relay, "delivery-poll", 103).await;
-    let answer = setup.answer(103, &relay).await;
+    let (_relay, answer) = setup.gate_answer("delivery-poll", 103).await;
     assert_eq!(answer["state"], "rejected");
     let comment = answer["comment"].as_str().unwrap();
     assert!(comment.contains("TERMINAL"), "{comment}");
@@ -376,9 +383,7 @@ async fn app_rejects_a_deployment_on_a_failed_poll() {
 async fn app_rejects_a_deployment_whose_gate_times_out() {
     let service = accepting_service();
     let setup = Setup::new(&deploy_file(&service.url, "    timeout: 2s\n"), ALLOW_LOCAL).await;
-    let relay = setup.relay(&setup.sqlite());
-    request_gate(&relay, "delivery-timeout", 104).await;
-    let answer = setup.answer(104, &relay).await;
+    let (relay, answer) = setup.gate_answer("delivery-timeout", 104).await;
     assert_eq!(answer["state"], "rejected");
     let comment = answer["comment"].as_str().unwrap();
     assert!(comment.contains("timed_out"), "{comment}");
@@ -398,9 +403,7 @@ async fn app_rejects_a_deployment_past_the_servers_gate_timeout() {
         &format!("{ALLOW_LOCAL}timeout: 2s\n"),
     )
     .await;
-    let relay = setup.relay(&setup.sqlite());
-    request_gate(&relay, "delivery-gate-timeout", 112).await;
-    let answer = setup.answer(112, &relay).await;
+    let (relay, answer) = setup.gate_answer("delivery-gate-timeout", 112).await;
     assert_eq!(answer["state"], "rejected");
     let comment = answer["comment"].as_str().unwrap();
     assert!(comment.contains("the gate's time limit of 2s"), "{comment}");
@@ -654,9 +657,7 @@ async fn app_rejects_a_secret_the_repository_was_not_granted() {
         &format!("{ALLOW_LOCAL}secrets:\n  other/*: [API_TOKEN]\n"),
     )
     .await;
-    let relay = setup.relay(&setup.sqlite());
-    request_gate(&relay, "delivery-secret", 109).await;
-    let answer = setup.answer(109, &relay).await;
+    let (relay, answer) = setup.gate_answer("delivery-secret", 109).await;
     assert_eq!(answer["state"], "rejected");
     let comment = answer["comment"].as_str().unwrap();
     assert!(comment.contains("`API_TOKEN`"), "{comment}");
@@ -679,9 +680,7 @@ async fn app_masks_a_granted_secret_in_comments_and_logs() {
         &format!("{ALLOW_LOCAL}secrets:\n  acme/*: [API_TOKEN]\n"),
     )
     .await;
-    let relay = setup.relay(&setup.sqlite());
-    request_gate(&relay, "delivery-mask", 110).await;
-    let answer = setup.answer(110, &relay).await;
+    let (relay, answer) = setup.gate_answer("delivery-mask", 110).await;
     assert_eq!(answer["state"], "rejected");
     let requests = service.requests();
     assert_eq!(
@@ -704,9 +703,7 @@ async fn outbound_refusal(url: &str, gates_config: &str) -> String {
         gates_config,
     )
     .await;
-    let relay = setup.relay(&setup.sqlite());
-    request_gate(&relay, "delivery-ssrf", 111).await;
-    let answer = setup.answer(111, &relay).await;
+    let (_relay, answer) = setup.gate_answer("delivery-ssrf", 111).await;
     assert_eq!(answer["state"], "rejected");
     answer["comment"].as_str().unwrap().to_owned()
 }
@@ -782,9 +779,7 @@ async fn app_sends_at_most_ten_status_reports_per_gate() {
     });
     let extra = "    waitFor: poll\n    poll:\n      statusUrlResolution: getMethod\n      statusJsonPath: $.state\n      successStatuses: [SUCCEEDED]\n      progressJsonPath: $.message\n      interval: 50ms\n";
     let setup = Setup::new(&deploy_file(&service.url, extra), ALLOW_LOCAL).await;
-    let relay = setup.relay(&setup.sqlite());
-    request_gate(&relay, "delivery-reports", 114).await;
-    let answer = setup.answer(114, &relay).await;
+    let (_relay, answer) = setup.gate_answer("delivery-reports", 114).await;
     assert_eq!(answer["state"], "approved");
     assert!(
         service.requests().len() > 20,
@@ -837,9 +832,7 @@ async fn app_sends_its_answer_again_while_github_rate_limits_it() {
             .header("retry-after", "1"),
         );
     }
-    let relay = setup.relay(&setup.sqlite());
-    request_gate(&relay, "delivery-429", 115).await;
-    let answer = setup.answer(115, &relay).await;
+    let (_relay, answer) = setup.gate_answer("delivery-429", 115).await;
     assert_eq!(answer["state"], "approved");
     assert_eq!(setup.github.answers().len(), 1);
     let limited = setup
