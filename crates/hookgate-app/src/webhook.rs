@@ -1,8 +1,9 @@
 //! `POST /github/webhook`: GitHub's deliveries to the App. The signature
 //! (`X-Hub-Signature-256`, the App's webhook secret) is checked on the raw body before anything
 //! is parsed or stored: a missing or wrong one is 401 and nothing else happens. `ping` is
-//! answered; `deployment_protection_rule` (`requested`) becomes a gate, once per delivery id;
-//! every other event is acknowledged and ignored.
+//! answered; `deployment_protection_rule` (`requested`) becomes a gate, once per delivery id
+//! and per repository, environment, run and deployment; every other event is acknowledged and
+//! ignored.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
