@@ -45,6 +45,16 @@ start_and_wait_for_url() {
   return 1
 }
 
+# Waits until the relay at URL answers its health check; shows its LOG and stops if it never does.
+wait_for_health() {
+  local url=$1 log=$2
+  for _ in $(seq 1 100); do
+    "$hookgate" healthcheck --url "$url/healthz" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  "$hookgate" healthcheck --url "$url/healthz" || { cat "$log" >&2; exit 1; }
+}
+
 service_url=$(DEMO_CALLBACK_SECRET=$secret start_and_wait_for_url "$work/service.log" \
   target/debug/hookgate-demo-service "$hookgate")
 echo "test service listening on $service_url"
@@ -73,11 +83,7 @@ relay_url="http://127.0.0.1:$port"
 HOOKGATE_RELAY_TOKENS=$relay_token "$hookgate" relay --listen "127.0.0.1:$port" \
   --public-url "$relay_url" --store "sqlite:$work/relay.sqlite" >"$work/relay.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 1 100); do
-  "$hookgate" healthcheck --url "$relay_url/healthz" 2>/dev/null && break
-  sleep 0.1
-done
-"$hookgate" healthcheck --url "$relay_url/healthz" || { cat "$work/relay.log" >&2; exit 1; }
+wait_for_health "$relay_url" "$work/relay.log"
 echo "relay listening on $relay_url (SQLite file $work/relay.sqlite)"
 : >"$work/summary.md"
 : >"$work/output.txt"
@@ -121,11 +127,7 @@ HOOKGATE_GITHUB_APP_ID=1 HOOKGATE_GITHUB_APP_KEY=tests/vectors/github-app-test-k
   --store "sqlite:$work/app.sqlite" --github-api-url "$github_url" \
   --gates-config "$work/gates.yml" --gate-report-interval 1s >"$work/app.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 1 100); do
-  "$hookgate" healthcheck --url "$app_url/healthz" 2>/dev/null && break
-  sleep 0.1
-done
-"$hookgate" healthcheck --url "$app_url/healthz" || { cat "$work/app.log" >&2; exit 1; }
+wait_for_health "$app_url" "$work/app.log"
 echo "the App's relay listening on $app_url (POST /github/webhook)"
 echo
 echo "GitHub: a job deploying to production starts, and to production-eu:"

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::fake_github::{FakeGithub, INSTALLATION_ID, app_private_key};
+use crate::fake_github::{FakeGithub, INSTALLATION_ID, Scripted, app_private_key};
 use crate::relay::{PUBLIC_URL, RelayProcess, Schema};
 use crate::support::{Reply, TestServer};
 
@@ -131,10 +131,15 @@ async fn deliver(
     request.body(bytes).send().await.unwrap().status()
 }
 
+/// Sends `event` as a signed `deployment_protection_rule` delivery.
+async fn deliver_event(relay: &RelayProcess, delivery: &str, event: &Value) -> StatusCode {
+    deliver(relay, delivery, "deployment_protection_rule", event, None).await
+}
+
 /// Sends a signed event asking for the gate of run `run_id` to production.
 async fn request_gate(relay: &RelayProcess, delivery: &str, run_id: u64) -> StatusCode {
     let event = protection_event(run_id, "production");
-    deliver(relay, delivery, "deployment_protection_rule", &event, None).await
+    deliver_event(relay, delivery, &event).await
 }
 
 /// Everything one App test needs.
@@ -229,6 +234,22 @@ impl Setup {
     }
 }
 
+/// A gate that calls a service answering 200 at once (`waitFor: none`), with a GitHub that
+/// answers the next `times` protection-rule reviews (status reports and answers alike) with
+/// `refusal`.
+async fn github_refusing_reviews(times: usize, refusal: Scripted) -> (TestServer, Setup) {
+    let service = TestServer::start(|_, _| Reply::status(200));
+    let setup = Setup::new(
+        &deploy_file(&service.url, "    waitFor: none\n"),
+        ALLOW_LOCAL,
+    )
+    .await;
+    for _ in 0..times {
+        setup.github.script(refusal.clone());
+    }
+    (service, setup)
+}
+
 /// Allows the test service on 127.0.0.1 (the policy refuses loopback otherwise).
 const ALLOW_LOCAL: &str = "allowOutbound: [127.0.0.1]\n";
 
@@ -267,6 +288,18 @@ async fn call_back(
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::ACCEPTED);
+}
+
+/// The comment of an answer that must be a rejection.
+fn rejection(answer: &Value) -> &str {
+    assert_eq!(answer["state"], "rejected", "{answer}");
+    answer["comment"].as_str().unwrap()
+}
+
+/// Fails unless the relay's metrics have the line `line`.
+async fn assert_metric(relay: &RelayProcess, line: &str) {
+    let text = metrics(relay).await;
+    assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
 }
 
 async fn metrics(relay: &RelayProcess) -> String {
@@ -352,16 +385,11 @@ async fn app_rejects_a_deployment_on_a_failed_callback() {
     let requests = wait_for_requests(&service, 1);
     call_back(&relay, &requests[0], false, "3 smoke tests failed").await;
     let answer = setup.answer(102, &relay).await;
-    assert_eq!(answer["state"], "rejected");
-    let comment = answer["comment"].as_str().unwrap();
+    let comment = rejection(&answer);
     assert!(comment.contains("`smoke`: failure"), "{comment}");
     assert!(comment.contains("3 smoke tests failed"), "{comment}");
     setup.github.assert_no_problems();
-    assert!(
-        metrics(&relay)
-            .await
-            .contains("hookgate_gates_rejected_total 1")
-    );
+    assert_metric(&relay, "hookgate_gates_rejected_total 1").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -373,8 +401,7 @@ async fn app_rejects_a_deployment_on_a_failed_poll() {
     let extra = "    waitFor: poll\n    poll:\n      statusUrlResolution: getMethod\n      statusJsonPath: $.state\n      successStatuses: [SUCCEEDED]\n      terminalStatuses: [TERMINAL]\n      progressJsonPath: $.message\n      interval: 100ms\n";
     let setup = Setup::new(&deploy_file(&service.url, extra), ALLOW_LOCAL).await;
     let (_relay, answer) = setup.gate_answer("delivery-poll", 103).await;
-    assert_eq!(answer["state"], "rejected");
-    let comment = answer["comment"].as_str().unwrap();
+    let comment = rejection(&answer);
     assert!(comment.contains("TERMINAL"), "{comment}");
     setup.github.assert_no_problems();
 }
@@ -384,15 +411,10 @@ async fn app_rejects_a_deployment_whose_gate_times_out() {
     let service = accepting_service();
     let setup = Setup::new(&deploy_file(&service.url, "    timeout: 2s\n"), ALLOW_LOCAL).await;
     let (relay, answer) = setup.gate_answer("delivery-timeout", 104).await;
-    assert_eq!(answer["state"], "rejected");
-    let comment = answer["comment"].as_str().unwrap();
+    let comment = rejection(&answer);
     assert!(comment.contains("timed_out"), "{comment}");
     assert!(comment.contains("no result within"), "{comment}");
-    assert!(
-        metrics(&relay)
-            .await
-            .contains("hookgate_gates_timed_out_total 1")
-    );
+    assert_metric(&relay, "hookgate_gates_timed_out_total 1").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -404,14 +426,9 @@ async fn app_rejects_a_deployment_past_the_servers_gate_timeout() {
     )
     .await;
     let (relay, answer) = setup.gate_answer("delivery-gate-timeout", 112).await;
-    assert_eq!(answer["state"], "rejected");
-    let comment = answer["comment"].as_str().unwrap();
+    let comment = rejection(&answer);
     assert!(comment.contains("the gate's time limit of 2s"), "{comment}");
-    assert!(
-        metrics(&relay)
-            .await
-            .contains("hookgate_gates_timed_out_total 1")
-    );
+    assert_metric(&relay, "hookgate_gates_timed_out_total 1").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -496,37 +513,16 @@ async fn app_runs_a_redelivered_event_once() {
     let relay = setup.relay(&setup.sqlite());
     let event = protection_event(106, "production");
     assert_eq!(
-        deliver(
-            &relay,
-            "delivery-again",
-            "deployment_protection_rule",
-            &event,
-            None
-        )
-        .await,
+        deliver_event(&relay, "delivery-again", &event).await,
         StatusCode::ACCEPTED
     );
     assert_eq!(
-        deliver(
-            &relay,
-            "delivery-again",
-            "deployment_protection_rule",
-            &event,
-            None
-        )
-        .await,
+        deliver_event(&relay, "delivery-again", &event).await,
         StatusCode::OK
     );
     let requests = wait_for_requests(&service, 1);
     assert_eq!(
-        deliver(
-            &relay,
-            "delivery-again",
-            "deployment_protection_rule",
-            &event,
-            None
-        )
-        .await,
+        deliver_event(&relay, "delivery-again", &event).await,
         StatusCode::OK
     );
     call_back(&relay, &requests[0], true, "ok").await;
@@ -586,26 +582,12 @@ async fn app_two_replicas_on_postgres_drive_a_gate_once() {
     let mut second = setup.relay(&schema.store_url());
     let event = protection_event(108, "production");
     assert_eq!(
-        deliver(
-            &first,
-            "delivery-replicas",
-            "deployment_protection_rule",
-            &event,
-            None
-        )
-        .await,
+        deliver_event(&first, "delivery-replicas", &event).await,
         StatusCode::ACCEPTED
     );
     // GitHub redelivers to the other replica behind the load balancer: still one gate.
     assert_eq!(
-        deliver(
-            &second,
-            "delivery-replicas",
-            "deployment_protection_rule",
-            &event,
-            None
-        )
-        .await,
+        deliver_event(&second, "delivery-replicas", &event).await,
         StatusCode::OK
     );
     let requests = wait_for_requests(&service, 1);
@@ -658,8 +640,7 @@ async fn app_rejects_a_secret_the_repository_was_not_granted() {
     )
     .await;
     let (relay, answer) = setup.gate_answer("delivery-secret", 109).await;
-    assert_eq!(answer["state"], "rejected");
-    let comment = answer["comment"].as_str().unwrap();
+    let comment = rejection(&answer);
     assert!(comment.contains("`API_TOKEN`"), "{comment}");
     assert!(comment.contains("not granted to acme/web"), "{comment}");
     assert!(service.requests().is_empty());
@@ -812,26 +793,16 @@ async fn app_refuses_an_oversized_delivery() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn app_sends_its_answer_again_while_github_rate_limits_it() {
-    use crate::fake_github::Scripted;
-    let service = TestServer::start(|_, _| Reply::status(200));
-    let setup = Setup::new(
-        &deploy_file(&service.url, "    waitFor: none\n"),
-        ALLOW_LOCAL,
-    )
-    .await;
     // The status report meets four of them (the client's attempts), the answer's first send
     // the next four, and its second send the last one.
-    for _ in 0..9 {
-        setup.github.script(
-            Scripted::new(
-                "POST",
-                "/deployment_protection_rule",
-                429,
-                json!({"message": "You have exceeded a secondary rate limit"}),
-            )
-            .header("retry-after", "1"),
-        );
-    }
+    let refusal = Scripted::new(
+        "POST",
+        "/deployment_protection_rule",
+        429,
+        json!({"message": "You have exceeded a secondary rate limit"}),
+    )
+    .header("retry-after", "1");
+    let (_service, setup) = github_refusing_reviews(9, refusal).await;
     let (_relay, answer) = setup.gate_answer("delivery-429", 115).await;
     assert_eq!(answer["state"], "approved");
     assert_eq!(setup.github.answers().len(), 1);
@@ -877,22 +848,14 @@ async fn app_gate_killed_while_its_request_is_in_flight_sends_it_again_with_the_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn app_gate_killed_after_deciding_sends_its_answer_once_without_running_again() {
-    use crate::fake_github::Scripted;
-    let service = TestServer::start(|_, _| Reply::status(200));
-    let setup = Setup::new(
-        &deploy_file(&service.url, "    waitFor: none\n"),
-        ALLOW_LOCAL,
-    )
-    .await;
     // GitHub answers 502 for a while: the status report and the answer meet them.
-    for _ in 0..8 {
-        setup.github.script(Scripted::new(
-            "POST",
-            "/deployment_protection_rule",
-            502,
-            json!({"message": "Server Error"}),
-        ));
-    }
+    let failure = Scripted::new(
+        "POST",
+        "/deployment_protection_rule",
+        502,
+        json!({"message": "Server Error"}),
+    );
+    let (service, setup) = github_refusing_reviews(8, failure).await;
     let store = setup.sqlite();
     let mut relay = setup.relay(&store);
     request_gate(&relay, "delivery-decided", 117).await;
@@ -946,8 +909,7 @@ async fn app_reads_the_deployment_commits_file_only_where_the_server_allows_it()
     let relay = other.relay(&other.sqlite());
     request_gate(&relay, "delivery-default", 119).await;
     let answer = other.answer(119, &relay).await;
-    assert_eq!(answer["state"], "rejected");
-    let comment = answer["comment"].as_str().unwrap();
+    let comment = rejection(&answer);
     assert!(
         comment.contains("no deployment file `deploy.yml` in acme/web on the default branch"),
         "{comment}"

@@ -100,10 +100,6 @@ async fn renew(app: &Arc<AppState>, held: &mut HashMap<String, Held>) {
     let mut lost = Vec::new();
     for (delivery, gate) in held.iter_mut() {
         let now = SystemTime::now();
-        if now >= gate.lease_until {
-            lost.push(delivery.clone());
-            continue;
-        }
         let left = gate.lease_until.duration_since(now).unwrap_or_default();
         if left > app.lease * 2 / 3 {
             continue;

@@ -28,7 +28,6 @@ const SCHEMA: [&str; 3] = [
         environment TEXT NOT NULL,
         run_id BIGINT NOT NULL,
         deployment_id BIGINT NOT NULL,
-        installation_id BIGINT NOT NULL,
         event TEXT NOT NULL,
         received_at BIGINT NOT NULL,
         deadline BIGINT NOT NULL,
@@ -106,8 +105,6 @@ pub struct NewGate {
     pub run_id: i64,
     /// The deployment (`deployment.id`; 0 when the event names none).
     pub deployment_id: i64,
-    /// The App's installation.
-    pub installation_id: i64,
     /// The event's JSON.
     pub event: String,
     /// When it arrived.
@@ -127,8 +124,6 @@ pub struct Gate {
     pub comment: Option<String>,
     /// How many times a replica took it (more than one: it was resumed).
     pub takes: i64,
-    /// How many status reports were sent.
-    pub reports: i64,
 }
 
 type GateRow = (
@@ -137,19 +132,17 @@ type GateRow = (
     String,
     i64,
     i64,
-    i64,
     String,
     i64,
     i64,
     Option<String>,
     Option<String>,
     i64,
-    i64,
 );
 
 fn gate_of(row: GateRow) -> Gate {
-    let (delivery, repository, environment, run_id, deployment_id, installation_id, event) =
-        (row.0, row.1, row.2, row.3, row.4, row.5, row.6);
+    let (delivery, repository, environment, run_id, deployment_id, event) =
+        (row.0, row.1, row.2, row.3, row.4, row.5);
     Gate {
         new: NewGate {
             delivery,
@@ -157,15 +150,13 @@ fn gate_of(row: GateRow) -> Gate {
             environment,
             run_id,
             deployment_id,
-            installation_id,
             event,
-            received_at: from_millis(row.7),
-            deadline: from_millis(row.8),
+            received_at: from_millis(row.6),
+            deadline: from_millis(row.7),
         },
-        answer: row.9,
-        comment: row.10,
-        takes: row.11,
-        reports: row.12,
+        answer: row.8,
+        comment: row.9,
+        takes: row.10,
     }
 }
 
@@ -266,15 +257,14 @@ impl GateStore {
 
     /// Stores a new gate; `false` when a gate with its delivery id exists (a redelivery).
     pub async fn insert(&self, gate: &NewGate) -> Result<bool, GateStoreError> {
-        let sql = "INSERT INTO hookgate_gates (delivery, repository, environment, run_id, deployment_id, installation_id, event, received_at, deadline, state)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'open') ON CONFLICT DO NOTHING";
+        let sql = "INSERT INTO hookgate_gates (delivery, repository, environment, run_id, deployment_id, event, received_at, deadline, state)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'open') ON CONFLICT DO NOTHING";
         let inserted = on_pool!(self, |pool| sqlx::query(sql)
             .bind(&gate.delivery)
             .bind(&gate.repository)
             .bind(&gate.environment)
             .bind(gate.run_id)
             .bind(gate.deployment_id)
-            .bind(gate.installation_id)
             .bind(&gate.event)
             .bind(to_millis(gate.received_at))
             .bind(to_millis(gate.deadline))
@@ -298,7 +288,7 @@ impl GateStore {
                                 WHERE state = 'open' AND lease_until < $3
                                 ORDER BY received_at LIMIT $4)
                AND state = 'open' AND lease_until < $3
-             RETURNING delivery, repository, environment, run_id, deployment_id, installation_id, event, received_at, deadline, answer, comment, takes, reports";
+             RETURNING delivery, repository, environment, run_id, deployment_id, event, received_at, deadline, answer, comment, takes";
         let rows: Vec<GateRow> = on_pool!(self, |pool| sqlx::query_as(sql)
             .bind(owner)
             .bind(to_millis(until))

@@ -202,7 +202,9 @@ pub fn parse_event(
     let repository = text("/repository/full_name")?;
     let environment = text("/environment")?;
     let callback = text("/deployment_callback_url")?;
-    let installation_id = payload
+    // The installation is found from the repository when a token is needed; an event without
+    // one is not GitHub's.
+    payload
         .pointer("/installation/id")
         .and_then(Value::as_i64)
         .ok_or("the event has no `installation.id`")?;
@@ -237,7 +239,6 @@ pub fn parse_event(
         environment: environment.to_owned(),
         run_id,
         deployment_id,
-        installation_id,
         event: payload.to_string(),
         received_at,
         deadline,

@@ -507,7 +507,19 @@ async fn run_step(
     why_cancelled: &(dyn Fn() -> String + Send + Sync),
     steps_before: &Value,
 ) -> StepOutcome {
-    if let Some(outcome) = finished_before(shared, info).await {
+    // What an earlier attempt of this run wrote down for the step, read once.
+    let recalled = match &shared.journal {
+        Some(journal) => journal.recall(&info.name).await,
+        None => Ok(None),
+    };
+    if let Ok(Some(StepRecord::Finished {
+        conclusion,
+        message,
+        outputs,
+        result,
+    })) = recalled
+    {
+        let outcome = finished_before(shared, info, conclusion, message, outputs, result);
         shared.finish(info, &outcome);
         return outcome;
     }
@@ -519,10 +531,23 @@ async fn run_step(
             Duration::ZERO,
         ),
         PlannedStep::Pause { duration } => {
+            if let Err(err) = &recalled {
+                tracing::warn!(step = %info.name, error = %err, "cannot read the step's journal");
+            }
             run_pause(shared, info, *duration, cancel, why_cancelled).await
         }
         PlannedStep::Webhook(call) => {
-            run_webhook(shared, info, call, cancel, why_cancelled, steps_before).await
+            let recalled = recalled.map_err(StepError::Journal);
+            run_webhook(
+                shared,
+                info,
+                call,
+                cancel,
+                why_cancelled,
+                steps_before,
+                recalled,
+            )
+            .await
         }
     };
     // Outcomes leave the engine (events, the report) with secret values masked.
@@ -555,26 +580,16 @@ async fn run_step(
     outcome
 }
 
-/// The outcome of a step that ended in an earlier attempt of this run, from the journal; its
-/// result goes back into `steps[...]`.
-async fn finished_before(shared: &Shared, info: &StepInfo) -> Option<StepOutcome> {
-    let journal = shared.journal.as_deref()?;
-    let recalled = match journal.recall(&info.name).await {
-        Ok(recalled) => recalled,
-        Err(err) => {
-            tracing::warn!(step = %info.name, error = %err, "cannot read the step's journal");
-            None
-        }
-    };
-    let Some(StepRecord::Finished {
-        conclusion,
-        message,
-        outputs,
-        result,
-    }) = recalled
-    else {
-        return None;
-    };
+/// The outcome of a step that ended in an earlier attempt of this run, as the journal holds
+/// it; its result goes back into `steps[...]`.
+fn finished_before(
+    shared: &Shared,
+    info: &StepInfo,
+    conclusion: Conclusion,
+    message: String,
+    outputs: std::collections::BTreeMap<String, String>,
+    result: Value,
+) -> StepOutcome {
     if !result.is_null() {
         shared
             .results
@@ -582,10 +597,10 @@ async fn finished_before(shared: &Shared, info: &StepInfo) -> Option<StepOutcome
             .unwrap_or_else(PoisonError::into_inner)
             .insert(info.name.clone(), result);
     }
-    Some(StepOutcome {
+    StepOutcome {
         outputs,
         ..StepOutcome::new(conclusion, message, None, Duration::ZERO)
-    })
+    }
 }
 
 async fn run_pause(
@@ -647,6 +662,7 @@ async fn run_webhook(
     cancel: &CancellationToken,
     why_cancelled: &(dyn Fn() -> String + Send + Sync),
     steps_before: &Value,
+    recalled: Result<Option<StepRecord>, StepError>,
 ) -> StepOutcome {
     let started_at = SystemTime::now();
     let start = Instant::now();
@@ -692,7 +708,7 @@ async fn run_webhook(
     });
     let deadline_at = SystemTime::now() + deadline.saturating_duration_since(Instant::now());
     let ended = tokio::select! {
-        result = execute(shared, info, call, &state, deadline_at) => {
+        result = execute(shared, info, call, &state, deadline_at, recalled) => {
             Some(result.unwrap_or_else(|err| (Conclusion::Failure, err.to_string())))
         }
         () = tokio::time::sleep_until(deadline) => None,
@@ -850,6 +866,7 @@ async fn execute(
     call: &WebhookCall,
     state: &Mutex<StepState>,
     deadline: SystemTime,
+    recalled: Result<Option<StepRecord>, StepError>,
 ) -> Result<(Conclusion, String), StepError> {
     // `networkMode: remoteNetworkAgent` is called directly too: the machine this runs on plays
     // the agent's part (validation warns about it).
@@ -867,13 +884,7 @@ async fn execute(
     };
 
     let vars = lock(state).vars.clone();
-    let recalled = match &shared.journal {
-        Some(journal) => journal
-            .recall(&info.name)
-            .await
-            .map_err(StepError::Journal)?,
-        None => None,
-    };
+    let recalled = recalled?;
     let idempotency_key = match &recalled {
         Some(StepRecord::Sending { idempotency_key })
         | Some(StepRecord::Answered {
